@@ -1,0 +1,13 @@
+"""cdrq: telephone call detail records into Polars, queried like the PBX.
+
+>>> import cdrq
+>>> df = cdrq.read(b"1,,6039,6011,from-internal,x,c,d,Dial,,2015-11-10 17:58:47,,2015-11-10 17:58:51,4,0,"
+...                b"NO ANSWER,DOCUMENTATION,1.1,Internal,6039,6011,s")
+>>> df.select("AcctId", "src", "duration").row(0)
+(1, '6039', 4)
+"""
+
+from cdrq._core import CdrqError, ParseError, QueryError, __version__
+from cdrq.read import FORMATS, read
+
+__all__ = ["FORMATS", "CdrqError", "ParseError", "QueryError", "__version__", "read"]

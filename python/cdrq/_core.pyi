@@ -1,0 +1,39 @@
+"""The Rust extension. Use the public functions of :mod:`cdrq` instead."""
+
+from typing import Any
+
+__version__: str
+
+class CdrqError(ValueError):
+    """Every error cdrq raises."""
+
+class ParseError(CdrqError):
+    """A record that cannot be read."""
+
+    source: str
+    line: int
+    column: int
+    reason: str
+    raw: str
+
+class QueryError(CdrqError):
+    """A query that cannot be compiled."""
+
+class ArrowStream:
+    """A one-shot Arrow PyCapsule stream of record batches."""
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> Any: ...
+    def __len__(self) -> int: ...
+
+def read(
+    source: str | bytes,
+    *,
+    name: str | None = None,
+    format: str = "auto",
+    threads: int | None = None,
+    on_error: str = "raise",
+    tz_label: str | None = None,
+) -> tuple[ArrowStream, list[tuple[str, int, int, str, str]]]:
+    """Read one source (a path, or the bytes) into Arrow batches and rejects."""
+
+def is_debug_build() -> bool: ...

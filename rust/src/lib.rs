@@ -1,0 +1,10 @@
+//! cdrq's core: PBX call detail records → Apache Arrow, and the pattern and
+//! query compiler. Everything outside `py` is plain Rust; `py` (feature
+//! `python`) is the only place that knows about Python.
+
+pub mod error;
+pub mod read;
+pub mod schema;
+
+#[cfg(feature = "python")]
+mod py;

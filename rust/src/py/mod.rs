@@ -1,0 +1,105 @@
+//! The `cdrq._core` extension: extract arguments, run the core with the GIL
+//! released, wrap the result. No logic lives here.
+
+mod arrow_export;
+mod errors;
+
+use std::panic::{AssertUnwindSafe, RefUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use arrow_buffer::Buffer;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyString};
+
+use crate::error::Error;
+use crate::read::{Format, Input, OnError, ReadOptions};
+use arrow_export::ArrowStream;
+use errors::{CdrqError, ParseError, QueryError, panic_error, to_pyerr};
+
+/// Keeps a Python `bytes` alive while Arrow buffers point into it.
+struct BytesOwner(#[allow(dead_code)] Py<PyBytes>);
+// `bytes` is immutable; the owner only ever drops its reference.
+impl RefUnwindSafe for BytesOwner {}
+
+/// One rejected record: (source, line, column, reason, raw).
+type RejectRow = (String, u64, u64, String, String);
+
+/// Reads one source: a path (`str`) or the bytes themselves. Returns the
+/// batches as an Arrow stream and the rejected records.
+#[pyfunction]
+#[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None))]
+fn read(
+    py: Python<'_>,
+    source: &Bound<'_, PyAny>,
+    name: Option<String>,
+    format: &str,
+    threads: Option<usize>,
+    on_error: &str,
+    tz_label: Option<String>,
+) -> PyResult<(ArrowStream, Vec<RejectRow>)> {
+    let format = Format::parse(format).ok_or_else(|| {
+        CdrqError::new_err(format!(
+            "unknown format {format:?}; expected auto, ucm-csv, ucm-json, ucm-xml, ucm-webui-csv or portsip-json"
+        ))
+    })?;
+    let on_error = match on_error {
+        "raise" => OnError::Raise,
+        "collect" => OnError::Collect,
+        other => {
+            return Err(CdrqError::new_err(format!("on_error must be 'raise' or 'collect', not {other:?}")));
+        }
+    };
+    let options = ReadOptions { threads, on_error, tz: tz_label };
+
+    enum Source {
+        Path(PathBuf),
+        Bytes(Input),
+    }
+    let source = if let Ok(bytes) = source.cast::<PyBytes>() {
+        let data = bytes.as_bytes();
+        let ptr = NonNull::new(data.as_ptr().cast_mut()).unwrap_or(NonNull::dangling());
+        let owner = Arc::new(BytesOwner(bytes.clone().unbind()));
+        // SAFETY: the owner keeps the immutable `bytes` object alive.
+        let data = unsafe { Buffer::from_custom_allocation(ptr, data.len(), owner) };
+        Source::Bytes(Input { name: name.unwrap_or_else(|| "<bytes>".into()), data })
+    } else if let Ok(path) = source.cast::<PyString>() {
+        Source::Path(PathBuf::from(path.to_str()?))
+    } else {
+        return Err(CdrqError::new_err("source must be a path (str) or bytes"));
+    };
+
+    let result = py.detach(|| {
+        catch_unwind(AssertUnwindSafe(|| {
+            let input = match source {
+                Source::Path(path) => Input::from_path(&path)?,
+                Source::Bytes(input) => input,
+            };
+            crate::read::read(&input, format, &options)
+        }))
+        .unwrap_or_else(|panic| Err(panic_error(panic)))
+    });
+    let output = result.map_err(|e: Error| to_pyerr(py, e))?;
+    let rejects = output.rejects.into_iter().map(|r| (r.source, r.line, r.column, r.reason, r.raw)).collect();
+    Ok((ArrowStream::new(output.schema, output.batches), rejects))
+}
+
+/// Whether this extension was built without optimisations.
+#[pyfunction]
+fn is_debug_build() -> bool {
+    cfg!(debug_assertions)
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_function(wrap_pyfunction!(read, m)?)?;
+    m.add_function(wrap_pyfunction!(is_debug_build, m)?)?;
+    m.add_class::<ArrowStream>()?;
+    m.add("CdrqError", py.get_type::<CdrqError>())?;
+    m.add("ParseError", py.get_type::<ParseError>())?;
+    m.add("QueryError", py.get_type::<QueryError>())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Column builders: values of one chunk of records → Arrow arrays.
+//!
+//! Text columns are StringView arrays whose long values point straight into
+//! the input buffer (buffer 0, usually a memory-mapped file), so most strings
+//! are never copied; values that had to be decoded (`""` escapes, a rejoined
+//! `lastdata`) live in a per-chunk scratch buffer (buffer 1).
+
+use std::sync::Arc;
+
+use arrow_array::builder::make_view;
+use arrow_array::types::TimestampMicrosecondType;
+use arrow_array::{ArrayRef, Int64Array, PrimitiveArray, StringViewArray};
+use arrow_buffer::{Buffer, NullBufferBuilder};
+
+use crate::schema::ColumnType;
+
+/// Buffer index of the input bytes in every text column of a chunk.
+pub const INPUT_BUFFER: u32 = 0;
+/// Buffer index of the chunk's decoded values.
+pub const SCRATCH_BUFFER: u32 = 1;
+
+/// One column of a chunk under construction.
+pub enum ColumnBuilder {
+    Text { views: Vec<u128>, nulls: NullBufferBuilder },
+    Int { values: Vec<i64>, nulls: NullBufferBuilder },
+    Timestamp { values: Vec<i64>, nulls: NullBufferBuilder },
+}
+
+impl ColumnBuilder {
+    pub fn new(ty: ColumnType, capacity: usize) -> Self {
+        let nulls = NullBufferBuilder::new(capacity);
+        match ty {
+            ColumnType::Text => Self::Text { views: Vec::with_capacity(capacity), nulls },
+            ColumnType::Int => Self::Int { values: Vec::with_capacity(capacity), nulls },
+            ColumnType::Timestamp => Self::Timestamp { values: Vec::with_capacity(capacity), nulls },
+        }
+    }
+
+    #[inline]
+    pub fn push_null(&mut self) {
+        match self {
+            Self::Text { views, nulls } => {
+                views.push(0);
+                nulls.append_null();
+            }
+            Self::Int { values, nulls } | Self::Timestamp { values, nulls } => {
+                values.push(0);
+                nulls.append_null();
+            }
+        }
+    }
+
+    /// Appends a text value stored at `offset` of buffer `buffer`.
+    #[inline]
+    pub fn push_text(&mut self, bytes: &[u8], buffer: u32, offset: usize) {
+        if let Self::Text { views, nulls } = self {
+            views.push(make_view(bytes, buffer, offset as u32));
+            nulls.append_non_null();
+        }
+    }
+
+    /// Appends an integer or a timestamp in microseconds.
+    #[inline]
+    pub fn push_i64(&mut self, v: i64) {
+        if let Self::Int { values, nulls } | Self::Timestamp { values, nulls } = self {
+            values.push(v);
+            nulls.append_non_null();
+        }
+    }
+
+    /// Builds the array; text views refer to `buffers` (input, scratch).
+    pub fn finish(self, buffers: &Arc<[Buffer]>, tz: Option<&str>) -> ArrayRef {
+        match self {
+            Self::Text { views, mut nulls } => {
+                // SAFETY: every view was made by `make_view` from a UTF-8
+                // value (the input is validated per chunk or per record)
+                // lying at the recorded offset of the recorded buffer.
+                Arc::new(unsafe {
+                    StringViewArray::new_unchecked(views.into(), Arc::clone(buffers), nulls.finish())
+                })
+            }
+            Self::Int { values, mut nulls } => Arc::new(Int64Array::new(values.into(), nulls.finish())),
+            Self::Timestamp { values, mut nulls } => Arc::new(
+                PrimitiveArray::<TimestampMicrosecondType>::new(values.into(), nulls.finish())
+                    .with_timezone_opt(tz.map(Arc::<str>::from)),
+            ),
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! The Grandstream UCM CDR API CSV reader.
+//!
+//! ADVICE FOR HACKERS — each quirk below is pinned by a sample in
+//! `tests/samples/` and must keep working together with the others:
+//! - fw 1.0.2.5 (`ucm6510-fw1.0.2.5-cdrapi.csv`) writes a 22-name header and
+//!   leaves `lastdata` unquoted, so `SIP/5301,60,` yields 24 fields under 22
+//!   names. A record with more fields than names takes the fields before
+//!   `lastdata` from the front, those after it from the back, and joins the
+//!   middle with `,` (see [`Layout`]).
+//! - fw ≥ 1.0.11 (`ucm6xxx-fw1.0.11-cdrapi.csv`) writes no header, quotes
+//!   `lastdata`, writes 31 fields (the 32 JSON keys less `dstchanext`) and
+//!   ends the line with `, ` — a whitespace-only last field, read as empty.
+//! - `clid` is written `"pn01" <5300>`: a quoted token followed by text, kept
+//!   verbatim (see [`super::split`]).
+//! - Records are split into chunks at line starts and parsed in parallel; a
+//!   chunk that turns out to start inside a quoted field is parsed again from
+//!   where its predecessor really ended, so the result is the one-thread
+//!   result exactly.
+
+use std::sync::Arc;
+
+use arrow_array::builder::make_view;
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringViewArray};
+use arrow_buffer::Buffer;
+use arrow_schema::SchemaRef;
+use rayon::prelude::*;
+
+use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER};
+use super::split::{FieldKind, FieldSpan, skip_blank_lines, split_record, unescape_into};
+use super::values::{Timestamp, parse_int, parse_timestamp};
+use super::{Input, OnError, ReadOptions, ReadOutput};
+use crate::error::{Error, Reject, Result};
+use crate::schema::{self, BASE_COLUMNS, ColumnType};
+
+/// Index of `dstchanext` in [`BASE_COLUMNS`]: the field fw 1.0.11 omits.
+const DSTCHANEXT: usize = 26;
+/// Index of `lastdata` in [`BASE_COLUMNS`].
+const LASTDATA: usize = 9;
+
+/// How the fields of a record map to output columns.
+#[derive(Clone, Debug)]
+struct Layout {
+    /// Output column of each field position.
+    columns: Vec<usize>,
+    /// Field position of `lastdata`, which may hold unquoted commas.
+    lastdata: Option<usize>,
+}
+
+impl Layout {
+    fn headerless(n: usize) -> Self {
+        let columns: Vec<usize> = match n {
+            22 => (0..22).collect(),
+            31 => (0..32).filter(|&i| i != DSTCHANEXT).collect(),
+            _ => (0..32).collect(),
+        };
+        Self { columns, lastdata: Some(LASTDATA) }
+    }
+}
+
+/// The layouts of one file.
+struct FileLayout {
+    /// From the header, or from the first record's field count.
+    primary: Layout,
+    has_header: bool,
+    /// Headerless only: rows of another firmware's exact width.
+    other_widths: Vec<Layout>,
+}
+
+impl FileLayout {
+    /// The layout of a record of `n` fields, and whether the `lastdata`
+    /// rule applies.
+    fn for_record(&self, n: usize) -> Option<(&Layout, bool)> {
+        let m = self.primary.columns.len();
+        if n == m {
+            Some((&self.primary, false))
+        } else if n > m && self.primary.lastdata.is_some() {
+            Some((&self.primary, true))
+        } else {
+            self.other_widths.iter().find(|l| l.columns.len() == n).map(|l| (l, false))
+        }
+    }
+
+    fn expected(&self) -> String {
+        if self.has_header {
+            format!(
+                "{} fields as in the header (more only with an unquoted lastdata)",
+                self.primary.columns.len()
+            )
+        } else {
+            "22, 31 or 32 fields (more only with an unquoted lastdata)".to_string()
+        }
+    }
+}
+
+/// A value assigned to an output column for one record.
+#[derive(Clone, Copy)]
+enum Slot {
+    Null,
+    Field(FieldSpan),
+    /// `lastdata` rebuilt from fields `a..b` of the record, joined with `,`.
+    Joined(usize, usize),
+}
+
+/// A problem found in a chunk, located by byte offsets.
+struct ChunkError {
+    record_start: usize,
+    record_end: usize,
+    at: usize,
+    reason: String,
+}
+
+/// The parse of one chunk.
+struct Chunk {
+    start: usize,
+    /// Where the chunk's last record ended (blank lines skipped).
+    end: usize,
+    /// `None` for the columns every row of a CSV shares (`cdr_kind`, `leg`).
+    columns: Vec<Option<ColumnBuilder>>,
+    scratch: Vec<u8>,
+    rows: usize,
+    errors: Vec<ChunkError>,
+}
+
+/// What every chunk parse shares.
+struct Context<'a> {
+    buf: &'a [u8],
+    layout: &'a FileLayout,
+    names: &'a [String],
+    types: Vec<ColumnType>,
+    strict: bool,
+}
+
+/// Reads a UCM CDR API CSV export.
+pub fn read_ucm_csv(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {
+    let buf = input.bytes();
+    let mut pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    pos = skip_blank_lines(buf, pos);
+
+    let (layout, extra, data_start) = read_layout(input, pos)?;
+    let names = schema::output_names(&extra);
+    let types: Vec<ColumnType> = names.iter().map(|n| schema::column_type(n)).collect();
+    let schema = schema::arrow_schema(&names, options.tz.as_deref());
+    let strict = options.on_error == OnError::Raise;
+    let ctx = Context { buf, layout: &layout, names: &names, types, strict };
+
+    let bounds = chunk_bounds(buf, data_start, rayon::current_num_threads());
+    let mut chunks: Vec<Chunk> = bounds.par_windows(2).map(|w| parse_chunk(&ctx, w[0], w[1])).collect();
+    // Chunk i is right only if it starts where chunk i-1 ended.
+    for i in 1..chunks.len() {
+        if strict && !chunks[i - 1].errors.is_empty() {
+            break;
+        }
+        if chunks[i].start != chunks[i - 1].end {
+            let from = chunks[i - 1].end;
+            chunks[i] = parse_chunk(&ctx, from, bounds[i + 1].max(from));
+        }
+    }
+
+    let errors: Vec<&ChunkError> = chunks.iter().flat_map(|c| &c.errors).collect();
+    if strict && !errors.is_empty() {
+        return Err(Error::Parse(Box::new(locate(input, &errors[..1]).remove(0))));
+    }
+    let rejects = locate(input, &errors);
+
+    let tz = options.tz.as_deref();
+    let mut batches = Vec::with_capacity(chunks.len());
+    for chunk in chunks.into_iter().filter(|c| c.rows > 0) {
+        batches.push(finish_chunk(input, chunk, &schema, tz)?);
+    }
+    Ok(ReadOutput { schema, batches, rejects })
+}
+
+/// Turns byte offsets into lines and columns (one sweep over the input).
+fn locate(input: &Input, errors: &[&ChunkError]) -> Vec<Reject> {
+    let buf = input.bytes();
+    let (mut line, mut line_start, mut scanned) = (1u64, 0usize, 0usize);
+    errors
+        .iter()
+        .map(|e| {
+            if e.at < scanned {
+                (line, line_start, scanned) = (1, 0, 0);
+            }
+            for k in memchr::memchr_iter(b'\n', &buf[scanned..e.at]) {
+                line += 1;
+                line_start = scanned + k + 1;
+            }
+            scanned = e.at;
+            let from = if line_start == 0 && buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { line_start };
+            let column = String::from_utf8_lossy(&buf[from.min(e.at)..e.at]).chars().count() as u64 + 1;
+            Reject {
+                source: input.name.clone(),
+                line,
+                column,
+                reason: e.reason.clone(),
+                raw: String::from_utf8_lossy(&buf[e.record_start..e.record_end]).into_owned(),
+            }
+        })
+        .collect()
+}
+
+/// Builds a chunk's record batch; its text columns share the chunk's slice
+/// of the input and its scratch buffer.
+fn finish_chunk(input: &Input, chunk: Chunk, schema: &SchemaRef, tz: Option<&str>) -> Result<RecordBatch> {
+    let fail = |reason: String| Error::Input { source: input.name.clone(), reason };
+    let len = chunk.end - chunk.start;
+    if len > u32::MAX as usize || chunk.scratch.len() > u32::MAX as usize {
+        return Err(fail(format!("a record run of {len} bytes exceeds 4 GiB")));
+    }
+    let input_slice = input.data.slice_with_length(chunk.start, len);
+    let buffers: Arc<[Buffer]> = if chunk.scratch.is_empty() {
+        Arc::from([input_slice])
+    } else {
+        Arc::from([input_slice, Buffer::from_vec(chunk.scratch)])
+    };
+    let rows = chunk.rows;
+    let arrays: Vec<ArrayRef> = chunk
+        .columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(builder, field)| match builder {
+            Some(b) => b.finish(&buffers, tz),
+            None if field.name() == schema::LEG => Arc::new(Int64Array::from(vec![0; rows])) as ArrayRef,
+            None => {
+                let view = make_view(b"record", 0, 0);
+                // SAFETY: an inline view of an ASCII literal, no buffers needed.
+                Arc::new(unsafe {
+                    StringViewArray::new_unchecked(vec![view; rows].into(), Arc::from([]), None)
+                })
+            }
+        })
+        .collect();
+    RecordBatch::try_new(Arc::clone(schema), arrays).map_err(|e| fail(e.to_string()))
+}
+
+/// Decides the layout from the header or the first record; returns the
+/// layout, the header's names beyond the data model, and where data starts.
+fn read_layout(input: &Input, pos: usize) -> Result<(FileLayout, Vec<String>, usize)> {
+    let buf = input.bytes();
+    let mut fields = Vec::new();
+    let headerless = |n: usize| {
+        let width = match n {
+            22 | 31 | 32 => n,
+            23..=30 => 22,
+            _ => 32,
+        };
+        let other_widths = [22, 31, 32].into_iter().filter(|&w| w < width).map(Layout::headerless).collect();
+        FileLayout { primary: Layout::headerless(width), has_header: false, other_widths }
+    };
+    let Ok(first) = split_record(buf, pos, &mut fields) else {
+        return Ok((headerless(32), Vec::new(), pos));
+    };
+    if pos >= buf.len() {
+        return Ok((headerless(32), Vec::new(), pos));
+    }
+    let names: Vec<String> =
+        fields.iter().map(|f| String::from_utf8_lossy(&field_bytes(buf, f)).trim().to_string()).collect();
+    let known = names.iter().filter(|n| lookup_base(n).is_some()).count();
+    if known < 3 {
+        return Ok((headerless(fields.len()), Vec::new(), pos));
+    }
+
+    let header_error = |reason: String| {
+        let err = ChunkError { record_start: first.start, record_end: first.end, at: first.start, reason };
+        Error::Parse(Box::new(locate(input, &[&err]).remove(0)))
+    };
+    let mut extra: Vec<String> = Vec::new();
+    let mut columns = Vec::with_capacity(names.len());
+    for name in &names {
+        let column = match lookup_base(name) {
+            Some(i) => i,
+            None => {
+                if name.is_empty() {
+                    return Err(header_error("empty column name in header".into()));
+                }
+                extra.push(name.clone());
+                BASE_COLUMNS.len() + 2 + extra.len() - 1
+            }
+        };
+        if columns.contains(&column) || extra[..extra.len().saturating_sub(1)].contains(name) {
+            return Err(header_error(format!("duplicate column {name:?} in header")));
+        }
+        columns.push(column);
+    }
+    let lastdata = columns.iter().position(|&c| c == LASTDATA);
+    let layout =
+        FileLayout { primary: Layout { columns, lastdata }, has_header: true, other_widths: Vec::new() };
+    Ok((layout, extra, first.next))
+}
+
+/// A data-model name, matched case-insensitively.
+fn lookup_base(name: &str) -> Option<usize> {
+    schema::base_index(name).or_else(|| BASE_COLUMNS.iter().position(|n| n.eq_ignore_ascii_case(name)))
+}
+
+fn field_bytes<'a>(buf: &'a [u8], f: &FieldSpan) -> std::borrow::Cow<'a, [u8]> {
+    let raw = &buf[f.start..f.end];
+    match f.kind {
+        FieldKind::Plain | FieldKind::Quoted => raw.into(),
+        FieldKind::Escaped => {
+            let mut out = Vec::with_capacity(raw.len());
+            unescape_into(raw, &mut out);
+            out.into()
+        }
+    }
+}
+
+/// Nominal chunk starts: line starts about `len / (4 × threads)` apart.
+fn chunk_bounds(buf: &[u8], start: usize, threads: usize) -> Vec<usize> {
+    const MIN_CHUNK: usize = 1 << 18;
+    const MAX_CHUNK: usize = 32 << 20;
+    let len = buf.len();
+    let target = ((len - start.min(len)) / (4 * threads.max(1))).clamp(MIN_CHUNK, MAX_CHUNK);
+    let mut bounds = vec![start];
+    let mut pos = start;
+    while pos + target < len {
+        match memchr::memchr(b'\n', &buf[pos + target..]) {
+            Some(k) if pos + target + k + 1 < len => {
+                pos += target + k + 1;
+                bounds.push(pos);
+            }
+            _ => break,
+        }
+    }
+    bounds.push(len.max(start));
+    bounds
+}
+
+/// Parses the records that start in `[start, nominal_end)`.
+fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
+    let buf = ctx.buf;
+    let start = skip_blank_lines(buf, start);
+    let estimate = (nominal_end.saturating_sub(start) / 200).max(16);
+    let mut chunk = Chunk {
+        start,
+        end: start,
+        columns: (ctx.names.iter().zip(&ctx.types))
+            .map(|(name, &ty)| {
+                (name != schema::CDR_KIND && name != schema::LEG).then(|| ColumnBuilder::new(ty, estimate))
+            })
+            .collect(),
+        scratch: Vec::new(),
+        rows: 0,
+        errors: Vec::new(),
+    };
+    // Records ending before `utf8_valid_to` need no UTF-8 check of their own.
+    let region = &buf[start..nominal_end.max(start)];
+    let utf8_valid_to = start + std::str::from_utf8(region).map_or_else(|e| e.valid_up_to(), |s| s.len());
+
+    let mut fields = Vec::with_capacity(40);
+    let mut slots = vec![Slot::Null; ctx.types.len()];
+    let mut ints = vec![None; ctx.types.len()];
+    let mut pos = start;
+    while pos < nominal_end && pos < buf.len() {
+        match split_record(buf, pos, &mut fields) {
+            Err(unterminated) => {
+                // No closing quote anywhere: reject this line, go on with the next.
+                let line_end = memchr::memchr(b'\n', &buf[pos..]).map_or(buf.len(), |k| pos + k);
+                let text_end =
+                    if line_end > pos && buf[line_end - 1] == b'\r' { line_end - 1 } else { line_end };
+                chunk.errors.push(ChunkError {
+                    record_start: pos,
+                    record_end: text_end,
+                    at: unterminated.quote_at,
+                    reason: "unterminated quoted field".into(),
+                });
+                pos = (line_end + 1).min(buf.len());
+            }
+            Ok(record) => {
+                let utf8 = if record.end <= utf8_valid_to {
+                    Ok(())
+                } else {
+                    std::str::from_utf8(&buf[record.start..record.end])
+                        .map(|_| ())
+                        .map_err(|e| (record.start + e.valid_up_to(), "invalid UTF-8".to_string()))
+                };
+                let result = utf8.and_then(|()| check_record(ctx, &mut fields, &mut slots, &mut ints));
+                match result {
+                    Ok(()) => append_record(buf, &fields, &slots, &ints, start, &mut chunk),
+                    Err((at, reason)) => chunk.errors.push(ChunkError {
+                        record_start: record.start,
+                        record_end: record.end,
+                        at,
+                        reason,
+                    }),
+                }
+                pos = record.next;
+            }
+        }
+        if ctx.strict && !chunk.errors.is_empty() {
+            chunk.end = pos;
+            return chunk;
+        }
+        pos = skip_blank_lines(buf, pos);
+    }
+    chunk.end = pos;
+    chunk
+}
+
+/// Maps a record's fields to columns and checks typed values; on failure
+/// returns the offending offset and the reason.
+fn check_record(
+    ctx: &Context<'_>,
+    fields: &mut [FieldSpan],
+    slots: &mut [Slot],
+    ints: &mut [Option<i64>],
+) -> std::result::Result<(), (usize, String)> {
+    let buf = ctx.buf;
+    let n = fields.len();
+    // The guide's trailing `, `: a whitespace-only last field is empty.
+    if let Some(last) = fields.last_mut()
+        && last.kind == FieldKind::Plain
+        && buf[last.start..last.end].iter().all(|b| *b == b' ' || *b == b'\t')
+    {
+        last.end = last.start;
+    }
+    let Some((layout, rejoin)) = ctx.layout.for_record(n) else {
+        let at = fields.first().map_or(0, |f| f.start);
+        return Err((at, format!("expected {}, found {n}", ctx.layout.expected())));
+    };
+
+    slots.fill(Slot::Null);
+    let m = layout.columns.len();
+    for (i, &column) in layout.columns.iter().enumerate() {
+        slots[column] = match (rejoin, layout.lastdata) {
+            (true, Some(ld)) if i == ld => Slot::Joined(ld, n - (m - ld - 1)),
+            (true, Some(ld)) if i > ld => Slot::Field(fields[n - (m - i)]),
+            _ => Slot::Field(fields[i]),
+        };
+    }
+
+    for (column, slot) in slots.iter().enumerate() {
+        ints[column] = None;
+        let ty = ctx.types[column];
+        let Slot::Field(f) = slot else { continue };
+        if ty == ColumnType::Text || f.start == f.end {
+            continue;
+        }
+        let value = field_bytes(buf, f);
+        let name = &ctx.names[column];
+        ints[column] = Some(match ty {
+            ColumnType::Int => parse_int(&value).ok_or_else(|| {
+                (f.start, format!("{name} is not an integer: {:?}", String::from_utf8_lossy(&value)))
+            })?,
+            _ => match parse_timestamp(&value) {
+                Some(Timestamp::At(us)) => us,
+                Some(Timestamp::Unset) => continue,
+                None => {
+                    return Err((
+                        f.start,
+                        format!(
+                            "{name} is not a YYYY-MM-DD HH:MM:SS time: {:?}",
+                            String::from_utf8_lossy(&value)
+                        ),
+                    ));
+                }
+            },
+        });
+    }
+    Ok(())
+}
+
+/// Appends a checked record to the chunk's columns.
+fn append_record(
+    buf: &[u8],
+    fields: &[FieldSpan],
+    slots: &[Slot],
+    ints: &[Option<i64>],
+    base: usize,
+    chunk: &mut Chunk,
+) {
+    let scratch = &mut chunk.scratch;
+    for (column, builder) in chunk.columns.iter_mut().enumerate() {
+        let Some(builder) = builder else { continue };
+        match (builder, slots[column]) {
+            (builder @ ColumnBuilder::Text { .. }, Slot::Field(f)) if f.start < f.end => match f.kind {
+                FieldKind::Plain | FieldKind::Quoted => {
+                    builder.push_text(&buf[f.start..f.end], INPUT_BUFFER, f.start - base)
+                }
+                FieldKind::Escaped => {
+                    let at = scratch.len();
+                    unescape_into(&buf[f.start..f.end], scratch);
+                    builder.push_text(&scratch[at..], SCRATCH_BUFFER, at);
+                }
+            },
+            (builder @ ColumnBuilder::Text { .. }, Slot::Joined(a, b)) => {
+                let parts = &fields[a..b];
+                if parts.iter().all(|f| f.kind == FieldKind::Plain) {
+                    // The middle fields are one contiguous run of the input.
+                    let (s, e) = (parts[0].start, parts[parts.len() - 1].end);
+                    builder.push_text(&buf[s..e], INPUT_BUFFER, s - base);
+                } else {
+                    let at = scratch.len();
+                    for (k, f) in parts.iter().enumerate() {
+                        if k > 0 {
+                            scratch.push(b',');
+                        }
+                        match f.kind {
+                            FieldKind::Escaped => unescape_into(&buf[f.start..f.end], scratch),
+                            _ => scratch.extend_from_slice(&buf[f.start..f.end]),
+                        }
+                    }
+                    builder.push_text(&scratch[at..], SCRATCH_BUFFER, at);
+                }
+            }
+            (builder @ ColumnBuilder::Text { .. }, _) => builder.push_null(),
+            (builder, _) => match ints[column] {
+                Some(v) => builder.push_i64(v),
+                None => builder.push_null(),
+            },
+        }
+    }
+    chunk.rows += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int64Type, TimestampMicrosecondType};
+
+    use super::*;
+
+    fn read(bytes: &[u8], on_error: OnError, threads: usize) -> Result<ReadOutput> {
+        let input = Input::from_vec("<test>", bytes.to_vec());
+        let options = ReadOptions { threads: Some(threads), on_error, tz: Some("UTC".into()) };
+        super::super::read(&input, super::super::Format::UcmCsv, &options)
+    }
+
+    fn text(out: &ReadOutput, name: &str) -> Vec<Option<String>> {
+        let i = out.schema.index_of(name).unwrap();
+        out.batches
+            .iter()
+            .flat_map(|b| {
+                b.column(i).as_string_view().iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn int(out: &ReadOutput, name: &str) -> Vec<Option<i64>> {
+        let i = out.schema.index_of(name).unwrap();
+        out.batches
+            .iter()
+            .flat_map(|b| b.column(i).as_primitive::<Int64Type>().iter().collect::<Vec<_>>())
+            .collect()
+    }
+
+    #[test]
+    fn fw_1_0_2_5_lastdata_rejoined() {
+        let out =
+            read(include_bytes!("../../../tests/samples/ucm6510-fw1.0.2.5-cdrapi.csv"), OnError::Raise, 1)
+                .unwrap();
+        assert_eq!(out.num_rows(), 3);
+        assert_eq!(text(&out, "lastdata"), vec![Some("SIP/5301,60,".to_string()); 3]);
+        assert_eq!(text(&out, "clid")[0].as_deref(), Some("\"pn01\" <5300>"));
+        assert_eq!(text(&out, "service"), vec![Some("s".to_string()); 3]);
+        assert_eq!(int(&out, "AcctId"), vec![Some(62), Some(63), Some(64)]);
+        assert_eq!(text(&out, "session"), vec![None; 3]);
+        assert_eq!(text(&out, "cdr_kind"), vec![Some("record".to_string()); 3]);
+    }
+
+    #[test]
+    fn fw_1_0_11_trailing_space_and_empty_answer() {
+        let out =
+            read(include_bytes!("../../../tests/samples/ucm6xxx-fw1.0.11-cdrapi.csv"), OnError::Raise, 1)
+                .unwrap();
+        assert_eq!(out.num_rows(), 1);
+        assert_eq!(text(&out, "lastdata")[0].as_deref(), Some("PJSIP/6011/sip:6011@,30"));
+        assert_eq!(text(&out, "session")[0].as_deref(), Some("1447207127558984-6039"));
+        assert_eq!(text(&out, "dst_trunk_name"), vec![None]);
+        assert_eq!(text(&out, "dstchanext"), vec![None]);
+        let i = out.schema.index_of("answer").unwrap();
+        assert!(out.batches[0].column(i).as_primitive::<TimestampMicrosecondType>().is_null(0));
+    }
+
+    #[test]
+    fn chunks_agree_with_one_thread() {
+        let mut data = Vec::new();
+        for i in 0..40_000 {
+            let clid = if i % 3 == 0 { format!("\"Name {i}\" <{i}>") } else { format!("{i}") };
+            let lastdata =
+                if i % 7 == 0 { "\"multi\nline, data\"".to_string() } else { "\"SIP/1,30\"".to_string() };
+            data.extend_from_slice(
+                format!("{i},,{i},2,ctx,{clid},c,d,Dial,{lastdata},2015-11-10 17:58:47,,2015-11-10 17:58:51,4,0,NO ANSWER,DOC,1.2,I,1,2,s,n,,,,{i}-x,1,DIAL,,\r\n").as_bytes(),
+            );
+        }
+        let one = read(&data, OnError::Raise, 1).unwrap();
+        let many = read(&data, OnError::Raise, 4).unwrap();
+        assert!(many.batches.len() > 1);
+        assert_eq!(one.num_rows(), 40_000);
+        for name in ["AcctId", "clid", "lastdata", "session"] {
+            if name == "AcctId" {
+                assert_eq!(int(&one, name), int(&many, name));
+            } else {
+                assert_eq!(text(&one, name), text(&many, name));
+            }
+        }
+        assert_eq!(text(&one, "lastdata")[7].as_deref(), Some("multi\nline, data"));
+    }
+
+    #[test]
+    fn rejects_carry_line_and_column() {
+        let good = "1,,6039,6011,from-internal,x,c,d,Dial,\"a,b\",2015-11-10 17:58:47,,2015-11-10 17:58:51,4,0,NO ANSWER,D,1.1,I,1,2,s,n,,,,s1,1,DIAL,, \n";
+        let bad_int = good.replacen("1,,6039", "x1,,6039", 1);
+        let bad_time = good.replace("2015-11-10 17:58:47", "2015-02-30 17:58:47");
+        let input = format!("{good}{bad_int}\n{bad_time}a,b\n{good}\"open");
+        let out = read(input.as_bytes(), OnError::Collect, 2).unwrap();
+        assert_eq!(out.num_rows(), 2);
+        let got: Vec<(u64, u64, &str)> =
+            out.rejects.iter().map(|r| (r.line, r.column, &r.reason[..10])).collect();
+        assert_eq!(
+            got,
+            vec![(2, 1, "AcctId is "), (4, 45, "start is n"), (5, 1, "expected 2"), (7, 1, "unterminat")]
+        );
+        let Err(err) = read(input.as_bytes(), OnError::Raise, 2) else { panic!("strict read passed") };
+        assert!(matches!(err, Error::Parse(r) if r.line == 2 && r.raw == bad_int.trim_end_matches('\n')));
+    }
+}

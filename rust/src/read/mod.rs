@@ -1,0 +1,185 @@
+//! Readers: bytes of a PBX export → Arrow record batches in the cdrq schema.
+
+pub mod builder;
+pub mod csv;
+pub mod split;
+pub mod values;
+
+use std::fs::File;
+use std::path::Path;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_schema::SchemaRef;
+
+use crate::error::{Error, Reject, Result};
+
+/// The bytes of one source and the name errors give it.
+pub struct Input {
+    pub name: String,
+    pub data: Buffer,
+}
+
+impl Input {
+    /// Maps a file into memory; its pages become the text columns' buffer.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let io_err = |e: std::io::Error| Error::Input { source: name.clone(), reason: e.to_string() };
+        let file = File::open(path).map_err(io_err)?;
+        let len = file.metadata().map_err(io_err)?.len();
+        if len == 0 {
+            return Ok(Self { name, data: Buffer::from_vec(Vec::<u8>::new()) });
+        }
+        // SAFETY: the map is read-only; a file truncated by another process
+        // while mapped is outside what any mmap-based reader can guard.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
+        Ok(Self { data: buffer_from_owner(Arc::new(map)), name })
+    }
+
+    pub fn from_vec(name: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Self { name: name.into(), data: Buffer::from_vec(bytes) }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.data.as_slice()
+    }
+}
+
+/// A `Buffer` over bytes owned by `owner`, without copying them.
+pub fn buffer_from_owner<T>(owner: Arc<T>) -> Buffer
+where
+    T: AsRef<[u8]> + std::panic::RefUnwindSafe + Send + Sync + 'static,
+{
+    let bytes = (*owner).as_ref();
+    let len = bytes.len();
+    let ptr = NonNull::new(bytes.as_ptr().cast_mut()).unwrap_or(NonNull::dangling());
+    // SAFETY: `owner` keeps the bytes alive and unmoved for the buffer's life.
+    unsafe { Buffer::from_custom_allocation(ptr, len, owner) }
+}
+
+/// The export formats cdrq reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Auto,
+    UcmCsv,
+    UcmJson,
+    UcmXml,
+    UcmWebuiCsv,
+    PortsipJson,
+}
+
+impl Format {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "auto" => Self::Auto,
+            "ucm-csv" => Self::UcmCsv,
+            "ucm-json" => Self::UcmJson,
+            "ucm-xml" => Self::UcmXml,
+            "ucm-webui-csv" => Self::UcmWebuiCsv,
+            "portsip-json" => Self::PortsipJson,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::UcmCsv => "ucm-csv",
+            Self::UcmJson => "ucm-json",
+            Self::UcmXml => "ucm-xml",
+            Self::UcmWebuiCsv => "ucm-webui-csv",
+            Self::PortsipJson => "portsip-json",
+        }
+    }
+
+    /// Tells the format from the first bytes: `{`/`[` JSON, `<` XML, a
+    /// header of web-UI labels, else the CDR API CSV.
+    pub fn sniff(bytes: &[u8]) -> Self {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let first = bytes.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &bytes[i..]);
+        match first.and_then(|b| b.first()) {
+            Some(b'{' | b'[') => {
+                let head = &bytes[..bytes.len().min(4096)];
+                let has = |k: &[u8]| memchr::memmem::find(head, k).is_some();
+                if has(b"\"items\"") || has(b"\"call_id\"") || has(b"\"event_type\"") {
+                    Self::PortsipJson
+                } else {
+                    Self::UcmJson
+                }
+            }
+            Some(b'<') => Self::UcmXml,
+            _ => {
+                let line_end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
+                let line = String::from_utf8_lossy(&bytes[..line_end]).to_ascii_lowercase();
+                if line.contains("caller number")
+                    || line.contains("callee number")
+                    || line.contains("start time")
+                {
+                    Self::UcmWebuiCsv
+                } else {
+                    Self::UcmCsv
+                }
+            }
+        }
+    }
+}
+
+/// What to do with a record that cannot be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    /// Fail the read with the first bad record.
+    Raise,
+    /// Return it among the rejects and go on.
+    Collect,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    /// Worker threads; `None` uses the global pool.
+    pub threads: Option<usize>,
+    pub on_error: OnError,
+    /// Time zone label of the timestamp columns, when the wall-clock values
+    /// are already instants in it (UTC); `None` leaves them naive.
+    pub tz: Option<String>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self { threads: None, on_error: OnError::Raise, tz: Some("UTC".into()) }
+    }
+}
+
+/// Everything a read produced.
+pub struct ReadOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub rejects: Vec<Reject>,
+}
+
+impl ReadOutput {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// Reads one source in the given format (`Auto` sniffs it).
+pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<ReadOutput> {
+    let format = if format == Format::Auto { Format::sniff(input.bytes()) } else { format };
+    let run = || match format {
+        Format::UcmCsv => csv::read_ucm_csv(input, options),
+        other => Err(Error::Input {
+            source: input.name.clone(),
+            reason: format!("the {} reader is not available yet", other.name()),
+        }),
+    };
+    match options.threads {
+        None => run(),
+        Some(n) => rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+            .map_err(|e| Error::Input { source: input.name.clone(), reason: e.to_string() })?
+            .install(run),
+    }
+}

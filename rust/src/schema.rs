@@ -1,0 +1,101 @@
+//! The cdrq data model: UCM field names, their Arrow types, and the field
+//! layouts of the headerless CDR API CSV of each firmware generation.
+//!
+//! Every reader produces the same leading columns ([`BASE_COLUMNS`], then
+//! `cdr_kind` and `leg`), so one query runs over archives of any firmware;
+//! further firmware fields follow by name.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+
+/// The 32 JSON keys of firmware 1.0.11+, in the vendor's order. The first 22
+/// are the whole record of firmware 1.0.2.5.
+pub const BASE_COLUMNS: [&str; 32] = [
+    "AcctId",
+    "accountcode",
+    "src",
+    "dst",
+    "dcontext",
+    "clid",
+    "channel",
+    "dstchannel",
+    "lastapp",
+    "lastdata",
+    "start",
+    "answer",
+    "end",
+    "duration",
+    "billsec",
+    "disposition",
+    "amaflags",
+    "uniqueid",
+    "userfield",
+    "channel_ext",
+    "dstchannel_ext",
+    "service",
+    "caller_name",
+    "recordfiles",
+    "dstanswer",
+    "chanext",
+    "dstchanext",
+    "session",
+    "action_owner",
+    "action_type",
+    "src_trunk_name",
+    "dst_trunk_name",
+];
+
+/// `record` for a flat record, `main` for a call summary, `sub` for a leg.
+pub const CDR_KIND: &str = "cdr_kind";
+/// N of `sub_cdr_N`, else 0.
+pub const LEG: &str = "leg";
+
+/// What a column holds once read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    Text,
+    Int,
+    /// PBX wall-clock `YYYY-MM-DD HH:MM:SS`, stored as microseconds.
+    Timestamp,
+}
+
+/// The type of a column by its vendor name; unknown names are text.
+pub fn column_type(name: &str) -> ColumnType {
+    match name {
+        "AcctId" | "duration" | "billsec" | LEG => ColumnType::Int,
+        "start" | "answer" | "end" => ColumnType::Timestamp,
+        _ => ColumnType::Text,
+    }
+}
+
+/// Index of a name in [`BASE_COLUMNS`].
+pub fn base_index(name: &str) -> Option<usize> {
+    BASE_COLUMNS.iter().position(|n| *n == name)
+}
+
+/// The Arrow field of a column. `tz` labels the timestamps; `None` leaves
+/// them naive (the Python layer then localises them).
+pub fn arrow_field(name: &str, tz: Option<&str>) -> Field {
+    let data_type = match column_type(name) {
+        ColumnType::Text => DataType::Utf8View,
+        ColumnType::Int => DataType::Int64,
+        ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, tz.map(Arc::from)),
+    };
+    Field::new(name, data_type, true)
+}
+
+/// The output column names: the base columns, `cdr_kind`, `leg`, then
+/// `extra` (further firmware fields, in the order first seen).
+pub fn output_names(extra: &[String]) -> Vec<String> {
+    BASE_COLUMNS
+        .iter()
+        .map(|s| s.to_string())
+        .chain([CDR_KIND.to_string(), LEG.to_string()])
+        .chain(extra.iter().cloned())
+        .collect()
+}
+
+pub fn arrow_schema(names: &[String], tz: Option<&str>) -> Arc<Schema> {
+    Arc::new(Schema::new(names.iter().map(|n| arrow_field(n, tz)).collect::<Vec<_>>()))
+}
