@@ -29,7 +29,7 @@ type RejectRow = (String, u64, u64, String, String);
 /// Reads one source: a path (`str`) or the bytes themselves. Returns the
 /// batches as an Arrow stream and the rejected records.
 #[pyfunction]
-#[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None))]
+#[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, chunk_bytes = None))]
 fn read(
     py: Python<'_>,
     source: &Bound<'_, PyAny>,
@@ -38,6 +38,7 @@ fn read(
     threads: Option<usize>,
     on_error: &str,
     tz_label: Option<String>,
+    chunk_bytes: Option<usize>,
 ) -> PyResult<(ArrowStream, Vec<RejectRow>)> {
     let format = Format::parse(format).ok_or_else(|| {
         CdrqError::new_err(format!(
@@ -51,7 +52,7 @@ fn read(
             return Err(CdrqError::new_err(format!("on_error must be 'raise' or 'collect', not {other:?}")));
         }
     };
-    let options = ReadOptions { threads, on_error, tz: tz_label };
+    let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes };
 
     enum Source {
         Path(PathBuf),

@@ -19,13 +19,12 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::make_view;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringViewArray};
 use arrow_buffer::Buffer;
 use arrow_schema::SchemaRef;
 use rayon::prelude::*;
 
-use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER};
+use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER, make_view};
 use super::split::{FieldKind, FieldSpan, skip_blank_lines, split_record, unescape_into};
 use super::values::{Timestamp, parse_int, parse_timestamp};
 use super::{Input, OnError, ReadOptions, ReadOutput};
@@ -143,7 +142,7 @@ pub fn read_ucm_csv(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
     let strict = options.on_error == OnError::Raise;
     let ctx = Context { buf, layout: &layout, names: &names, types, strict };
 
-    let bounds = chunk_bounds(buf, data_start, rayon::current_num_threads());
+    let bounds = chunk_bounds(buf, data_start, rayon::current_num_threads(), options.chunk_bytes);
     let mut chunks: Vec<Chunk> = bounds.par_windows(2).map(|w| parse_chunk(&ctx, w[0], w[1])).collect();
     // Chunk i is right only if it starts where chunk i-1 ended.
     for i in 1..chunks.len() {
@@ -305,14 +304,16 @@ fn field_bytes<'a>(buf: &'a [u8], f: &FieldSpan) -> std::borrow::Cow<'a, [u8]> {
 }
 
 /// Nominal chunk starts: line starts about `len / (4 × threads)` apart.
-fn chunk_bounds(buf: &[u8], start: usize, threads: usize) -> Vec<usize> {
+fn chunk_bounds(buf: &[u8], start: usize, threads: usize, chunk_bytes: Option<usize>) -> Vec<usize> {
     const MIN_CHUNK: usize = 1 << 18;
     const MAX_CHUNK: usize = 32 << 20;
     let len = buf.len();
-    let target = ((len - start.min(len)) / (4 * threads.max(1))).clamp(MIN_CHUNK, MAX_CHUNK);
+    let target = chunk_bytes
+        .unwrap_or_else(|| ((len - start.min(len)) / (4 * threads.max(1))).clamp(MIN_CHUNK, MAX_CHUNK))
+        .max(1);
     let mut bounds = vec![start];
     let mut pos = start;
-    while pos + target < len {
+    while pos.saturating_add(target) < len {
         match memchr::memchr(b'\n', &buf[pos + target..]) {
             Some(k) if pos + target + k + 1 < len => {
                 pos += target + k + 1;
@@ -522,7 +523,12 @@ mod tests {
 
     fn read(bytes: &[u8], on_error: OnError, threads: usize) -> Result<ReadOutput> {
         let input = Input::from_vec("<test>", bytes.to_vec());
-        let options = ReadOptions { threads: Some(threads), on_error, tz: Some("UTC".into()) };
+        let options = ReadOptions {
+            threads: Some(threads),
+            on_error,
+            tz: Some("UTC".into()),
+            chunk_bytes: Some(if threads == 1 { usize::MAX } else { 512 }),
+        };
         super::super::read(&input, super::super::Format::UcmCsv, &options)
     }
 

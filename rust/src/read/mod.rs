@@ -143,11 +143,14 @@ pub struct ReadOptions {
     /// Time zone label of the timestamp columns, when the wall-clock values
     /// are already instants in it (UTC); `None` leaves them naive.
     pub tz: Option<String>,
+    /// Bytes per parallel chunk; `None` picks by input size and threads.
+    /// Tests set it small to exercise chunk boundaries on small inputs.
+    pub chunk_bytes: Option<usize>,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        Self { threads: None, on_error: OnError::Raise, tz: Some("UTC".into()) }
+        Self { threads: None, on_error: OnError::Raise, tz: Some("UTC".into()), chunk_bytes: None }
     }
 }
 
