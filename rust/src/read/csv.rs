@@ -354,8 +354,9 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
     while pos < nominal_end && pos < buf.len() {
         match split_record(buf, pos, &mut fields) {
             Err(unterminated) => {
-                // No closing quote anywhere: reject this line, go on with the next.
-                let line_end = memchr::memchr(b'\n', &buf[pos..]).map_or(buf.len(), |k| pos + k);
+                // Reject up to the end of the quote's line, go on with the next.
+                let at = unterminated.quote_at;
+                let line_end = memchr::memchr(b'\n', &buf[at..]).map_or(buf.len(), |k| at + k);
                 let text_end =
                     if line_end > pos && buf[line_end - 1] == b'\r' { line_end - 1 } else { line_end };
                 chunk.errors.push(ChunkError {

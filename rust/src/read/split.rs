@@ -42,7 +42,8 @@ pub struct RecordSpan {
     pub next: usize,
 }
 
-/// A record whose quotes never close before the end of the input.
+/// A quote that never closes, or that closes only on a later line inside a
+/// verbatim token (a stray quote, not a multi-line field).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnterminatedQuote {
     /// Offset of the opening quote.
@@ -100,7 +101,12 @@ pub fn split_record(
                 fields.push(FieldSpan { start: p + 1, end: close, kind });
                 stop = if after < len && buf[after] == b'\r' { after + 1 } else { after };
             } else {
-                // `"pn01" <5300>`: the raw text is the value.
+                // `"pn01" <5300>`: the raw text is the value. Its quoted part
+                // never spans lines; one that does is a stray quote that
+                // paired with a quote of a later record.
+                if memchr(b'\n', &buf[p..close]).is_some() {
+                    return Err(UnterminatedQuote { quote_at: p });
+                }
                 stop = verbatim_end(buf, after)?;
                 let end = if stop < len && buf[stop] == b'\n' { strip_cr(buf, p, stop) } else { stop };
                 fields.push(FieldSpan { start: p, end, kind: FieldKind::Plain });
@@ -172,7 +178,14 @@ fn verbatim_end(buf: &[u8], mut p: usize) -> Result<usize, UnterminatedQuote> {
     loop {
         match memchr3(b',', b'\n', b'"', &buf[p..]) {
             None => return Ok(buf.len()),
-            Some(k) if buf[p + k] == b'"' => p = closing_quote(buf, p + k)?.0 + 1,
+            Some(k) if buf[p + k] == b'"' => {
+                let open = p + k;
+                let close = closing_quote(buf, open)?.0;
+                if memchr(b'\n', &buf[open..close]).is_some() {
+                    return Err(UnterminatedQuote { quote_at: open });
+                }
+                p = close + 1;
+            }
             Some(k) => return Ok(p + k),
         }
     }
@@ -236,6 +249,13 @@ mod tests {
     splits_to!(quoted_then_crlf, "\"a\"\r\nb", ["a"], 5);
     splits_to!(empty_quoted, "\"\",x", ["", "x"], 4);
     splits_to!(trailing_comma_space, "a, \n", ["a", " "], 4);
+
+    #[test]
+    fn stray_quote_does_not_swallow_the_next_line() {
+        let mut fields = Vec::new();
+        let err = split_record(b"1,\"a,b\n2,\"x\" <1>,3\n", 0, &mut fields).unwrap_err();
+        assert_eq!(err.quote_at, 2);
+    }
 
     #[test]
     fn unterminated() {
