@@ -31,7 +31,7 @@ $(BUILT): $(INSTALLED) $(RUST_SRC) pyproject.toml
 build: $(BUILT) ## build the extension (release) into .venv
 
 demo: $(BUILT) ## read the bundled samples and a generated 1 M-record archive
-	$(PYTHON) -m cdrq.demo
+	$(PYTHON) examples/demo.py
 
 test: test-rust test-python ## cargo test and pytest
 

@@ -1,0 +1,41 @@
+"""`make demo`: read the bundled vendor samples and a generated archive of
+1 M records; print the schema, the first rows, the count and the speed."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+import cdrq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benches"))
+from gen_cdrs import cached_archive  # noqa: E402
+
+pl.Config.set_tbl_cols(8)
+pl.Config.set_fmt_str_lengths(40)
+
+for sample in sorted((ROOT / "tests" / "samples").glob("*.csv")):
+    df = cdrq.read(sample)
+    print(f"\n== {sample.name}: {df.height} records")
+    print(df.select("AcctId", "src", "dst", "clid", "lastdata", "start", "billsec", "disposition"))
+
+n = 1_000_000
+print(f"\n== generating a {n:,}-record fw 1.0.11 archive (cached in benches/.data) ...")
+path, _twin = cached_archive(n, ROOT / "benches" / ".data")
+size_mb = path.stat().st_size / 1e6
+t0 = time.perf_counter()
+df = cdrq.read(path, tz="UTC")
+seconds = time.perf_counter() - t0
+print("\nschema:")
+for name, dtype in df.schema.items():
+    print(f"  {name:16} {dtype}")
+print("\nfirst rows:")
+print(df.head(5))
+print(
+    f"\n{df.height:,} records, {size_mb:,.0f} MB in {seconds:.2f} s = {size_mb / seconds:,.0f} MB/s "
+    f"(frame {df.estimated_size() / 1e6:,.0f} MB)"
+)
