@@ -42,18 +42,19 @@ test-python: $(BUILT)
 	$(PYTHON) -m pytest -q tests
 
 bench: $(BUILT) ## benchmarks (set CDRQ_BENCH_MB for the archive size)
-	$(PYTHON) -m pytest -q benches --benchmark-columns=min,median,max,rounds --benchmark-sort=name
+	$(PYTHON) -m pytest -q -s benches --benchmark-columns=min,median,max,rounds --benchmark-sort=name
 
 lint: $(INSTALLED) ## rustfmt, clippy, ruff
 	cargo fmt --check
 	cargo clippy --release --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests benches
-	$(VENV)/bin/ruff format --check python tests benches
+	cargo clippy --release --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples
 
 format: $(INSTALLED) ## rustfmt and ruff format
 	cargo fmt
-	$(VENV)/bin/ruff format python tests benches
-	$(VENV)/bin/ruff check --fix python tests benches
+	$(VENV)/bin/ruff format python tests benches examples
+	$(VENV)/bin/ruff check --fix python tests benches examples
 
 clean:
 	rm -rf $(VENV) target

@@ -33,8 +33,10 @@ def records(n: int, seed: int = 0) -> pl.DataFrame:
     """``n`` realistic records as strings, in the fw 1.0.11 field order."""
     i = pl.int_range(0, n, dtype=pl.Int64, eager=False)
     h = (i * 2_654_435_761 + seed) % 1_000_003  # a cheap deterministic scramble
-    src = pl.when(h % 5 == 0).then(("0" + (7_000_000_000 + h * 17).cast(pl.String))).otherwise(
-        (6000 + h % 400).cast(pl.String)
+    src = (
+        pl.when(h % 5 == 0)
+        .then("0" + (7_000_000_000 + h * 17).cast(pl.String))
+        .otherwise((6000 + h % 400).cast(pl.String))
     )
     dst = (6000 + (h // 7) % 400).cast(pl.String)
     name = pl.lit(pl.Series(NAMES)).get(h % len(NAMES))

@@ -7,9 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
-
 import cdrq
+import polars as pl
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))

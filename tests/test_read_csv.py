@@ -8,10 +8,9 @@ import json
 import pathlib
 from datetime import datetime, timezone
 
+import cdrq
 import polars as pl
 import pytest
-
-import cdrq
 from cdrq.read import REJECT_SCHEMA
 
 BASE_COLUMNS = [
@@ -55,7 +54,7 @@ def test_fw_1_0_2_5_every_field_equals_the_json_of_the_same_calls(samples):
     df = cdrq.read(samples / "ucm6510-fw1.0.2.5-cdrapi.csv", format="ucm-csv")
     expected = json.loads((samples / "ucm6100-fw1.0.x-cdrapi.json").read_text())["cdr"]
     assert df.height == len(expected) == 3
-    for row, record in zip(df.iter_rows(named=True), expected):
+    for row, record in zip(df.iter_rows(named=True), expected, strict=True):
         assert set(record) == set(BASE_COLUMNS[:22])
         for name, value in record.items():
             assert as_text(row[name]) == value, name
@@ -153,7 +152,9 @@ def test_32_field_rows_fill_dstchanext():
 
 
 def test_22_field_headerless_rows_and_unquoted_lastdata():
-    header, *rows = (pathlib.Path(__file__).parent / "samples/ucm6510-fw1.0.2.5-cdrapi.csv").read_text().splitlines()
+    _header, *rows = (
+        (pathlib.Path(__file__).parent / "samples/ucm6510-fw1.0.2.5-cdrapi.csv").read_text().splitlines()
+    )
     df = cdrq.read("\n".join(rows).encode())
     assert df.height == 3
     assert df["lastdata"].to_list() == ["SIP/5301,60,"] * 3
@@ -161,7 +162,10 @@ def test_22_field_headerless_rows_and_unquoted_lastdata():
 
 
 def test_header_with_further_names_keeps_them_by_name():
-    text = "AcctId,src,dst,start,lastapp,lastdata,nat_call,Disposition,gds_call\n7,100,200,2024-05-01 10:00:00,Dial,SIP/1,30,,yes,ANSWERED,no\n"
+    text = (
+        "AcctId,src,dst,start,lastapp,lastdata,nat_call,Disposition,gds_call\n"
+        "7,100,200,2024-05-01 10:00:00,Dial,SIP/1,30,,yes,ANSWERED,no\n"
+    )
     df = cdrq.read(text.encode())
     assert df.columns[-2:] == ["nat_call", "gds_call"]
     row = df.row(0, named=True)

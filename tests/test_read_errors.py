@@ -3,14 +3,13 @@ column, reason and raw text; on_error="collect" loses nothing."""
 
 from __future__ import annotations
 
+import cdrq
 import polars as pl
 import pytest
-
-import cdrq
 from cdrq import _core
 
 GOOD = (
-    "1,,6039,6011,from-internal,x,c,d,Dial,\"a,b\",2015-11-10 17:58:47,,2015-11-10 17:58:51,4,0,"
+    '1,,6039,6011,from-internal,x,c,d,Dial,"a,b",2015-11-10 17:58:47,,2015-11-10 17:58:51,4,0,'
     "NO ANSWER,D,1.1,I,1,2,s,n,,,,s1,1,DIAL,, "
 )
 # Column (1-based) of each field of GOOD.
@@ -69,7 +68,7 @@ def test_collect_returns_every_record_once():
     assert rejects.columns == ["source", "line", "column", "reason", "raw"]
     assert rejects["line"].to_list() == list(range(2, 2 + len(CASES)))
     assert rejects["raw"].to_list() == [c[1] for c in CASES]
-    for reason, case in zip(rejects["reason"], CASES):
+    for reason, case in zip(rejects["reason"], CASES, strict=True):
         assert reason.startswith(case[3])
 
 

@@ -29,6 +29,7 @@ type RejectRow = (String, u64, u64, String, String);
 /// Reads one source: a path (`str`) or the bytes themselves. Returns the
 /// batches as an Arrow stream and the rejected records.
 #[pyfunction]
+#[allow(clippy::too_many_arguments)] // keyword-only options of one Python call
 #[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, chunk_bytes = None))]
 fn read(
     py: Python<'_>,
