@@ -94,3 +94,8 @@ def test_header_errors():
         cdrq.read(b"AcctId,src,dst,src\n1,2,3,4\n")
     with pytest.raises(cdrq.ParseError, match="expected 3 fields as in the header"):
         cdrq.read(b"AcctId,src,dst\n1,2\n")
+
+
+def test_a_panic_in_the_core_arrives_as_cdrq_error():
+    with pytest.raises(cdrq.CdrqError, match="internal error.*deliberate test panic"):
+        _core._panic_for_test()

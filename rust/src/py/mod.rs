@@ -72,19 +72,32 @@ fn read(
         return Err(CdrqError::new_err("source must be a path (str) or bytes"));
     };
 
-    let result = py.detach(|| {
-        catch_unwind(AssertUnwindSafe(|| {
-            let input = match source {
-                Source::Path(path) => Input::from_path(&path)?,
-                Source::Bytes(input) => input,
-            };
-            crate::read::read(&input, format, &options)
-        }))
-        .unwrap_or_else(|panic| Err(panic_error(panic)))
-    });
-    let output = result.map_err(|e: Error| to_pyerr(py, e))?;
+    let output = guarded(py, || {
+        let input = match source {
+            Source::Path(path) => Input::from_path(&path)?,
+            Source::Bytes(input) => input,
+        };
+        crate::read::read(&input, format, &options)
+    })?;
     let rejects = output.rejects.into_iter().map(|r| (r.source, r.line, r.column, r.reason, r.raw)).collect();
     Ok((ArrowStream::new(output.schema, output.batches), rejects))
+}
+
+/// Runs core work with the GIL released; errors and panics (including
+/// those of rayon workers, which rayon re-raises here) become `CdrqError`s.
+fn guarded<T: Send>(py: Python<'_>, work: impl FnOnce() -> Result<T, Error> + Send) -> PyResult<T> {
+    py.detach(|| catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| Err(panic_error(panic))))
+        .map_err(|e| to_pyerr(py, e))
+}
+
+/// Panics inside the core, for the test that panics never reach Python as
+/// anything but a `CdrqError`.
+#[pyfunction]
+fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
+    guarded(py, || {
+        rayon::join(|| (), || panic!("deliberate test panic"));
+        Ok(())
+    })
 }
 
 /// Whether this extension was built without optimisations.
@@ -98,6 +111,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(is_debug_build, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add_class::<ArrowStream>()?;
     m.add("CdrqError", py.get_type::<CdrqError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;
