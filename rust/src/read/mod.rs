@@ -2,6 +2,7 @@
 
 pub mod builder;
 pub mod csv;
+pub mod json;
 pub mod split;
 pub mod values;
 
@@ -172,6 +173,7 @@ pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<Read
     let format = if format == Format::Auto { Format::sniff(input.bytes()) } else { format };
     let run = || match format {
         Format::UcmCsv => csv::read_ucm_csv(input, options),
+        Format::UcmJson => json::read_ucm_json(input, options),
         other => Err(Error::Input {
             source: input.name.clone(),
             reason: format!("the {} reader is not available yet", other.name()),

@@ -1,0 +1,115 @@
+"""The UCM CDR API JSON reader (rust/src/read/json.rs): both shapes, the
+vendor samples and each quirk of real UCM63xx output."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+import cdrq
+
+UTC = timezone.utc
+
+
+def rows(data: object, **kwargs):
+    return cdrq.read(json.dumps(data).encode(), **kwargs)
+
+
+def test_old_shape_equals_its_csv_twin(samples):
+    from_json = cdrq.read(samples / "ucm6100-fw1.0.x-cdrapi.json")
+    from_csv = cdrq.read(samples / "ucm6510-fw1.0.2.5-cdrapi.csv")
+    assert from_json.equals(from_csv)
+    assert from_json["lastdata"].to_list() == ["SIP/5301,60,"] * 3
+
+
+def test_transfer_sample_every_field(samples):
+    df = cdrq.read(samples / "ucm6xxx-fw1.0.11-cdrapi-transfer.json", format="ucm-json")
+    raw = json.loads((samples / "ucm6xxx-fw1.0.11-cdrapi-transfer.json").read_text())["cdr_root"][0]
+    assert df.height == 3
+    assert df["cdr_kind"].to_list() == ["main", "sub", "sub"]
+    assert df["leg"].to_list() == [0, 1, 2]
+    assert df["duration"].to_list() == [16, 12, 4]
+    assert df["billsec"].to_list() == [9, 5, 4]
+    for row, record in zip(
+        df.iter_rows(named=True), [raw["main_cdr"], raw["sub_cdr_1"], raw["sub_cdr_2"]], strict=True
+    ):
+        for name, value in record.items():
+            got = row[name]
+            if isinstance(got, datetime):
+                got = got.strftime("%Y-%m-%d %H:%M:%S")
+            assert ("" if got is None else str(got)) == value, name
+    assert df["start"][1] == datetime(2016, 4, 29, 2, 53, 37, tzinfo=UTC)
+    assert df["lastdata"][1] == "PJSIP/1001/sip:1001@,60,ztTkKA(dialog-being-recorded)M(reco"
+    assert df["clid"][1] == '"John Doe" <1000>'
+
+
+def test_twelve_legs_sort_numerically_and_keep_their_own_session():
+    call = {"cdr": "s1", "main_cdr": {"session": "s1", "AcctId": ""}}
+    for n in [10, 2, 12, 1, 11, 3, 9, 4, 8, 5, 7, 6]:
+        call[f"sub_cdr_{n}"] = {"AcctId": str(n), "session": "s1" if n != 7 else "s7-own"}
+    df = rows({"cdr_root": [call]})
+    assert df["leg"].to_list() == list(range(13))
+    assert df["AcctId"].to_list() == [None, *range(1, 13)]
+    assert df["session"][7] == "s7-own"
+
+
+def test_empty_cdr_string_and_null_elements():
+    assert rows({"cdr": ""}).height == 0
+    data = {"cdr_root": [None, {"cdr": "s", "main_cdr": {"src": "1"}, "sub_cdr_1": None}, None]}
+    df = rows(data)
+    assert df["src"].to_list() == ["1"]
+    df, rejects = rows(data, on_error="collect")
+    assert df.height == 1
+    assert rejects.height == 3
+    assert all("is null" in r for r in rejects["reason"])
+
+
+def test_values_may_be_numbers_or_null_and_unknown_keys_are_kept():
+    data = {
+        "cdr": [
+            {"AcctId": 7, "src": 5300, "duration": 16, "billsec": None, "nat_call": "yes", "answer": ""},
+            {"AcctId": "8", "src": "5301", "gds_call": 0, "dst": 'a"b\\n\u00e9\ud83d\ude00'},
+        ]
+    }
+    df = rows(data)
+    assert df["AcctId"].to_list() == [7, 8]
+    assert df["src"].to_list() == ["5300", "5301"]
+    assert df["duration"].to_list() == [16, None]
+    assert df["billsec"].to_list() == [None, None]
+    assert df["answer"].to_list() == [None, None]
+    assert df.columns[-2:] == ["nat_call", "gds_call"]
+    assert df["nat_call"].to_list() == ["yes", None]
+    assert df["gds_call"].to_list() == [None, "0"]
+    assert df["dst"].to_list() == [None, 'a"b\\n\u00e9\U0001f600']
+
+
+def test_bare_array_of_records():
+    assert rows([{"src": "1"}, {"src": "2"}])["src"].to_list() == ["1", "2"]
+
+
+def test_bad_value_rejects_its_record_only():
+    data = b'{"cdr": [\n{"AcctId": "1"},\n{"AcctId": "x2", "src": "9"},\n{"AcctId": "3"}\n]}'
+    with pytest.raises(cdrq.ParseError) as e:
+        cdrq.read(data)
+    assert (e.value.line, e.value.column, e.value.raw) == (3, 13, '{"AcctId": "x2", "src": "9"}')
+    assert e.value.reason == 'AcctId is not an integer: "x2"'
+    df, rejects = cdrq.read(data, on_error="collect")
+    assert df["AcctId"].to_list() == [1, 3]
+    assert rejects["line"].to_list() == [3]
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b'{"cdr": [{"src": "1"}', "expected ',' or ']'"),
+        (b'{"cdr": [{"src": "1}]}', "unterminated string"),
+        (b'{"cdr": [{"src": "\\x"}]}', "invalid escape"),
+        (b'{"cdr": [{"src": 1.}]}', "invalid number"),
+        (b'{"cdr": []} x', "unexpected text"),
+    ],
+)
+def test_syntax_errors_fail_the_read_even_in_collect_mode(data, reason):
+    with pytest.raises(cdrq.ParseError, match=reason):
+        cdrq.read(data, format="ucm-json", on_error="collect")
