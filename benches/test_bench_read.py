@@ -16,9 +16,10 @@ import json
 import subprocess
 import sys
 
-import cdrq
 import polars as pl
 import pytest
+
+import cdrq
 
 ROUNDS = 3
 

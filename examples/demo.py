@@ -7,8 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-import cdrq
 import polars as pl
+
+import cdrq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benches"))

@@ -8,9 +8,10 @@ import json
 import pathlib
 from datetime import datetime, timezone
 
-import cdrq
 import polars as pl
 import pytest
+
+import cdrq
 from cdrq.read import REJECT_SCHEMA
 
 BASE_COLUMNS = [

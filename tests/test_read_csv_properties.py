@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import cdrq
 import polars as pl
-from cdrq import _core
 from hypothesis import given
 from hypothesis import strategies as st
+
+import cdrq
+from cdrq import _core
 
 FW_1_0_2_5 = [
     "AcctId", "accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp",

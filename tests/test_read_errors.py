@@ -3,9 +3,10 @@ column, reason and raw text; on_error="collect" loses nothing."""
 
 from __future__ import annotations
 
-import cdrq
 import polars as pl
 import pytest
+
+import cdrq
 from cdrq import _core
 
 GOOD = (
@@ -97,5 +98,5 @@ def test_header_errors():
 
 
 def test_a_panic_in_the_core_arrives_as_cdrq_error():
-    with pytest.raises(cdrq.CdrqError, match="internal error.*deliberate test panic"):
+    with pytest.raises(cdrq.CdrqError, match=r"internal error.*deliberate test panic"):
         _core._panic_for_test()

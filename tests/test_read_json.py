@@ -7,6 +7,8 @@ import json
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import cdrq
 
@@ -113,3 +115,43 @@ def test_bad_value_rejects_its_record_only():
 def test_syntax_errors_fail_the_read_even_in_collect_mode(data, reason):
     with pytest.raises(cdrq.ParseError, match=reason):
         cdrq.read(data, format="ucm-json", on_error="collect")
+
+
+# Property: random records in either shape read back as written.
+
+TEXT_KEYS = ["src", "dst", "clid", "lastdata", "session", "caller_name", "nat_call"]
+values = st.one_of(st.none(), st.text(max_size=8))
+records = st.fixed_dictionaries(
+    {"AcctId": st.none() | st.integers(0, 10**12)},
+    optional={k: values for k in TEXT_KEYS} | {"duration": st.integers(0, 10**6).map(str)},
+)
+
+
+def expect(record: dict) -> dict:
+    out = {k: (None if v == "" else v) for k, v in record.items()}
+    if "duration" in out:
+        out["duration"] = int(out["duration"])
+    return out
+
+
+@given(st.lists(records, max_size=8), st.booleans())
+def test_round_trip_flat(recs, indent):
+    df = cdrq.read(json.dumps({"cdr": recs}, indent=1 if indent else None).encode())
+    assert df["cdr_kind"].to_list() == ["record"] * len(recs)
+    for row, record in zip(df.iter_rows(named=True), recs, strict=True):
+        assert {k: row[k] for k in record} == expect(record)
+        assert all(row[k] is None for k in TEXT_KEYS if k not in record and k in row)
+
+
+@given(st.lists(st.tuples(records, st.lists(records, max_size=12)), max_size=4))
+def test_round_trip_nested(calls):
+    root = []
+    for main, legs in calls:
+        call = {"cdr": "s", "main_cdr": main}
+        call.update({f"sub_cdr_{n}": leg for n, leg in enumerate(legs, 1)})
+        root.append(dict(reversed(list(call.items()))))  # key order must not matter
+    df = cdrq.read(json.dumps({"cdr_root": root}).encode())
+    expected = [r for main, legs in calls for r in [(main, 0), *((leg, n) for n, leg in enumerate(legs, 1))]]
+    assert df["leg"].to_list() == [n for _, n in expected]
+    for row, (record, _) in zip(df.iter_rows(named=True), expected, strict=True):
+        assert {k: row[k] for k in record} == expect(record)
