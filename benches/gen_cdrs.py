@@ -113,6 +113,28 @@ def cached_archive(n: int, directory: Path) -> tuple[Path, Path]:
     return path, twin
 
 
+def cached_json_archives(n: int, directory: Path) -> tuple[Path, Path]:
+    """``n`` records as UCM JSON, old flat shape ``{"cdr": [...]}`` and new
+    shape ``{"cdr_root": [{cdr, main_cdr, sub_cdr_1, sub_cdr_2}]}`` (every
+    third record starts a call; its legs are the next records)."""
+    import orjson
+
+    directory.mkdir(parents=True, exist_ok=True)
+    flat, nested = directory / f"ucm-{n}-flat.json", directory / f"ucm-{n}-nested.json"
+    if flat.exists() and nested.exists():
+        return flat, nested
+    rows = records(n).to_dicts()
+    flat.write_bytes(orjson.dumps({"cdr": rows}))
+    calls = []
+    for i in range(0, len(rows), 3):
+        legs = rows[i + 1 : i + 3]
+        call = {"cdr": rows[i]["session"], "main_cdr": rows[i]}
+        call.update({f"sub_cdr_{k}": leg for k, leg in enumerate(legs, 1)})
+        calls.append(call)
+    nested.write_bytes(orjson.dumps({"cdr_root": calls}))
+    return flat, nested
+
+
 if __name__ == "__main__":
     count, out = int(sys.argv[1]), Path(sys.argv[2])
     write_archive(count, out, out.with_suffix(".twin.csv"))

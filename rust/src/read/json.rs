@@ -20,6 +20,7 @@
 //! past it no record boundary can be trusted.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
@@ -77,7 +78,7 @@ struct Document<'a> {
     buf: &'a [u8],
     pos: usize,
     names: Vec<String>,
-    columns_by_key: HashMap<Vec<u8>, usize>,
+    columns_by_key: HashMap<Vec<u8>, usize, BuildHasherDefault<KeyHasher>>,
     fields: Vec<(usize, Value)>,
     rows: Vec<Row>,
     /// `null` elements and legs: (offset, what it was).
@@ -235,6 +236,26 @@ fn locate(input: &Input, start: usize, end: usize, at: usize, reason: String) ->
     }
 }
 
+/// FxHash (rustc's): keys are a few dozen short field names, looked up once
+/// per value, where SipHash's DoS resistance buys nothing.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 impl<'a> Document<'a> {
     fn new(buf: &'a [u8]) -> Self {
         let mut names = schema::output_names(&[]);
@@ -303,10 +324,17 @@ impl<'a> Document<'a> {
             if self.peek() != Some(b'"') {
                 return self.error("expected a key");
             }
-            let key = self.string()?;
-            let key = self.decoded(key)?;
+            let buf: &'a [u8] = self.buf;
+            let (start, end, escaped) = self.string()?;
+            let decoded;
+            let key: &[u8] = if escaped {
+                decoded = self.decoded((start, end, escaped))?;
+                &decoded
+            } else {
+                &buf[start..end]
+            };
             self.eat(b':')?;
-            on_member(self, &key)?;
+            on_member(self, key)?;
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
