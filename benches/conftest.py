@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gen_cdrs import cached_archive, cached_json_archives  # noqa: E402
+from gen_cdrs import cached_archive, cached_json_archives
 
 #: 2 M records ≈ 620 MB: above the 500 MB the read benchmark must cover.
 RECORDS = int(os.environ.get("CDRQ_BENCH_RECORDS", "2000000"))
