@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import glob
+import gzip
 import os
+import pathlib
 import warnings
 import zoneinfo
+from collections.abc import Sequence
 from typing import IO, Literal, Union, overload
 
 import polars as pl
@@ -12,7 +16,7 @@ import polars as pl
 from cdrq import _core
 from cdrq._core import CdrqError
 
-Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes]]
+Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], Sequence[str]]
 OnError = Literal["raise", "collect"]
 
 FORMATS = ("auto", "ucm-csv", "ucm-json", "ucm-xml", "ucm-webui-csv", "portsip-json")
@@ -38,6 +42,7 @@ def read(
     *,
     on_error: Literal["raise"] = ...,
     threads: int | None = ...,
+    include_source: bool = ...,
 ) -> pl.DataFrame: ...
 @overload
 def read(
@@ -47,6 +52,7 @@ def read(
     *,
     on_error: Literal["collect"],
     threads: int | None = ...,
+    include_source: bool = ...,
 ) -> tuple[pl.DataFrame, pl.DataFrame]: ...
 def read(
     source: Source,
@@ -55,10 +61,16 @@ def read(
     *,
     on_error: OnError = "raise",
     threads: int | None = None,
+    include_source: bool = False,
 ) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
     """Read a PBX CDR export into a Polars frame.
 
-    ``source`` is a path, the bytes themselves, or a binary file object.
+    ``source`` is a path, the bytes themselves, a binary file object, or
+    many files: a list of paths, a glob (``"archive/**/*.csv"``) or a
+    directory (every file in it, sorted). ``.gz`` files are decompressed.
+    Many files give one frame in source order; columns missing from one
+    file are null in its rows; ``include_source=True`` adds a ``source``
+    column naming each row's file.
     ``format`` is one of :data:`FORMATS` (``auto`` sniffs the bytes). The
     PBX writes wall-clock times; ``tz`` is the zone they are in (``None``
     keeps them naive). ``on_error="collect"`` returns ``(frame, rejects)``
@@ -76,16 +88,25 @@ def read(
     if threads is None and os.environ.get("POLARS_MAX_THREADS", "").isdigit():
         threads = int(os.environ["POLARS_MAX_THREADS"])
 
-    data, name = _open(source)
-    stream, rejects = _core.read(
-        data,
-        name=name,
-        format=format,
-        threads=threads,
-        on_error=on_error,
-        tz_label="UTC" if tz == "UTC" else None,
-    )
-    frame = pl.DataFrame(stream)
+    frames, rejects = [], []
+    for one in _expand(source):
+        data, name = _open(one)
+        stream, bad = _core.read(
+            data,
+            name=name,
+            format=format,
+            threads=threads,
+            on_error=on_error,
+            tz_label="UTC" if tz == "UTC" else None,
+        )
+        frame = pl.DataFrame(stream)
+        if include_source:
+            label = name or (os.fspath(one) if isinstance(one, (str, os.PathLike)) else "<bytes>")
+            frame = frame.with_columns(source=pl.lit(label, pl.String))
+        frames.append(frame)
+        rejects.extend(bad)
+    # Columns missing from one source are null in its rows.
+    frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     if tz is not None and tz != "UTC":
         frame = _localise(frame, tz)
     if on_error == "raise":
@@ -93,10 +114,40 @@ def read(
     return frame, pl.DataFrame(rejects, schema=REJECT_SCHEMA, orient="row")
 
 
+def _expand(source: Source | Sequence[str | os.PathLike[str]]) -> list[Source]:
+    """One source, or each file of a list, a glob or a directory (sorted)."""
+    if isinstance(source, (list, tuple)):
+        files = [f for item in source for f in _expand(item)]
+    elif isinstance(source, str) and any(c in source for c in "*?["):
+        files = sorted(glob.glob(source, recursive=True))
+        if not files:
+            raise CdrqError(f"no file matches {source!r}")
+    elif isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        files = sorted(
+            str(p) for p in pathlib.Path(source).rglob("*") if p.is_file() and not p.name.startswith(".")
+        )
+        if not files:
+            raise CdrqError(f"no file in directory {os.fspath(source)!r}")
+    else:
+        return [source]
+    if not files:
+        raise CdrqError("no source given")
+    return files
+
+
 def _open(source: Source) -> tuple[str | bytes, str | None]:
     """The path or bytes the core reads, and the name errors give them."""
     if isinstance(source, (str, os.PathLike)):
-        return os.fspath(source), None
+        path = os.fspath(source)
+        if path.endswith(".gz"):
+            try:
+                with gzip.open(path, "rb") as f:
+                    return f.read(), path
+            except (OSError, EOFError) as e:
+                raise CdrqError(f"{path}: {e}") from e
+        if path.endswith(".zst"):
+            raise CdrqError(f"{path}: .zst sources are not supported yet; decompress first")
+        return path, None
     if isinstance(source, bytes):
         return source, None
     if isinstance(source, (bytearray, memoryview)):

@@ -1,0 +1,64 @@
+"""Many sources at once: lists, globs, directories, gzip; one frame in
+source order, with an optional `source` column."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import pytest
+
+import cdrq
+
+
+@pytest.fixture
+def archive(tmp_path, samples):
+    d = tmp_path / "archive"
+    (d / "2015").mkdir(parents=True)
+    shutil.copy(samples / "ucm6510-fw1.0.2.5-cdrapi.csv", d / "a-old.csv")
+    shutil.copy(samples / "ucm6xxx-fw1.0.11-cdrapi-transfer.json", d / "b-new.json")
+    data = (samples / "ucm6xxx-fw1.0.11-cdrapi.csv").read_bytes()
+    (d / "2015" / "c.csv.gz").write_bytes(gzip.compress(data))
+    return d
+
+
+def test_directory_reads_every_file_sorted(archive):
+    df = cdrq.read(archive, include_source=True)
+    assert df.height == 3 + 1 + 3
+    names = [s.rsplit("/", 1)[-1] for s in df["source"].unique(maintain_order=True)]
+    assert names == ["c.csv.gz", "a-old.csv", "b-new.json"]
+    assert df["cdr_kind"].to_list() == ["record"] * 4 + ["main", "sub", "sub"]
+
+
+def test_list_keeps_the_given_order_and_glob_sorts(archive):
+    listed = cdrq.read([archive / "b-new.json", archive / "a-old.csv"])
+    assert listed["cdr_kind"].to_list()[:3] == ["main", "sub", "sub"]
+    globbed = cdrq.read(str(archive / "*.csv"))
+    assert globbed["AcctId"].to_list() == [62, 63, 64]
+    recursive = cdrq.read(str(archive / "**" / "*.gz"))
+    assert recursive["session"].to_list() == ["1447207127558984-6039"]
+
+
+def test_columns_missing_from_one_file_are_null(tmp_path):
+    (tmp_path / "a.json").write_text('{"cdr": [{"src": "1", "nat_call": "yes"}]}')
+    (tmp_path / "b.json").write_text('{"cdr": [{"src": "2", "gds_call": "no"}]}')
+    df = cdrq.read(tmp_path)
+    assert df.select("src", "nat_call", "gds_call").rows() == [("1", "yes", None), ("2", None, "no")]
+
+
+def test_rejects_of_many_files_name_their_file(tmp_path):
+    (tmp_path / "a.json").write_text('{"cdr": [{"AcctId": "x"}]}')
+    (tmp_path / "b.json").write_text('{"cdr": [{"AcctId": "1"}, {"AcctId": "y"}]}')
+    df, rejects = cdrq.read(tmp_path, on_error="collect")
+    assert df["AcctId"].to_list() == [1]
+    assert [s.rsplit("/", 1)[-1] for s in rejects["source"]] == ["a.json", "b.json"]
+
+
+def test_nothing_to_read_is_an_error(tmp_path):
+    with pytest.raises(cdrq.CdrqError, match="no file matches"):
+        cdrq.read(str(tmp_path / "*.csv"))
+    with pytest.raises(cdrq.CdrqError, match="no file in directory"):
+        cdrq.read(tmp_path)
+    (tmp_path / "bad.gz").write_bytes(b"not gzip")
+    with pytest.raises(cdrq.CdrqError, match="bad.gz"):
+        cdrq.read(tmp_path / "bad.gz")
