@@ -60,5 +60,5 @@ def test_nothing_to_read_is_an_error(tmp_path):
     with pytest.raises(cdrq.CdrqError, match="no file in directory"):
         cdrq.read(tmp_path)
     (tmp_path / "bad.gz").write_bytes(b"not gzip")
-    with pytest.raises(cdrq.CdrqError, match="bad.gz"):
+    with pytest.raises(cdrq.CdrqError, match=r"bad\.gz"):
         cdrq.read(tmp_path / "bad.gz")
