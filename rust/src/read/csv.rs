@@ -27,9 +27,23 @@ use rayon::prelude::*;
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER, make_view};
 use super::split::{FieldKind, FieldSpan, skip_blank_lines, split_record, unescape_into};
 use super::values::{Timestamp, parse_int, parse_timestamp};
+use super::webui;
 use super::{Input, OnError, ReadOptions, ReadOutput};
 use crate::error::{Error, Reject, Result};
 use crate::schema::{self, BASE_COLUMNS, ColumnType};
+
+/// Which CSV export a file is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// The CDR API's CSV: vendor field names or no header.
+    Api,
+    /// The web UI's download: labels, a `cdr` column, UI time forms.
+    WebUi,
+}
+
+/// Output columns of `cdr_kind` and `leg` (they follow the base columns).
+const KIND_COLUMN: usize = BASE_COLUMNS.len();
+const LEG_COLUMN: usize = BASE_COLUMNS.len() + 1;
 
 /// Index of `dstchanext` in [`BASE_COLUMNS`]: the field fw 1.0.11 omits.
 const DSTCHANEXT: usize = 26;
@@ -118,6 +132,8 @@ struct Chunk {
     scratch: Vec<u8>,
     rows: usize,
     errors: Vec<ChunkError>,
+    /// Web UI: legs seen since the last `main_cdr` row.
+    legs: i64,
 }
 
 /// What every chunk parse shares.
@@ -127,22 +143,37 @@ struct Context<'a> {
     names: &'a [String],
     types: Vec<ColumnType>,
     strict: bool,
+    dialect: Dialect,
 }
 
 /// Reads a UCM CDR API CSV export.
 pub fn read_ucm_csv(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {
+    read_csv(input, options, Dialect::Api)
+}
+
+/// Reads a UCM web UI CDR download.
+pub fn read_webui_csv(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {
+    read_csv(input, options, Dialect::WebUi)
+}
+
+fn read_csv(input: &Input, options: &ReadOptions, dialect: Dialect) -> Result<ReadOutput> {
     let buf = input.bytes();
     let mut pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
     pos = skip_blank_lines(buf, pos);
 
-    let (layout, extra, data_start) = read_layout(input, pos)?;
+    let (layout, extra, data_start) = read_layout(input, pos, dialect)?;
     let names = schema::output_names(&extra);
     let types: Vec<ColumnType> = names.iter().map(|n| schema::column_type(n)).collect();
     let schema = schema::arrow_schema(&names, options.tz.as_deref());
     let strict = options.on_error == OnError::Raise;
-    let ctx = Context { buf, layout: &layout, names: &names, types, strict };
+    let ctx = Context { buf, layout: &layout, names: &names, types, strict, dialect };
 
-    let bounds = chunk_bounds(buf, data_start, rayon::current_num_threads(), options.chunk_bytes);
+    let bounds = match dialect {
+        Dialect::Api => chunk_bounds(buf, data_start, rayon::current_num_threads(), options.chunk_bytes),
+        // Legs are numbered from the last main row: one sequential chunk
+        // (web UI downloads are small).
+        Dialect::WebUi => vec![data_start, buf.len().max(data_start)],
+    };
     let mut chunks: Vec<Chunk> = bounds.par_windows(2).map(|w| parse_chunk(&ctx, w[0], w[1])).collect();
     // Chunk i is right only if it starts where chunk i-1 ended.
     for i in 1..chunks.len() {
@@ -233,7 +264,7 @@ fn finish_chunk(input: &Input, chunk: Chunk, schema: &SchemaRef, tz: Option<&str
 
 /// Decides the layout from the header or the first record; returns the
 /// layout, the header's names beyond the data model, and where data starts.
-fn read_layout(input: &Input, pos: usize) -> Result<(FileLayout, Vec<String>, usize)> {
+fn read_layout(input: &Input, pos: usize, dialect: Dialect) -> Result<(FileLayout, Vec<String>, usize)> {
     let buf = input.bytes();
     let mut fields = Vec::new();
     let headerless = |n: usize| {
@@ -253,30 +284,42 @@ fn read_layout(input: &Input, pos: usize) -> Result<(FileLayout, Vec<String>, us
     }
     let names: Vec<String> =
         fields.iter().map(|f| String::from_utf8_lossy(&field_bytes(buf, f)).trim().to_string()).collect();
-    let known = names.iter().filter(|n| lookup_base(n).is_some()).count();
-    if known < 3 {
-        return Ok((headerless(fields.len()), Vec::new(), pos));
-    }
-
     let header_error = |reason: String| {
         let err = ChunkError { record_start: first.start, record_end: first.end, at: first.start, reason };
         Error::Parse(Box::new(locate(input, &[&err]).remove(0)))
     };
+    let known = names.iter().filter(|n| lookup_base(n).is_some()).count();
+    match dialect {
+        Dialect::Api if known < 3 => return Ok((headerless(fields.len()), Vec::new(), pos)),
+        Dialect::WebUi if !names.iter().any(|n| webui::lookup(n).is_some() || lookup_base(n).is_some()) => {
+            return Err(header_error("expected a header of web UI column labels".into()));
+        }
+        _ => {}
+    }
+
     let mut extra: Vec<String> = Vec::new();
     let mut columns = Vec::with_capacity(names.len());
-    for name in &names {
-        let column = match lookup_base(name) {
+    for label in &names {
+        let (name, base) = match (dialect, webui::lookup(label)) {
+            (Dialect::WebUi, Some(webui::Target::Kind)) => (label.as_str(), Some(KIND_COLUMN)),
+            (Dialect::WebUi, Some(webui::Target::Field(field))) => (field, schema::base_index(field)),
+            _ => (label.as_str(), lookup_base(label)),
+        };
+        let column = match base {
             Some(i) => i,
             None => {
                 if name.is_empty() {
                     return Err(header_error("empty column name in header".into()));
                 }
-                extra.push(name.clone());
+                if extra.iter().any(|e| e == name) {
+                    return Err(header_error(format!("duplicate column {label:?} in header")));
+                }
+                extra.push(name.to_string());
                 BASE_COLUMNS.len() + 2 + extra.len() - 1
             }
         };
-        if columns.contains(&column) || extra[..extra.len().saturating_sub(1)].contains(name) {
-            return Err(header_error(format!("duplicate column {name:?} in header")));
+        if columns.contains(&column) {
+            return Err(header_error(format!("duplicate column {label:?} in header")));
         }
         columns.push(column);
     }
@@ -336,12 +379,14 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
         end: start,
         columns: (ctx.names.iter().zip(&ctx.types))
             .map(|(name, &ty)| {
-                (name != schema::CDR_KIND && name != schema::LEG).then(|| ColumnBuilder::new(ty, estimate))
+                let constant = name == schema::CDR_KIND || name == schema::LEG;
+                (ctx.dialect == Dialect::WebUi || !constant).then(|| ColumnBuilder::new(ty, estimate))
             })
             .collect(),
         scratch: Vec::new(),
         rows: 0,
         errors: Vec::new(),
+        legs: 0,
     };
     // Records ending before `utf8_valid_to` need no UTF-8 check of their own.
     let region = &buf[start..nominal_end.max(start)];
@@ -430,20 +475,29 @@ fn check_record(
         };
     }
 
+    let webui = ctx.dialect == Dialect::WebUi;
     for (column, slot) in slots.iter().enumerate() {
         ints[column] = None;
         let ty = ctx.types[column];
         let Slot::Field(f) = slot else { continue };
-        if ty == ColumnType::Text || f.start == f.end {
+        if (ty == ColumnType::Text && column != KIND_COLUMN) || f.start == f.end {
             continue;
         }
         let value = field_bytes(buf, f);
         let name = &ctx.names[column];
+        let shown = || String::from_utf8_lossy(&value).into_owned();
+        if column == KIND_COLUMN {
+            let kind = webui::parse_kind(&value)
+                .ok_or_else(|| (f.start, format!("cdr is not main_cdr or sub_cdr: {:?}", shown())))?;
+            ints[column] = Some(i64::from(kind == webui::Kind::Sub));
+            continue;
+        }
         ints[column] = Some(match ty {
-            ColumnType::Int => parse_int(&value).ok_or_else(|| {
-                (f.start, format!("{name} is not an integer: {:?}", String::from_utf8_lossy(&value)))
-            })?,
-            _ => match parse_timestamp(&value) {
+            ColumnType::Int if webui => webui::parse_duration(&value)
+                .ok_or_else(|| (f.start, format!("{name} is not seconds or H:MM:SS: {:?}", shown())))?,
+            ColumnType::Int => parse_int(&value)
+                .ok_or_else(|| (f.start, format!("{name} is not an integer: {:?}", shown())))?,
+            _ => match if webui { webui::parse_time(&value) } else { parse_timestamp(&value) } {
                 Some(Timestamp::At(us)) => us,
                 Some(Timestamp::Unset) => continue,
                 None => {
@@ -473,6 +527,24 @@ fn append_record(
     let scratch = &mut chunk.scratch;
     for (column, builder) in chunk.columns.iter_mut().enumerate() {
         let Some(builder) = builder else { continue };
+        // Web UI only (for the API dialect these builders are absent).
+        if column == KIND_COLUMN {
+            let kind: &[u8] = match ints[KIND_COLUMN] {
+                None => b"record",
+                Some(0) => b"main",
+                Some(_) => b"sub",
+            };
+            builder.push_text(kind, INPUT_BUFFER, 0);
+            continue;
+        }
+        if column == LEG_COLUMN {
+            chunk.legs = match ints[KIND_COLUMN] {
+                Some(1) => chunk.legs + 1,
+                _ => 0,
+            };
+            builder.push_i64(chunk.legs);
+            continue;
+        }
         match (builder, slots[column]) {
             (builder @ ColumnBuilder::Text { .. }, Slot::Field(f)) if f.start < f.end => match f.kind {
                 FieldKind::Plain | FieldKind::Quoted => {

@@ -5,6 +5,7 @@ pub mod csv;
 pub mod json;
 pub mod split;
 pub mod values;
+pub mod webui;
 
 use std::fs::File;
 use std::path::Path;
@@ -113,15 +114,9 @@ impl Format {
             Some(b'<') => Self::UcmXml,
             _ => {
                 let line_end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
-                let line = String::from_utf8_lossy(&bytes[..line_end]).to_ascii_lowercase();
-                if line.contains("caller number")
-                    || line.contains("callee number")
-                    || line.contains("start time")
-                {
-                    Self::UcmWebuiCsv
-                } else {
-                    Self::UcmCsv
-                }
+                let line = String::from_utf8_lossy(&bytes[..line_end]);
+                let labels: Vec<&str> = line.trim_end().split(',').collect();
+                if webui::is_webui_header(&labels) { Self::UcmWebuiCsv } else { Self::UcmCsv }
             }
         }
     }
@@ -174,6 +169,7 @@ pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<Read
     let run = || match format {
         Format::UcmCsv => csv::read_ucm_csv(input, options),
         Format::UcmJson => json::read_ucm_json(input, options),
+        Format::UcmWebuiCsv => csv::read_webui_csv(input, options),
         other => Err(Error::Input {
             source: input.name.clone(),
             reason: format!("the {} reader is not available yet", other.name()),

@@ -1,0 +1,104 @@
+"""The UCM web UI "Download" CSV (csv.rs with the web UI dialect, webui.rs):
+labels in any subset, order and case; `cdr` → cdr_kind and leg; UI times."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+import cdrq
+
+UTC = timezone.utc
+
+
+def sample_parts(samples):
+    text = (samples / "ucm63xx-webui-export-columns.txt").read_text()
+    full, reduced = text.split("# A reduced export")
+    labels = [line for line in full.splitlines() if line and not line.startswith("#")]
+    reduced_csv = reduced.split("\n", 1)[1]
+    return labels, reduced_csv
+
+
+def test_reduced_export_sample(samples):
+    _, csv = sample_parts(samples)
+    df = cdrq.read(csv.encode())  # sniffed as ucm-webui-csv
+    rows = df.select(
+        "cdr_kind", "leg", "session", "call_type", "src", "dst", "start", "answer", "billsec",
+        "disposition", "dstchannel_ext", "action_type",
+    ).rows()  # fmt: skip
+    assert rows == [
+        ("main", 0, "s1", "Inbound", "01001234567", "6514", datetime(2026, 9, 28, 10, 0, tzinfo=UTC), None, 0,
+         "ANSWERED", None, "QUEUE[6514]"),
+        ("sub", 1, "s1", "Inbound", "01001234567", "6006", datetime(2026, 9, 28, 10, 0, 5, tzinfo=UTC),
+         datetime(2026, 9, 28, 10, 0, 20, tzinfo=UTC), 95, "ANSWERED", "6006", "DIAL"),
+    ]  # fmt: skip
+
+
+EXPECTED_FIELD = {
+    "Account Code": "accountcode", "Caller Number": "src", "Caller NAT": "caller_nat",
+    "Callee Number": "dst", "Callee NAT": "callee_nat", "Context": "dcontext", "Caller ID": "clid",
+    "Source Channel": "channel", "Dest. Channel": "dstchannel", "Last app.": "lastapp",
+    "Last data": "lastdata", "Start Time": "start", "Answer Time": "answer", "End Time": "end",
+    "Call Time": "duration", "Talk Time": "billsec", "Call Status": "disposition",
+    "AMA Flags": "amaflags", "Unique ID": "uniqueid", "Call Type": "call_type",
+    "Dest Channel Extension": "dstchannel_ext", "Caller Name": "caller_name", "Answered by": "dstanswer",
+    "Session": "session", "Premier Caller": "premier_caller", "Action Type": "action_type",
+    "Source Trunk Name": "src_trunk_name", "Destination Trunk Name": "dst_trunk_name",
+}  # fmt: skip
+
+
+def test_every_label_of_the_full_set_maps_to_its_field(samples):
+    labels, _ = sample_parts(samples)
+    assert set(labels) == set(EXPECTED_FIELD)
+    values = {
+        "Start Time": "2026-09-28 10:00:00", "Answer Time": "9/28/2026 10:00:05 AM",
+        "End Time": "9/28/2026 10:01:40 AM", "Call Time": "0:01:40", "Talk Time": "95",
+    }  # fmt: skip
+    row = [values.get(label, f"v-{i}") for i, label in enumerate(labels)]
+    df = cdrq.read((",".join(labels) + "\n" + ",".join(row) + "\n").encode(), format="ucm-webui-csv")
+    got = df.row(0, named=True)
+    for i, label in enumerate(labels):
+        field = EXPECTED_FIELD[label]
+        if label not in values:
+            assert got[field] == f"v-{i}", label
+    assert got["start"] == datetime(2026, 9, 28, 10, 0, tzinfo=UTC)
+    assert got["answer"] == datetime(2026, 9, 28, 10, 0, 5, tzinfo=UTC)
+    assert got["end"] == datetime(2026, 9, 28, 10, 1, 40, tzinfo=UTC)
+    assert (got["duration"], got["billsec"]) == (100, 95)
+    assert (got["cdr_kind"], got["leg"]) == ("record", 0)  # no `cdr` column
+
+
+def test_any_order_and_letter_case_and_legs_count_from_each_main():
+    text = (
+        "CALLER NUMBER,cdr,talk time,SESSION\n"
+        "100,main_cdr,0:00:10,a\n100,sub_cdr,5,a\n100,sub_cdr,5,a\n"
+        "200,main_cdr,1,b\n200,sub_cdr,1,b\n"
+    )
+    df = cdrq.read(text.encode())
+    assert df["cdr_kind"].to_list() == ["main", "sub", "sub", "main", "sub"]
+    assert df["leg"].to_list() == [0, 1, 2, 0, 1]
+    assert df["billsec"].to_list() == [10, 5, 5, 1, 1]
+    assert df["src"].to_list() == ["100"] * 3 + ["200"] * 2
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("x_cdr,1,2026-09-28 10:00:00", 'cdr is not main_cdr or sub_cdr: "x_cdr"'),
+        ("main_cdr,1:5,2026-09-28 10:00:00", 'billsec is not seconds or H:MM:SS: "1:5"'),
+        ("main_cdr,1,13/28/2026 10:00:00 AM", "start is not a YYYY-MM-DD HH:MM:SS time"),
+    ],
+)
+def test_bad_values_are_rejected(row, reason):
+    data = f"cdr,Talk Time,Start Time\n{row}\nmain_cdr,2,2026-09-28 10:00:00\n".encode()
+    with pytest.raises(cdrq.ParseError) as e:
+        cdrq.read(data, format="ucm-webui-csv")
+    assert e.value.line == 2 and e.value.reason.startswith(reason)
+    df, rejects = cdrq.read(data, format="ucm-webui-csv", on_error="collect")
+    assert (df.height, rejects.height) == (1, 1)
+
+
+def test_header_of_no_known_label_is_an_error():
+    with pytest.raises(cdrq.ParseError, match="web UI column labels"):
+        cdrq.read(b"foo,bar\n1,2\n", format="ucm-webui-csv")
