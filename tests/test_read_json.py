@@ -65,7 +65,7 @@ def test_empty_cdr_string_and_null_elements():
     df, rejects = rows(data, on_error="collect")
     assert df.height == 1
     assert rejects.height == 3
-    assert all("is null" in r for r in rejects["reason"])
+    assert all("holds no record" in r for r in rejects["reason"])
 
 
 def test_values_may_be_numbers_or_null_and_unknown_keys_are_kept():

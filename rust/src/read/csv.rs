@@ -28,7 +28,7 @@ use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER, make_view};
 use super::split::{FieldKind, FieldSpan, skip_blank_lines, split_record, unescape_into};
 use super::values::{Timestamp, parse_int, parse_timestamp};
 use super::webui;
-use super::{Input, OnError, ReadOptions, ReadOutput};
+use super::{Input, Locator, OnError, ReadOptions, ReadOutput};
 use crate::error::{Error, Reject, Result};
 use crate::schema::{self, BASE_COLUMNS, ColumnType};
 
@@ -200,32 +200,10 @@ fn read_csv(input: &Input, options: &ReadOptions, dialect: Dialect) -> Result<Re
     Ok(ReadOutput { schema, batches, rejects })
 }
 
-/// Turns byte offsets into lines and columns (one sweep over the input).
+/// Rejects for the chunk errors, located in the input.
 fn locate(input: &Input, errors: &[&ChunkError]) -> Vec<Reject> {
-    let buf = input.bytes();
-    let (mut line, mut line_start, mut scanned) = (1u64, 0usize, 0usize);
-    errors
-        .iter()
-        .map(|e| {
-            if e.at < scanned {
-                (line, line_start, scanned) = (1, 0, 0);
-            }
-            for k in memchr::memchr_iter(b'\n', &buf[scanned..e.at]) {
-                line += 1;
-                line_start = scanned + k + 1;
-            }
-            scanned = e.at;
-            let from = if line_start == 0 && buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { line_start };
-            let column = String::from_utf8_lossy(&buf[from.min(e.at)..e.at]).chars().count() as u64 + 1;
-            Reject {
-                source: input.name.clone(),
-                line,
-                column,
-                reason: e.reason.clone(),
-                raw: String::from_utf8_lossy(&buf[e.record_start..e.record_end]).into_owned(),
-            }
-        })
-        .collect()
+    let mut locator = Locator::new(input);
+    errors.iter().map(|e| locator.reject(e.record_start, e.record_end, e.at, e.reason.clone())).collect()
 }
 
 /// Builds a chunk's record batch; its text columns share the chunk's slice

@@ -3,6 +3,7 @@
 pub mod builder;
 pub mod csv;
 pub mod json;
+pub mod records;
 pub mod split;
 pub mod values;
 pub mod webui;
@@ -147,6 +148,43 @@ pub struct ReadOptions {
 impl Default for ReadOptions {
     fn default() -> Self {
         Self { threads: None, on_error: OnError::Raise, tz: Some("UTC".into()), chunk_bytes: None }
+    }
+}
+
+/// Turns byte offsets into 1-based lines and character columns, sweeping
+/// forward through the input (restarting only if asked to go back).
+pub struct Locator<'a> {
+    input: &'a Input,
+    line: u64,
+    line_start: usize,
+    scanned: usize,
+}
+
+impl<'a> Locator<'a> {
+    pub fn new(input: &'a Input) -> Self {
+        Self { input, line: 1, line_start: 0, scanned: 0 }
+    }
+
+    /// A reject of the record at `start..end`, whose problem is at `at`.
+    pub fn reject(&mut self, start: usize, end: usize, at: usize, reason: String) -> Reject {
+        let buf = self.input.bytes();
+        let at = at.min(buf.len());
+        if at < self.scanned {
+            (self.line, self.line_start, self.scanned) = (1, 0, 0);
+        }
+        for k in memchr::memchr_iter(b'\n', &buf[self.scanned..at]) {
+            self.line += 1;
+            self.line_start = self.scanned + k + 1;
+        }
+        self.scanned = at;
+        let from = if self.line_start == 0 && buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { self.line_start };
+        Reject {
+            source: self.input.name.clone(),
+            line: self.line,
+            column: String::from_utf8_lossy(&buf[from.min(at)..at]).chars().count() as u64 + 1,
+            reason,
+            raw: String::from_utf8_lossy(&buf[start.min(buf.len())..end.min(buf.len())]).into_owned(),
+        }
     }
 }
 

@@ -1,0 +1,258 @@
+//! Records of the nested formats (JSON, XML), gathered by their parsers and
+//! built into Arrow columns here: one place for the `cdr_kind`/`leg` rows,
+//! the union of keys, typing, and rejects.
+//!
+//! Values are spans: of the input (zero-copy views) or of `decoded`, the
+//! text that had to be unescaped, which becomes the columns' second buffer.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_buffer::Buffer;
+
+use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER};
+use super::values::{Timestamp, parse_int, parse_timestamp};
+use super::{Input, Locator, OnError, ReadOptions, ReadOutput};
+use crate::error::{Error, Result};
+use crate::schema::{self, BASE_COLUMNS, ColumnType};
+
+/// Output columns of `cdr_kind` and `leg` (they follow the base columns).
+const KIND_COLUMN: usize = BASE_COLUMNS.len();
+const LEG_COLUMN: usize = BASE_COLUMNS.len() + 1;
+
+/// A field's value.
+#[derive(Clone, Copy, Debug)]
+pub enum Value {
+    Null,
+    /// Bytes `start..end` of the input, as they are.
+    Input {
+        start: usize,
+        end: usize,
+    },
+    /// Bytes `start..end` of [`RecordSet::decoded`], decoded from the value
+    /// at input offset `at`.
+    Decoded {
+        start: usize,
+        end: usize,
+        at: usize,
+    },
+}
+
+/// Which kind of row a record becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Record,
+    Main,
+    Sub(i64),
+}
+
+impl Kind {
+    /// Order of a call's rows: main first, then legs by number.
+    pub fn order(self) -> (u8, i64) {
+        match self {
+            Kind::Main => (0, 0),
+            Kind::Sub(n) => (1, n),
+            Kind::Record => (2, 0),
+        }
+    }
+}
+
+/// One record: its kind, its extent in the input and its fields
+/// (`fields[first_field..last_field]`).
+pub struct Row {
+    pub kind: Kind,
+    pub start: usize,
+    pub end: usize,
+    pub first_field: usize,
+    pub last_field: usize,
+}
+
+/// FxHash (rustc's): keys are a few dozen short field names, looked up once
+/// per value, where SipHash's DoS resistance buys nothing.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Everything a nested-format parser found.
+pub struct RecordSet {
+    pub names: Vec<String>,
+    columns_by_key: HashMap<Vec<u8>, usize, BuildHasherDefault<KeyHasher>>,
+    pub fields: Vec<(usize, Value)>,
+    pub rows: Vec<Row>,
+    /// `null` (or empty) records: (offset, what it was).
+    pub skipped: Vec<(usize, &'static str)>,
+    pub decoded: Vec<u8>,
+}
+
+impl Default for RecordSet {
+    fn default() -> Self {
+        let columns_by_key =
+            BASE_COLUMNS.iter().enumerate().map(|(i, n)| (n.as_bytes().to_vec(), i)).collect();
+        Self {
+            names: schema::output_names(&[]),
+            columns_by_key,
+            fields: Vec::new(),
+            rows: Vec::new(),
+            skipped: Vec::new(),
+            decoded: Vec::new(),
+        }
+    }
+}
+
+impl RecordSet {
+    /// Records `value` under the column of `key` (a new column for a key
+    /// beyond the data model). A source field named `cdr_kind` or `leg` is
+    /// dropped: those columns are cdrq's own.
+    pub fn push_field(&mut self, key: &[u8], value: Value) {
+        let column = match self.columns_by_key.get(key) {
+            Some(&c) => c,
+            None => {
+                let c = self.names.len();
+                self.names.push(String::from_utf8_lossy(key).into_owned());
+                self.columns_by_key.insert(key.to_vec(), c);
+                c
+            }
+        };
+        if column != KIND_COLUMN && column != LEG_COLUMN {
+            self.fields.push((column, value));
+        }
+    }
+
+    /// Appends decoded text (of the value at input offset `at`).
+    pub fn decoded_value(&mut self, text: &[u8], at: usize) -> Value {
+        let start = self.decoded.len();
+        self.decoded.extend_from_slice(text);
+        Value::Decoded { start, end: self.decoded.len(), at }
+    }
+
+    fn bytes<'a>(&'a self, buf: &'a [u8], value: Value) -> Option<&'a [u8]> {
+        match value {
+            Value::Null => None,
+            Value::Input { start, end } => Some(&buf[start..end]),
+            Value::Decoded { start, end, .. } => Some(&self.decoded[start..end]),
+        }
+    }
+}
+
+/// Builds the record batch of a parsed document.
+pub fn build(input: &Input, options: &ReadOptions, set: RecordSet) -> Result<ReadOutput> {
+    let buf = input.bytes();
+    let strict = options.on_error == OnError::Raise;
+    let tz = options.tz.as_deref();
+    let types: Vec<ColumnType> = set.names.iter().map(|n| schema::column_type(n)).collect();
+    let mut columns: Vec<ColumnBuilder> =
+        types.iter().map(|&t| ColumnBuilder::new(t, set.rows.len())).collect();
+    let mut rejects = Vec::new();
+    let mut slots = vec![Value::Null; set.names.len()];
+    let mut ints: Vec<Option<i64>> = vec![None; set.names.len()];
+    let mut locator = Locator::new(input);
+
+    for row in &set.rows {
+        slots.fill(Value::Null);
+        for &(column, value) in &set.fields[row.first_field..row.last_field] {
+            slots[column] = value;
+        }
+        if let Err((at, reason)) = check_row(buf, &set, &types, &slots, &mut ints) {
+            let reject = locator.reject(row.start, row.end, at, reason);
+            if strict {
+                return Err(Error::Parse(Box::new(reject)));
+            }
+            rejects.push(reject);
+            continue;
+        }
+        for (column, builder) in columns.iter_mut().enumerate() {
+            match column {
+                KIND_COLUMN => {
+                    let kind: &[u8] = match row.kind {
+                        Kind::Record => b"record",
+                        Kind::Main => b"main",
+                        Kind::Sub(_) => b"sub",
+                    };
+                    builder.push_text(kind, INPUT_BUFFER, 0);
+                }
+                LEG_COLUMN => builder.push_i64(if let Kind::Sub(n) = row.kind { n } else { 0 }),
+                _ if types[column] != ColumnType::Text => match ints[column] {
+                    Some(v) => builder.push_i64(v),
+                    None => builder.push_null(),
+                },
+                _ => match slots[column] {
+                    Value::Input { start, end } if start < end => {
+                        builder.push_text(&buf[start..end], INPUT_BUFFER, start)
+                    }
+                    Value::Decoded { start, end, .. } if start < end => {
+                        builder.push_text(&set.decoded[start..end], SCRATCH_BUFFER, start)
+                    }
+                    _ => builder.push_null(),
+                },
+            }
+        }
+    }
+    if !strict {
+        for &(at, what) in &set.skipped {
+            let end = (at + 4).min(buf.len());
+            rejects.push(locator.reject(at, end, at, format!("{what} holds no record")));
+        }
+        rejects.sort_by_key(|r| (r.line, r.column));
+    }
+
+    if buf.len() > u32::MAX as usize || set.decoded.len() > u32::MAX as usize {
+        return Err(Error::Input { source: input.name.clone(), reason: "input over 4 GiB".into() });
+    }
+    let schema = schema::arrow_schema(&set.names, tz);
+    let buffers: Arc<[Buffer]> = Arc::from([input.data.clone(), Buffer::from_vec(set.decoded)]);
+    let arrays: Vec<ArrayRef> = columns.into_iter().map(|c| c.finish(&buffers, tz)).collect();
+    let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)
+        .map_err(|e| Error::Input { source: input.name.clone(), reason: e.to_string() })?;
+    let batches = if batch.num_rows() > 0 { vec![batch] } else { Vec::new() };
+    Ok(ReadOutput { schema, batches, rejects })
+}
+
+/// Checks the typed values of a row into `ints`; the offending offset and
+/// reason on failure.
+fn check_row(
+    buf: &[u8],
+    set: &RecordSet,
+    types: &[ColumnType],
+    slots: &[Value],
+    ints: &mut [Option<i64>],
+) -> std::result::Result<(), (usize, String)> {
+    for (column, &ty) in types.iter().enumerate() {
+        ints[column] = None;
+        if ty == ColumnType::Text || column == LEG_COLUMN {
+            continue;
+        }
+        let Some(text) = set.bytes(buf, slots[column]).filter(|t| !t.is_empty()) else { continue };
+        let at = match slots[column] {
+            Value::Input { start, .. } | Value::Decoded { at: start, .. } => start,
+            Value::Null => 0,
+        };
+        let name = &set.names[column];
+        let shown = || String::from_utf8_lossy(text).into_owned();
+        ints[column] = match ty {
+            ColumnType::Int => Some(
+                parse_int(text).ok_or_else(|| (at, format!("{name} is not an integer: {:?}", shown())))?,
+            ),
+            _ => match parse_timestamp(text) {
+                Some(Timestamp::At(us)) => Some(us),
+                Some(Timestamp::Unset) => None,
+                None => return Err((at, format!("{name} is not a YYYY-MM-DD HH:MM:SS time: {:?}", shown()))),
+            },
+        };
+    }
+    Ok(())
+}
