@@ -30,6 +30,7 @@ def test_transfer_sample_every_field(samples):
     df = cdrq.read(samples / "ucm6xxx-fw1.0.11-cdrapi-transfer.json", format="ucm-json")
     raw = json.loads((samples / "ucm6xxx-fw1.0.11-cdrapi-transfer.json").read_text())["cdr_root"][0]
     assert df.height == 3
+    assert "cdr" not in df.columns  # the call's session id, not a field
     assert df["cdr_kind"].to_list() == ["main", "sub", "sub"]
     assert df["leg"].to_list() == [0, 1, 2]
     assert df["duration"].to_list() == [16, 12, 4]

@@ -196,8 +196,9 @@ impl<'a> Document<'a> {
                             doc.set.skipped.push((at, "a null leg"));
                             Ok(())
                         }
-                        // The element's own `cdr` is the session id of its legs.
-                        _ if key == b"cdr" && !legs.is_empty() => doc.skip_value(),
+                        // The element's own `cdr` is the session id of its legs,
+                        // not a field.
+                        _ if key == b"cdr" => doc.skip_value(),
                         _ => doc.field(key),
                     }
                 })?;

@@ -7,6 +7,7 @@ pub mod records;
 pub mod split;
 pub mod values;
 pub mod webui;
+pub mod xml;
 
 use std::fs::File;
 use std::path::Path;
@@ -208,6 +209,7 @@ pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<Read
         Format::UcmCsv => csv::read_ucm_csv(input, options),
         Format::UcmJson => json::read_ucm_json(input, options),
         Format::UcmWebuiCsv => csv::read_webui_csv(input, options),
+        Format::UcmXml => xml::read_ucm_xml(input, options),
         other => Err(Error::Input {
             source: input.name.clone(),
             reason: format!("the {} reader is not available yet", other.name()),

@@ -1,0 +1,227 @@
+//! The Grandstream UCM CDR XML reader.
+//!
+//! The root element (`<cdr_root>` or any other) holds one element per call
+//! or record:
+//! - `<cdr session="…">` holding `<main_cdr>` and `<sub_cdr_N>` children,
+//!   whose own children are the fields → a `main` row and `sub` rows with
+//!   `leg` = N, in numeric order (the JSON reader's rules);
+//! - `<cdr>` whose field elements stand directly inside → a `record` row.
+//!
+//! Field text is taken as written (not trimmed); entities and character
+//! references are decoded, CDATA kept verbatim; `<answer/>` or an empty
+//! element is null. Text without markup to decode stays a view into the
+//! input. quick-xml does the tokenising; a syntax error (mismatched tags,
+//! an unknown entity) fails the read in either error mode.
+
+use quick_xml::Reader;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::Event;
+
+use super::records::{self, Kind, RecordSet, Row, Value};
+use super::{Input, Locator, ReadOptions, ReadOutput};
+use crate::error::{Error, Result};
+
+/// The text of the field element being read.
+struct OpenField {
+    name: Vec<u8>,
+    depth: usize,
+    /// Input offset of the element, for errors.
+    at: usize,
+    /// One unescaped run of the input, while it is the only piece.
+    span: Option<(usize, usize)>,
+    /// The decoded text once there is more than one piece.
+    text: Option<Vec<u8>>,
+}
+
+impl OpenField {
+    fn push_span(&mut self, buf: &[u8], start: usize, end: usize) {
+        match (&mut self.text, self.span) {
+            (None, None) => self.span = Some((start, end)),
+            (None, Some(_)) => {
+                self.promote(buf);
+                self.push_decoded(&buf[start..end]);
+            }
+            (Some(text), _) => text.extend_from_slice(&buf[start..end]),
+        }
+    }
+
+    fn push_decoded(&mut self, bytes: &[u8]) {
+        if self.text.is_none() {
+            self.text = Some(Vec::new());
+        }
+        if let Some(text) = &mut self.text {
+            text.extend_from_slice(bytes);
+        }
+    }
+
+    /// From a single input span to decoded text (a second piece arrived).
+    fn promote(&mut self, buf: &[u8]) {
+        let mut text = Vec::new();
+        if let Some((s, e)) = self.span.take() {
+            text.extend_from_slice(&buf[s..e]);
+        }
+        self.text = Some(text);
+    }
+
+    fn value(self, set: &mut RecordSet) -> Value {
+        match (self.text, self.span) {
+            (Some(text), _) => set.decoded_value(&text, self.at),
+            (None, Some((start, end))) => Value::Input { start, end },
+            (None, None) => Value::Null,
+        }
+    }
+}
+
+/// A call element being read: where it started and its legs so far.
+struct OpenCall {
+    start: usize,
+    first_field: usize,
+    legs: Vec<Row>,
+}
+
+/// Reads a UCM CDR XML export.
+pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {
+    let buf = input.bytes();
+    let syntax =
+        |at: usize, reason: String| Error::Parse(Box::new(Locator::new(input).reject(at, at, at, reason)));
+    let text = std::str::from_utf8(buf).map_err(|e| syntax(e.valid_up_to(), "invalid UTF-8".into()))?;
+    let offset_of = |s: &str| s.as_ptr() as usize - text.as_ptr() as usize;
+
+    let mut reader = Reader::from_str(text);
+    let mut set = RecordSet::default();
+    let mut depth = 0usize;
+    let mut call: Option<OpenCall> = None;
+    let mut leg: Option<(Kind, usize, usize)> = None; // kind, start, first field
+    let mut field: Option<OpenField> = None;
+    loop {
+        let before = reader.buffer_position() as usize;
+        let event = reader
+            .read_event()
+            .map_err(|e| syntax(reader.error_position() as usize, format!("invalid XML: {e}")))?;
+        let after = reader.buffer_position() as usize;
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(event, Event::Empty(_));
+                let name = e.local_name();
+                let name = name.as_ref().as_bytes();
+                depth += 1;
+                match depth {
+                    1 => {}
+                    2 if empty => set.skipped.push((before, "an empty element")),
+                    2 => {
+                        call =
+                            Some(OpenCall { start: before, first_field: set.fields.len(), legs: Vec::new() })
+                    }
+                    3 if leg_kind(name).is_some() => {
+                        let kind = leg_kind(name).unwrap_or(Kind::Record);
+                        if empty {
+                            set.skipped.push((before, "an empty leg"));
+                        } else {
+                            leg = Some((kind, before, set.fields.len()));
+                        }
+                    }
+                    3 | 4 if field.is_none() && (depth == 3 || leg.is_some()) => {
+                        field = Some(OpenField {
+                            name: name.to_vec(),
+                            depth,
+                            at: before,
+                            span: None,
+                            text: None,
+                        });
+                    }
+                    _ => {} // markup nested inside a field: its text joins the field's
+                }
+                if empty {
+                    close(&mut depth, &mut call, &mut leg, &mut field, &mut set, after);
+                }
+            }
+            Event::End(_) => close(&mut depth, &mut call, &mut leg, &mut field, &mut set, after),
+            Event::Text(t) => {
+                if let Some(f) = &mut field {
+                    let start = offset_of(&t);
+                    f.push_span(buf, start, start + t.len());
+                }
+            }
+            Event::CData(t) => {
+                if let Some(f) = &mut field {
+                    let start = offset_of(&t);
+                    f.push_span(buf, start, start + t.len());
+                }
+            }
+            Event::GeneralRef(r) => {
+                if let Some(f) = &mut field {
+                    let ch = r.resolve_char_ref().map_err(|e| syntax(before, format!("invalid XML: {e}")))?;
+                    let mut utf8 = [0u8; 4];
+                    let decoded = match ch {
+                        Some(c) => c.encode_utf8(&mut utf8).as_bytes(),
+                        None => resolve_predefined_entity(&r)
+                            .ok_or_else(|| syntax(before, format!("unknown entity &{};", &*r)))?
+                            .as_bytes(),
+                    };
+                    f.promote_if_needed(buf);
+                    f.push_decoded(decoded);
+                }
+            }
+            Event::Eof if depth > 0 => return Err(syntax(buf.len(), "invalid XML: unclosed element".into())),
+            Event::Eof => break,
+            _ => {} // declaration, comments, processing instructions, doctype
+        }
+    }
+    records::build(input, options, set)
+}
+
+impl OpenField {
+    fn promote_if_needed(&mut self, buf: &[u8]) {
+        if self.text.is_none() {
+            self.promote(buf);
+        }
+    }
+}
+
+/// `main_cdr` → main, `sub_cdr_N` → leg N.
+fn leg_kind(name: &[u8]) -> Option<Kind> {
+    if name == b"main_cdr" {
+        return Some(Kind::Main);
+    }
+    let n = name.strip_prefix(b"sub_cdr_")?;
+    std::str::from_utf8(n).ok()?.parse().ok().map(Kind::Sub)
+}
+
+/// Closes the innermost element at `end`: a field, a leg, or a call.
+fn close(
+    depth: &mut usize,
+    call: &mut Option<OpenCall>,
+    leg: &mut Option<(Kind, usize, usize)>,
+    field: &mut Option<OpenField>,
+    set: &mut RecordSet,
+    end: usize,
+) {
+    if field.as_ref().is_some_and(|f| f.depth == *depth) {
+        if let Some(f) = field.take() {
+            let name = f.name.clone();
+            let value = f.value(set);
+            set.push_field(&name, value);
+        }
+    } else if *depth == 3 && field.is_none() {
+        if let (Some((kind, start, first_field)), Some(c)) = (leg.take(), call.as_mut()) {
+            c.legs.push(Row { kind, start, end, first_field, last_field: set.fields.len() });
+        }
+    } else if *depth == 2
+        && let Some(mut c) = call.take()
+    {
+        if c.legs.is_empty() {
+            let last_field = set.fields.len();
+            set.rows.push(Row {
+                kind: Kind::Record,
+                start: c.start,
+                end,
+                first_field: c.first_field,
+                last_field,
+            });
+        } else {
+            c.legs.sort_by_key(|leg| leg.kind.order());
+            set.rows.extend(c.legs);
+        }
+    }
+    *depth = depth.saturating_sub(1);
+}
