@@ -220,9 +220,18 @@ def test_options_are_checked():
         cdrq.read(42)  # type: ignore[arg-type]
 
 
-def test_sniffed_formats_not_yet_read_say_so(samples):
-    with pytest.raises(cdrq.CdrqError, match="portsip-json reader is not available"):
-        cdrq.read(samples / "portsip-v22-api-cdrs-response.partial.json")
+def test_auto_says_what_it_saw_when_the_guess_fails():
+    with pytest.raises(cdrq.ParseError) as e:
+        cdrq.read(b"PK\x03\x04 zipped,archive\n")
+    assert (
+        "format auto read this as ucm-csv after seeing neither JSON, XML nor web UI labels" in e.value.reason
+    )
+    assert "PK" in e.value.reason
+    with pytest.raises(cdrq.ParseError, match="read this as ucm-json after seeing JSON"):
+        cdrq.read(b'{"cdr": [}')
+    with pytest.raises(cdrq.ParseError) as e:  # explicit formats are not second-guessed
+        cdrq.read(b"1,2,3\n", format="ucm-csv")
+    assert "format auto" not in e.value.reason
 
 
 def test_threads_follow_polars_max_threads(samples, monkeypatch):

@@ -99,7 +99,7 @@ def read(
             on_error=on_error,
             tz_label="UTC" if tz == "UTC" else None,
         )
-        frame = pl.DataFrame(stream)
+        frame = _localise(pl.DataFrame(stream), tz)
         if include_source:
             label = name or (os.fspath(one) if isinstance(one, (str, os.PathLike)) else "<bytes>")
             frame = frame.with_columns(source=pl.lit(label, pl.String))
@@ -107,8 +107,6 @@ def read(
         rejects.extend(bad)
     # Columns missing from one source are null in its rows.
     frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
-    if tz is not None and tz != "UTC":
-        frame = _localise(frame, tz)
     if on_error == "raise":
         return frame
     return frame, pl.DataFrame(rejects, schema=REJECT_SCHEMA, orient="row")
@@ -161,14 +159,25 @@ def _open(source: Source) -> tuple[str | bytes, str | None]:
     raise CdrqError(f"cannot read a source of type {type(source).__name__}")
 
 
-def _localise(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
-    """PBX wall-clock → instants in ``tz``. In the repeated hour of a DST
-    fall-back the earlier instant is taken; a wall time the zone skips is an
-    error (the PBX cannot have written it)."""
-    columns = [c for c, t in frame.schema.items() if isinstance(t, pl.Datetime)]
+def _localise(frame: pl.DataFrame, tz: str | None) -> pl.DataFrame:
+    """Times into the archive zone ``tz``. UCM columns arrive naive (PBX
+    wall-clock) unless ``tz`` is UTC; PortSIP columns arrive as UTC instants.
+    In the repeated hour of a DST fall-back the earlier instant is taken; a
+    wall time the zone skips is an error (the PBX cannot have written it)."""
+    exprs = []
+    for name, dtype in frame.schema.items():
+        if not isinstance(dtype, pl.Datetime) or dtype.time_zone == tz:
+            continue
+        column = pl.col(name).dt
+        if dtype.time_zone is None:
+            exprs.append(column.replace_time_zone(tz, ambiguous="earliest", non_existent="raise"))
+        elif tz is None:
+            exprs.append(column.replace_time_zone(None))
+        else:
+            exprs.append(column.convert_time_zone(tz))
+    if not exprs:
+        return frame
     try:
-        return frame.with_columns(
-            pl.col(columns).dt.replace_time_zone(tz, ambiguous="earliest", non_existent="raise")
-        )
+        return frame.with_columns(exprs)
     except pl.exceptions.ComputeError as e:
         raise CdrqError(f"time not on the clock of {tz}: {e}") from e

@@ -19,6 +19,7 @@
 //! a scratch buffer. A syntax error fails the read whatever `on_error` says:
 //! past it no record boundary can be trusted.
 
+use super::portsip;
 use super::records::{self, Kind, RecordSet, Row, Value};
 use super::{Input, Locator, ReadOptions, ReadOutput};
 use crate::error::{Error, Result};
@@ -35,10 +36,24 @@ struct Document<'a> {
     buf: &'a [u8],
     pos: usize,
     set: RecordSet,
+    /// PortSIP: flat records under `items` (or one event object), each
+    /// mapped into the UCM fields by [`portsip::derive`].
+    portsip: bool,
 }
 
 /// Reads a UCM CDR API JSON export.
 pub fn read_ucm_json(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {
+    read_json(input, options, false)
+}
+
+/// Reads PortSIP CDRs: the `/api/cdrs` response or a CDR webhook event.
+/// Its times are instants, so they are labelled UTC whatever the archive zone.
+pub fn read_portsip_json(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {
+    let options = ReadOptions { tz: Some("UTC".into()), ..options.clone() };
+    read_json(input, &options, true)
+}
+
+fn read_json(input: &Input, options: &ReadOptions, portsip: bool) -> Result<ReadOutput> {
     let buf = input.bytes();
     let syntax =
         |e: SyntaxError| Error::Parse(Box::new(Locator::new(input).reject(e.at, e.at, e.at, e.reason)));
@@ -46,7 +61,7 @@ pub fn read_ucm_json(input: &Input, options: &ReadOptions) -> Result<ReadOutput>
         return Err(syntax(SyntaxError { at: e.valid_up_to(), reason: "invalid UTF-8".into() }));
     }
     let pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
-    let mut doc = Document { buf, pos, set: RecordSet::default() };
+    let mut doc = Document { buf, pos, set: RecordSet::default(), portsip };
     doc.document().map_err(syntax)?;
     records::build(input, options, doc.set)
 }
@@ -81,10 +96,11 @@ impl<'a> Document<'a> {
         match self.peek() {
             None => return Ok(()),
             Some(b'[') => self.elements()?,
+            Some(b'{') if self.portsip && !self.has_items() => self.element()?,
             Some(b'{') => {
                 self.pos += 1;
                 self.members(|doc, key| match key {
-                    b"cdr" | b"cdr_root" => match doc.peek() {
+                    b"cdr" | b"cdr_root" | b"items" => match doc.peek() {
                         Some(b'[') => doc.elements(),
                         Some(b'{') => doc.element(),
                         _ => doc.skip_value(),
@@ -98,6 +114,19 @@ impl<'a> Document<'a> {
             return self.error("unexpected text after the JSON document");
         }
         Ok(())
+    }
+
+    /// Whether the object at `pos` has an `items` key (a PortSIP list
+    /// response rather than a single event).
+    fn has_items(&self) -> bool {
+        let mut probe =
+            Document { buf: self.buf, pos: self.pos + 1, set: RecordSet::default(), portsip: false };
+        let mut found = false;
+        let _ = probe.members(|doc, key| {
+            found |= key == b"items";
+            doc.skip_value()
+        });
+        found
     }
 
     /// Calls `on_member` with each key, positioned at its value, until `}`.
@@ -203,6 +232,9 @@ impl<'a> Document<'a> {
                     }
                 })?;
                 let end = self.pos;
+                if self.portsip {
+                    portsip::derive(self.buf, &mut self.set, first_field);
+                }
                 if legs.is_empty() {
                     let last_field = self.set.fields.len();
                     self.set.rows.push(Row { kind: Kind::Record, start, end, first_field, last_field });

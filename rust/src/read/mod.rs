@@ -3,6 +3,7 @@
 pub mod builder;
 pub mod csv;
 pub mod json;
+pub mod portsip;
 pub mod records;
 pub mod split;
 pub mod values;
@@ -98,27 +99,37 @@ impl Format {
         }
     }
 
-    /// Tells the format from the first bytes: `{`/`[` JSON, `<` XML, a
-    /// header of web-UI labels, else the CDR API CSV.
+    /// Tells the format from the first bytes: `{`/`[` JSON (PortSIP if its
+    /// keys show), `<` XML, a header of web-UI labels, else the CDR API CSV.
     pub fn sniff(bytes: &[u8]) -> Self {
+        Self::sniff_why(bytes).0
+    }
+
+    /// [`Self::sniff`] and what it saw, for error messages.
+    pub fn sniff_why(bytes: &[u8]) -> (Self, String) {
         let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-        let first = bytes.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &bytes[i..]);
-        match first.and_then(|b| b.first()) {
+        let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(bytes.len());
+        let head = &bytes[start..bytes.len().min(start + 4096)];
+        let shown = String::from_utf8_lossy(&head[..head.len().min(40)]).into_owned();
+        match head.first() {
             Some(b'{' | b'[') => {
-                let head = &bytes[..bytes.len().min(4096)];
                 let has = |k: &[u8]| memchr::memmem::find(head, k).is_some();
                 if has(b"\"items\"") || has(b"\"call_id\"") || has(b"\"event_type\"") {
-                    Self::PortsipJson
+                    (Self::PortsipJson, format!("JSON with PortSIP keys: {shown:?}"))
                 } else {
-                    Self::UcmJson
+                    (Self::UcmJson, format!("JSON without PortSIP keys: {shown:?}"))
                 }
             }
-            Some(b'<') => Self::UcmXml,
+            Some(b'<') => (Self::UcmXml, format!("markup: {shown:?}")),
             _ => {
-                let line_end = memchr::memchr(b'\n', bytes).unwrap_or(bytes.len());
-                let line = String::from_utf8_lossy(&bytes[..line_end]);
+                let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
+                let line = String::from_utf8_lossy(&head[..line_end]);
                 let labels: Vec<&str> = line.trim_end().split(',').collect();
-                if webui::is_webui_header(&labels) { Self::UcmWebuiCsv } else { Self::UcmCsv }
+                if webui::is_webui_header(&labels) {
+                    (Self::UcmWebuiCsv, format!("a header of web UI labels: {shown:?}"))
+                } else {
+                    (Self::UcmCsv, format!("neither JSON, XML nor web UI labels: {shown:?}"))
+                }
             }
         }
     }
@@ -204,23 +215,39 @@ impl ReadOutput {
 
 /// Reads one source in the given format (`Auto` sniffs it).
 pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<ReadOutput> {
-    let format = if format == Format::Auto { Format::sniff(input.bytes()) } else { format };
+    let sniffed = (format == Format::Auto).then(|| Format::sniff_why(input.bytes()));
+    let format = sniffed.as_ref().map_or(format, |(f, _)| *f);
     let run = || match format {
         Format::UcmCsv => csv::read_ucm_csv(input, options),
         Format::UcmJson => json::read_ucm_json(input, options),
         Format::UcmWebuiCsv => csv::read_webui_csv(input, options),
         Format::UcmXml => xml::read_ucm_xml(input, options),
-        other => Err(Error::Input {
-            source: input.name.clone(),
-            reason: format!("the {} reader is not available yet", other.name()),
-        }),
+        Format::PortsipJson => json::read_portsip_json(input, options),
+        Format::Auto => unreachable!("auto is resolved above"),
     };
-    match options.threads {
+    let result = match options.threads {
         None => run(),
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build()
             .map_err(|e| Error::Input { source: input.name.clone(), reason: e.to_string() })?
             .install(run),
+    };
+    match (result, sniffed) {
+        // A first record whose shape fails may mean the guess was wrong: say
+        // what it was. (A bad value in a well-shaped record says nothing.)
+        (Err(Error::Parse(mut reject)), Some((format, why)))
+            if reject.line == 1
+                && !reject.reason.contains(" is not ")
+                && reject.reason != "invalid UTF-8" =>
+        {
+            reject.reason = format!(
+                "{} (format auto read this as {} after seeing {why}; pass format= to choose)",
+                reject.reason,
+                format.name()
+            );
+            Err(Error::Parse(reject))
+        }
+        (result, _) => result,
     }
 }

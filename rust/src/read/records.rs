@@ -140,7 +140,12 @@ impl RecordSet {
         Value::Decoded { start, end: self.decoded.len(), at }
     }
 
-    fn bytes<'a>(&'a self, buf: &'a [u8], value: Value) -> Option<&'a [u8]> {
+    /// The column of a key, if any record had it.
+    pub fn column_of(&self, key: &str) -> Option<usize> {
+        self.columns_by_key.get(key.as_bytes()).copied()
+    }
+
+    pub fn bytes<'a>(&'a self, buf: &'a [u8], value: Value) -> Option<&'a [u8]> {
         match value {
             Value::Null => None,
             Value::Input { start, end } => Some(&buf[start..end]),

@@ -33,6 +33,18 @@ pub enum Timestamp {
 /// Parses `YYYY-MM-DD HH:MM:SS` (calendar-checked) as wall-clock time.
 #[inline]
 pub fn parse_timestamp(s: &[u8]) -> Option<Timestamp> {
+    if s.len() > 20 && s[19] == b'.' {
+        // Fractional seconds (PortSIP instants, rendered by cdrq).
+        let frac = &s[20..];
+        if frac.len() > 9 || !frac.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let micros = (0..6).fold(0i64, |acc, i| acc * 10 + frac.get(i).map_or(0, |d| i64::from(d - b'0')));
+        return match parse_timestamp(&s[..19])? {
+            Timestamp::At(us) => Some(Timestamp::At(us + micros)),
+            Timestamp::Unset => None,
+        };
+    }
     if s.len() != 19 || s[4] != b'-' || s[7] != b'-' || s[10] != b' ' || s[13] != b':' || s[16] != b':' {
         return None;
     }
@@ -55,6 +67,65 @@ pub fn parse_timestamp(s: &[u8]) -> Option<Timestamp> {
     }
     let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
     Some(Timestamp::At(secs * 1_000_000))
+}
+
+/// Parses an RFC 3339 instant (`2024-08-20T06:00:59.457188Z`, or with an
+/// offset `+02:00`) to microseconds since the epoch, UTC.
+pub fn parse_rfc3339(s: &[u8]) -> Option<i64> {
+    if s.len() < 20 || (s[10] != b'T' && s[10] != b't' && s[10] != b' ') {
+        return None;
+    }
+    let mut wall = [0u8; 19];
+    wall.copy_from_slice(&s[..19]);
+    wall[10] = b' ';
+    let Timestamp::At(mut us) = parse_timestamp(&wall)? else { return None };
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix(b".") {
+        let digits = frac.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let mut micros = 0i64;
+        for i in 0..6 {
+            micros = micros * 10 + frac.get(i).filter(|_| i < digits).map_or(0, |d| i64::from(d - b'0'));
+        }
+        us += micros;
+        rest = &frac[digits..];
+    }
+    let offset_minutes = match rest {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let h = parse_int(&[*h1, *h2])?;
+            let m = parse_int(&[*m1, *m2])?;
+            if h > 23 || m > 59 {
+                return None;
+            }
+            if *sign == b'+' { h * 60 + m } else { -(h * 60 + m) }
+        }
+        _ => return None,
+    };
+    Some(us - offset_minutes * 60_000_000)
+}
+
+/// Formats microseconds since the epoch as `YYYY-MM-DD HH:MM:SS.ffffff`.
+pub fn format_timestamp(us: i64) -> String {
+    let (secs, micros) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{micros:06}", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn is_leap(y: i64) -> bool {
@@ -93,6 +164,23 @@ mod tests {
         assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
         for bad in [&b""[..], b"-", b"1.0", b" 1", b"1a", b"99999999999999999999"] {
             assert_eq!(parse_int(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rfc3339() {
+        let utc = |s: &str| parse_rfc3339(s.as_bytes());
+        let at = |s: &str| match parse_timestamp(s.as_bytes()) {
+            Some(Timestamp::At(us)) => Some(us),
+            _ => None,
+        };
+        assert_eq!(utc("2024-08-20T06:00:59.457188Z"), at("2024-08-20 06:00:59.457188"));
+        assert_eq!(utc("2024-08-20T06:00:59Z"), at("2024-08-20 06:00:59"));
+        assert_eq!(utc("2024-08-20T08:00:59.5+02:00"), at("2024-08-20 06:00:59.500000"));
+        assert_eq!(utc("2024-08-20T06:00:59.1234567891Z"), None);
+        assert_eq!(utc("2024-08-20 06:00:59"), None);
+        for us in [0, 1_724_133_659_457_188, -1, 951_782_400_000_000] {
+            assert_eq!(at(&format_timestamp(us)), Some(us));
         }
     }
 
