@@ -4,7 +4,9 @@ source order, with an optional `source` column."""
 from __future__ import annotations
 
 import gzip
+import io
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +61,23 @@ def test_nothing_to_read_is_an_error(tmp_path):
         cdrq.read(str(tmp_path / "*.csv"))
     with pytest.raises(cdrq.CdrqError, match="no file in directory"):
         cdrq.read(tmp_path)
-    (tmp_path / "bad.gz").write_bytes(b"not gzip")
-    with pytest.raises(cdrq.CdrqError, match=r"bad\.gz"):
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(cdrq.CdrqError, match=r"bad\.gz: cannot decompress gzip"):
         cdrq.read(tmp_path / "bad.gz")
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_zstd_files_and_bytes_are_decompressed(samples):
+    plain = cdrq.read(samples / "ucm6xxx-fw1.0.11-cdrapi.csv")
+    assert cdrq.read(FIXTURES / "ucm6xxx-fw1.0.11-cdrapi.csv.zst").equals(plain)
+    assert cdrq.read((FIXTURES / "ucm6xxx-fw1.0.11-cdrapi.csv.zst").read_bytes()).equals(plain)
+    assert cdrq.read(FIXTURES / "two-frames.csv.zst").height == 2  # concatenated frames
+    nested = cdrq.read(FIXTURES / "transfer.json.zst")  # sniffed after decompressing
+    assert nested["cdr_kind"].to_list() == ["main", "sub", "sub"]
+
+
+def test_gzip_bytes_and_file_objects(samples):
+    data = (samples / "ucm6510-fw1.0.2.5-cdrapi.csv").read_bytes()
+    assert cdrq.read(io.BytesIO(gzip.compress(data))).equals(cdrq.read(data))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import gzip
 import os
 import pathlib
 import warnings
@@ -67,7 +66,8 @@ def read(
 
     ``source`` is a path, the bytes themselves, a binary file object, or
     many files: a list of paths, a glob (``"archive/**/*.csv"``) or a
-    directory (every file in it, sorted). ``.gz`` files are decompressed.
+    directory (every file in it, sorted). gzip and zstd files (told by
+    their first bytes) are decompressed.
     Many files give one frame in source order; columns missing from one
     file are null in its rows; ``include_source=True`` adds a ``source``
     column naming each row's file.
@@ -136,16 +136,7 @@ def _expand(source: Source | Sequence[str | os.PathLike[str]]) -> list[Source]:
 def _open(source: Source) -> tuple[str | bytes, str | None]:
     """The path or bytes the core reads, and the name errors give them."""
     if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        if path.endswith(".gz"):
-            try:
-                with gzip.open(path, "rb") as f:
-                    return f.read(), path
-            except (OSError, EOFError) as e:
-                raise CdrqError(f"{path}: {e}") from e
-        if path.endswith(".zst"):
-            raise CdrqError(f"{path}: .zst sources are not supported yet; decompress first")
-        return path, None
+        return os.fspath(source), None
     if isinstance(source, bytes):
         return source, None
     if isinstance(source, (bytearray, memoryview)):

@@ -213,8 +213,37 @@ impl ReadOutput {
     }
 }
 
-/// Reads one source in the given format (`Auto` sniffs it).
+/// The decompressed input of a gzip or zstd source (told by its magic
+/// bytes, whatever its name), or `None` for plain bytes.
+pub fn decompress(input: &Input) -> Result<Option<Input>> {
+    use std::io::Read;
+    let bytes = input.bytes();
+    let fail = |what: &str, e: std::io::Error| Error::Input {
+        source: input.name.clone(),
+        reason: format!("cannot decompress {what}: {e}"),
+    };
+    let mut out = Vec::new();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| fail("gzip", e))?;
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let mut frame = ruzstd::decoding::StreamingDecoder::new(&mut rest)
+                .map_err(|e| fail("zstd", std::io::Error::other(e.to_string())))?;
+            frame.read_to_end(&mut out).map_err(|e| fail("zstd", e))?;
+        }
+    } else {
+        return Ok(None);
+    }
+    Ok(Some(Input::from_vec(input.name.clone(), out)))
+}
+
+/// Reads one source in the given format (`Auto` sniffs it); gzip and zstd
+/// sources are decompressed first.
 pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<ReadOutput> {
+    if let Some(plain) = decompress(input)? {
+        return read(&plain, format, options);
+    }
     let sniffed = (format == Format::Auto).then(|| Format::sniff_why(input.bytes()));
     let format = sniffed.as_ref().map_or(format, |(f, _)| *f);
     let run = || match format {
