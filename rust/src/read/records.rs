@@ -97,6 +97,9 @@ pub struct RecordSet {
     /// `null` (or empty) records: (offset, what it was).
     pub skipped: Vec<(usize, &'static str)>,
     pub decoded: Vec<u8>,
+    /// The key that followed each column's last time, and its column.
+    next_key: Vec<Option<(Vec<u8>, usize)>>,
+    last_column: usize,
 }
 
 impl Default for RecordSet {
@@ -110,6 +113,8 @@ impl Default for RecordSet {
             rows: Vec::new(),
             skipped: Vec::new(),
             decoded: Vec::new(),
+            next_key: Vec::new(),
+            last_column: 0,
         }
     }
 }
@@ -119,15 +124,29 @@ impl RecordSet {
     /// beyond the data model). A source field named `cdr_kind` or `leg` is
     /// dropped: those columns are cdrq's own.
     pub fn push_field(&mut self, key: &[u8], value: Value) {
-        let column = match self.columns_by_key.get(key) {
-            Some(&c) => c,
-            None => {
-                let c = self.names.len();
-                self.names.push(String::from_utf8_lossy(key).into_owned());
-                self.columns_by_key.insert(key.to_vec(), c);
-                c
+        // Records repeat their keys in the same order: guess the column
+        // from the one before, and hash only when the guess is wrong.
+        let guess = self.next_key.get(self.last_column).and_then(|g| g.as_ref());
+        let column = match guess {
+            Some((k, c)) if k.as_slice() == key => *c,
+            _ => {
+                let column = match self.columns_by_key.get(key) {
+                    Some(&c) => c,
+                    None => {
+                        let c = self.names.len();
+                        self.names.push(String::from_utf8_lossy(key).into_owned());
+                        self.columns_by_key.insert(key.to_vec(), c);
+                        c
+                    }
+                };
+                if self.next_key.len() <= self.last_column {
+                    self.next_key.resize(self.last_column + 1, None);
+                }
+                self.next_key[self.last_column] = Some((key.to_vec(), column));
+                column
             }
         };
+        self.last_column = column;
         if column != KIND_COLUMN && column != LEG_COLUMN {
             self.fields.push((column, value));
         }
