@@ -295,8 +295,18 @@ impl<'a> Document<'a> {
         self.eat(b'"')?;
         let start = self.pos;
         let mut escaped = false;
-        // One pass over the bytes: most strings are short, and a raw control
-        // character must be found anyway.
+        // One pass over the bytes, eight at a time: a raw control character
+        // must be found anyway, so a SIMD search for the quote alone would
+        // not save the second look.
+        while let Some(word) = self.buf.get(self.pos..self.pos + 8) {
+            let special = special_bytes(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+            if special == 0 {
+                self.pos += 8;
+            } else {
+                self.pos += special.trailing_zeros() as usize / 8;
+                break;
+            }
+        }
         while let Some(&b) = self.buf.get(self.pos) {
             match b {
                 b'"' => {
@@ -309,6 +319,15 @@ impl<'a> Document<'a> {
                 }
                 0..=0x1f => return self.error("control character in string"),
                 _ => self.pos += 1,
+            }
+            while let Some(word) = self.buf.get(self.pos..self.pos + 8) {
+                let special = special_bytes(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+                if special == 0 {
+                    self.pos += 8;
+                } else {
+                    self.pos += special.trailing_zeros() as usize / 8;
+                    break;
+                }
             }
         }
         self.error("unterminated string")
@@ -376,6 +395,17 @@ impl<'a> Document<'a> {
     }
 }
 
+/// High bit set in each byte of `w` that is `"`, `\\` or a control
+/// character (exact for the lowest such byte, which is all that is used).
+#[inline]
+fn special_bytes(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    control | zero_in(w ^ (ONES * u64::from(b'"'))) | zero_in(w ^ (ONES * u64::from(b'\\')))
+}
+
 /// Decodes the inside of a JSON string with escapes into `out`.
 fn unescape(buf: &[u8], start: usize, end: usize, out: &mut Vec<u8>) -> Parsed<()> {
     let mut i = start;
@@ -423,4 +453,23 @@ fn unescape(buf: &[u8], start: usize, end: usize, out: &mut Vec<u8>) -> Parsed<(
         out.push(byte);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn special_bytes_finds_the_first_quote_backslash_or_control() {
+        for (text, first) in [
+            (&b"abcdefgh"[..], None),
+            (b"abc\"efgh", Some(3)),
+            (b"\\bcdefgh", Some(0)),
+            (b"abcdefg\n", Some(7)),
+            (b"\xc3\xa9\xc3\xa9abcd", None),
+            (b"a\x1f\"defgh", Some(1)),
+        ] {
+            let w = u64::from_le_bytes(text.try_into().unwrap());
+            let found = super::special_bytes(w);
+            assert_eq!((found != 0).then(|| found.trailing_zeros() as usize / 8), first, "{text:?}");
+        }
+    }
 }
