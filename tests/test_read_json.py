@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import cdrq
+from cdrq import _core
 
 UTC = timezone.utc
 
@@ -156,3 +158,27 @@ def test_round_trip_nested(calls):
     assert df["leg"].to_list() == [n for _, n in expected]
     for row, (record, _) in zip(df.iter_rows(named=True), expected, strict=True):
         assert {k: row[k] for k in record} == expect(record)
+
+
+tricky = st.sampled_from(['},{"x": 1}', "}, null,{", "", "a,b", '"quoted"', "\\u00e9"])
+
+
+@given(
+    st.lists(st.one_of(st.none(), records), min_size=1, max_size=30),
+    st.lists(tricky, max_size=30),
+    st.integers(1, 300),
+    st.booleans(),
+)
+def test_chunked_parse_equals_one_chunk(recs, texts, chunk_bytes, nested):
+    for record, text in zip(recs, texts, strict=False):
+        if record is not None:
+            record["lastdata"] = text  # element-like text inside strings
+    if nested:
+        doc = {"cdr_root": [r and {"cdr": "s", "main_cdr": r, "sub_cdr_1": r} for r in recs]}
+    else:
+        doc = {"cdr": recs}
+    data = json.dumps(doc, indent=1 if chunk_bytes % 2 else None).encode()
+    one, one_rejects = _core.read(data, threads=1, on_error="collect")
+    many, many_rejects = _core.read(data, threads=4, on_error="collect", chunk_bytes=chunk_bytes)
+    assert pl.DataFrame(one).equals(pl.DataFrame(many))
+    assert one_rejects == many_rejects

@@ -33,12 +33,29 @@ type Parsed<T> = std::result::Result<T, SyntaxError>;
 
 /// The parser's state: the input, where it is, and the records so far.
 struct Document<'a> {
+    input: &'a Input,
+    options: &'a ReadOptions,
     buf: &'a [u8],
     pos: usize,
+    /// Records parsed here, not yet built.
     set: RecordSet,
+    /// Built parts, in document order (arrays of records are parsed and
+    /// built in parallel chunks).
+    done: Vec<Result<ReadOutput>>,
     /// PortSIP: flat records under `items` (or one event object), each
     /// mapped into the UCM fields by [`portsip::derive`].
     portsip: bool,
+}
+
+/// One chunk of a record array: where it really started and ended, and
+/// what it held.
+struct Chunk {
+    start: usize,
+    /// Start of the next element, or the array's `]`.
+    end: usize,
+    /// The chunk reached the array's `]`.
+    closed: bool,
+    result: Parsed<Result<ReadOutput>>,
 }
 
 /// Reads a UCM CDR API JSON export.
@@ -61,12 +78,128 @@ fn read_json(input: &Input, options: &ReadOptions, portsip: bool) -> Result<Read
         return Err(syntax(SyntaxError { at: e.valid_up_to(), reason: "invalid UTF-8".into() }));
     }
     let pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
-    let mut doc = Document { buf, pos, set: RecordSet::default(), portsip };
+    let mut doc = Document::new(input, options, pos, portsip);
     doc.document().map_err(syntax)?;
-    records::build(input, options, doc.set)
+    let set = std::mem::take(&mut doc.set);
+    doc.done.push(records::build(input, options, set, 0..buf.len()));
+    records::merge(doc.done.into_iter().collect::<Result<Vec<_>>>()?)
+}
+
+/// Nominal starts of the chunks of a record array whose first element is at
+/// `first`: element starts (after `},` or `null,`) about `target` apart, and
+/// the input's end. A start found inside a string is caught by
+/// [`Document::record_array`]'s continuity check.
+fn element_bounds(buf: &[u8], first: usize, target: usize) -> Vec<usize> {
+    let mut bounds = vec![first];
+    let mut pos = first;
+    while pos.saturating_add(target) < buf.len() {
+        let mut comma = pos + target;
+        let next = loop {
+            let Some(k) = memchr::memchr(b',', &buf[comma..]) else { break None };
+            comma += k;
+            let before = buf[..comma].iter().rposition(|b| !b.is_ascii_whitespace()).map(|i| buf[i]);
+            let after = buf[comma + 1..].iter().position(|b| !b.is_ascii_whitespace()).map(|i| comma + 1 + i);
+            match (before, after.map(|i| (i, buf[i]))) {
+                (Some(b'}' | b'l'), Some((i, b'{' | b'n'))) => break Some(i),
+                _ => comma += 1,
+            }
+        };
+        let Some(next) = next else { break };
+        bounds.push(next);
+        pos = next;
+    }
+    bounds.push(buf.len());
+    bounds
 }
 
 impl<'a> Document<'a> {
+    fn new(input: &'a Input, options: &'a ReadOptions, pos: usize, portsip: bool) -> Self {
+        let buf = input.bytes();
+        Self { input, options, buf, pos, set: RecordSet::default(), done: Vec::new(), portsip }
+    }
+
+    /// An array of records at `pos`: split into chunks at element starts,
+    /// each parsed and built on its own thread. A chunk is right only if it
+    /// starts where the one before ended; one that does not (its nominal
+    /// start fell inside a string) is parsed again from there.
+    fn record_array(&mut self) -> Parsed<()> {
+        self.eat(b'[')?;
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        let first = self.pos;
+        let threads = rayon::current_num_threads();
+        let rest = self.buf.len() - first;
+        let target = self.options.chunk_bytes.unwrap_or((rest / (4 * threads)).clamp(1 << 20, 32 << 20));
+        let bounds = element_bounds(self.buf, first, target.max(1));
+        if bounds.len() <= 2 {
+            return self.elements_from(first);
+        }
+        let set = std::mem::take(&mut self.set);
+        if !set.rows.is_empty() {
+            self.done.push(records::build(self.input, self.options, set, 0..self.buf.len()));
+        }
+
+        let (input, options, portsip) = (self.input, self.options, self.portsip);
+        let parse = |start: usize, nominal_end: usize| -> Chunk {
+            let mut doc = Document::new(input, options, start, portsip);
+            match doc.chunk_elements(nominal_end) {
+                Ok(closed) => {
+                    let (end, set) = (doc.pos, doc.set);
+                    Chunk { start, end, closed, result: Ok(records::build(input, options, set, start..end)) }
+                }
+                Err(e) => Chunk { start, end: doc.pos, closed: true, result: Err(e) },
+            }
+        };
+        let mut chunks: Vec<Chunk> = {
+            use rayon::prelude::*;
+            bounds.par_windows(2).map(|w| parse(w[0], w[1])).collect()
+        };
+        let mut last = 0;
+        while !chunks[last].closed && last + 1 < chunks.len() {
+            let next = last + 1;
+            if chunks[next].start != chunks[last].end {
+                let from = chunks[last].end;
+                chunks[next] = parse(from, bounds[next + 1].max(from));
+            }
+            last = next;
+        }
+        chunks.truncate(last + 1);
+        let end = chunks[last].end;
+        for chunk in chunks {
+            self.done.push(chunk.result?);
+        }
+        self.pos = end;
+        self.eat(b']')
+    }
+
+    /// Elements from `pos` (an element start) until the array's `]`, which
+    /// is consumed.
+    fn elements_from(&mut self, first: usize) -> Parsed<()> {
+        self.pos = first;
+        if self.chunk_elements(usize::MAX)? { self.eat(b']') } else { self.error("expected ']'") }
+    }
+
+    /// Elements from `pos` until the array's `]` (left in place: `true`) or
+    /// the first element starting at or after `nominal_end` (`false`).
+    fn chunk_elements(&mut self, nominal_end: usize) -> Parsed<bool> {
+        loop {
+            self.element()?;
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.ws();
+                    if self.pos >= nominal_end {
+                        return Ok(false);
+                    }
+                }
+                Some(b']') => return Ok(true),
+                _ => return self.error("expected ',' or ']'"),
+            }
+        }
+    }
+
     fn error<T>(&self, reason: impl Into<String>) -> Parsed<T> {
         Err(SyntaxError { at: self.pos, reason: reason.into() })
     }
@@ -95,13 +228,13 @@ impl<'a> Document<'a> {
     fn document(&mut self) -> Parsed<()> {
         match self.peek() {
             None => return Ok(()),
-            Some(b'[') => self.elements()?,
+            Some(b'[') => self.record_array()?,
             Some(b'{') if self.portsip && !self.has_items() => self.element()?,
             Some(b'{') => {
                 self.pos += 1;
                 self.members(|doc, key| match key {
                     b"cdr" | b"cdr_root" | b"items" => match doc.peek() {
-                        Some(b'[') => doc.elements(),
+                        Some(b'[') => doc.record_array(),
                         Some(b'{') => doc.element(),
                         _ => doc.skip_value(),
                     },
@@ -119,8 +252,7 @@ impl<'a> Document<'a> {
     /// Whether the object at `pos` has an `items` key (a PortSIP list
     /// response rather than a single event).
     fn has_items(&self) -> bool {
-        let mut probe =
-            Document { buf: self.buf, pos: self.pos + 1, set: RecordSet::default(), portsip: false };
+        let mut probe = Document::new(self.input, self.options, self.pos + 1, false);
         let mut found = false;
         let _ = probe.members(|doc, key| {
             found |= key == b"items";
@@ -157,25 +289,6 @@ impl<'a> Document<'a> {
                     return Ok(());
                 }
                 _ => return self.error("expected ',' or '}'"),
-            }
-        }
-    }
-
-    fn elements(&mut self) -> Parsed<()> {
-        self.eat(b'[')?;
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            self.element()?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return self.error("expected ',' or ']'"),
             }
         }
     }

@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch, new_null_array};
 use arrow_buffer::Buffer;
 
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER};
@@ -173,9 +174,16 @@ impl RecordSet {
     }
 }
 
-/// Builds the record batch of a parsed document.
-pub fn build(input: &Input, options: &ReadOptions, set: RecordSet) -> Result<ReadOutput> {
+/// Builds the record batch of a parsed document, or of the part of it at
+/// `range` (whose slice of the input becomes the text columns' buffer).
+pub fn build(
+    input: &Input,
+    options: &ReadOptions,
+    set: RecordSet,
+    range: Range<usize>,
+) -> Result<ReadOutput> {
     let buf = input.bytes();
+    let base = range.start;
     let strict = options.on_error == OnError::Raise;
     let tz = options.tz.as_deref();
     let types: Vec<ColumnType> = set.names.iter().map(|n| schema::column_type(n)).collect();
@@ -216,7 +224,7 @@ pub fn build(input: &Input, options: &ReadOptions, set: RecordSet) -> Result<Rea
                 },
                 _ => match slots[column] {
                     Value::Input { start, end } if start < end => {
-                        builder.push_text(&buf[start..end], INPUT_BUFFER, start)
+                        builder.push_text(&buf[start..end], INPUT_BUFFER, start - base)
                     }
                     Value::Decoded { start, end, .. } if start < end => {
                         builder.push_text(&set.decoded[start..end], SCRATCH_BUFFER, start)
@@ -234,11 +242,12 @@ pub fn build(input: &Input, options: &ReadOptions, set: RecordSet) -> Result<Rea
         rejects.sort_by_key(|r| (r.line, r.column));
     }
 
-    if buf.len() > u32::MAX as usize || set.decoded.len() > u32::MAX as usize {
-        return Err(Error::Input { source: input.name.clone(), reason: "input over 4 GiB".into() });
+    if range.len() > u32::MAX as usize || set.decoded.len() > u32::MAX as usize {
+        return Err(Error::Input { source: input.name.clone(), reason: "a record run over 4 GiB".into() });
     }
     let schema = schema::arrow_schema(&set.names, tz);
-    let buffers: Arc<[Buffer]> = Arc::from([input.data.clone(), Buffer::from_vec(set.decoded)]);
+    let input_slice = input.data.slice_with_length(base, range.len());
+    let buffers: Arc<[Buffer]> = Arc::from([input_slice, Buffer::from_vec(set.decoded)]);
     let arrays: Vec<ArrayRef> = columns.into_iter().map(|c| c.finish(&buffers, tz)).collect();
     let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)
         .map_err(|e| Error::Input { source: input.name.clone(), reason: e.to_string() })?;
@@ -279,4 +288,42 @@ fn check_row(
         };
     }
     Ok(())
+}
+
+/// One output from the outputs of a document's parts, in order: the union
+/// of their columns (base columns first, then further keys as first seen),
+/// a column missing from a part null in its rows.
+pub fn merge(outputs: Vec<ReadOutput>) -> Result<ReadOutput> {
+    if outputs.len() == 1 {
+        return Ok(outputs.into_iter().next().unwrap_or_else(|| unreachable!()));
+    }
+    let mut fields: Vec<arrow_schema::FieldRef> = Vec::new();
+    for out in &outputs {
+        for field in out.schema.fields() {
+            if !fields.iter().any(|f| f.name() == field.name()) {
+                fields.push(Arc::clone(field));
+            }
+        }
+    }
+    let schema = Arc::new(arrow_schema::Schema::new(fields));
+    let mut batches = Vec::new();
+    let mut rejects = Vec::new();
+    for out in outputs {
+        rejects.extend(out.rejects);
+        for batch in out.batches {
+            let columns = schema
+                .fields()
+                .iter()
+                .map(|f| match batch.column_by_name(f.name()) {
+                    Some(column) => Arc::clone(column),
+                    None => new_null_array(f.data_type(), batch.num_rows()),
+                })
+                .collect();
+            batches.push(
+                RecordBatch::try_new(Arc::clone(&schema), columns)
+                    .map_err(|e| Error::Input { source: "cdrq".into(), reason: e.to_string() })?,
+            );
+        }
+    }
+    Ok(ReadOutput { schema, batches, rejects })
 }

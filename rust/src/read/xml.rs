@@ -167,7 +167,7 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
             _ => {} // declaration, comments, processing instructions, doctype
         }
     }
-    records::build(input, options, set)
+    records::build(input, options, set, 0..buf.len())
 }
 
 impl OpenField {
