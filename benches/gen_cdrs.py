@@ -135,6 +135,30 @@ def cached_json_archives(n: int, directory: Path) -> tuple[Path, Path]:
     return flat, nested
 
 
+def cached_xml_archive(n: int, directory: Path) -> Path:
+    """``n`` records as UCM XML in the ``cdr_root`` shape (main + two legs
+    per call, like :func:`cached_json_archives`)."""
+    from xml.sax.saxutils import escape
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"ucm-{n}.xml"
+    if path.exists():
+        return path
+    rows = records(n).to_dicts()
+    fields = lambda r: "".join(f"<{k}>{escape(v)}</{k}>" if v else f"<{k}/>" for k, v in r.items())  # noqa: E731
+    with path.open("w", encoding="utf-8") as out:
+        out.write('<?xml version="1.0" encoding="UTF-8"?>\n<cdr_root>\n')
+        for i in range(0, len(rows), 3):
+            legs = "".join(
+                f"<sub_cdr_{k}>{fields(leg)}</sub_cdr_{k}>" for k, leg in enumerate(rows[i + 1 : i + 3], 1)
+            )
+            out.write(
+                f'<cdr session="{rows[i]["session"]}"><main_cdr>{fields(rows[i])}</main_cdr>{legs}</cdr>\n'
+            )
+        out.write("</cdr_root>\n")
+    return path
+
+
 if __name__ == "__main__":
     count, out = int(sys.argv[1]), Path(sys.argv[2])
     write_archive(count, out, out.with_suffix(".twin.csv"))

@@ -12,14 +12,12 @@ RSS against the frame's ``estimated_size()``.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import polars as pl
 import pytest
 
 import cdrq
+
+from .memory import peak_memory
 
 ROUNDS = 3
 
@@ -52,47 +50,15 @@ def test_polars_read_twin_typed(benchmark, archive):
     assert df.schema["AcctId"] == pl.Int64
 
 
-MEASURE = """
-import json, resource, sys, polars as pl, cdrq
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-kind, path = sys.argv[1], sys.argv[2]
-if kind == "cdrq":
-    df = cdrq.read(path)
-elif kind == "polars-strings":
-    df = pl.read_csv(path, infer_schema=False)
-else:
-    df = pl.read_csv(path, try_parse_dates=True)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-status = dict(line.split(":", 1) for line in open("/proc/self/status"))
-kb = lambda key: int(status[key].split()[0])
-# estimated_size() counts string bytes only; every string also has a 16-byte view.
-views = 16 * df.height * sum(dtype == pl.String for dtype in df.schema.values())
-print(json.dumps({
-    "peak_mb": peak / 1e3, "import_mb": base / 1e3, "frame_mb": df.estimated_size() / 1e6,
-    "frame_with_views_mb": (df.estimated_size() + views) / 1e6,
-    "rss_anon_mb": kb("RssAnon") / 1e3, "rss_file_mb": kb("RssFile") / 1e3,
-}))
-"""
-
-
 @pytest.mark.benchmark(group="memory")
-def test_peak_memory(benchmark, archive):
+def test_peak_memory_csv(benchmark, archive):
     path, twin = archive
-    report = {}
-    for kind, source in [("cdrq", path), ("polars-strings", twin), ("polars-typed", twin)]:
-        out = subprocess.run(
-            [sys.executable, "-c", MEASURE, kind, str(source)], capture_output=True, check=True
-        )
-        r = json.loads(out.stdout)
-        r["peak_over_frame"] = round((r["peak_mb"] - r["import_mb"]) / r["frame_mb"], 2)
-        report[kind] = r
+    report = peak_memory(
+        {
+            "cdrq": ("cdrq.read(path)", path),
+            "polars-strings": ("pl.read_csv(path, infer_schema=False)", twin),
+            "polars-typed": ("pl.read_csv(path, try_parse_dates=True)", twin),
+        }
+    )
     benchmark.extra_info.update(report)
-    print("\nMB: peak RSS | after import | estimated_size | + views | RssAnon | RssFile | (peak-import)/est")
-    for kind, r in report.items():
-        print(
-            f"  {kind:15} {r['peak_mb']:6.0f} {r['import_mb']:5.0f} {r['frame_mb']:6.0f} "
-            f"{r['frame_with_views_mb']:6.0f} {r['rss_anon_mb']:6.0f} {r['rss_file_mb']:6.0f} "
-            f"{r['peak_over_frame']:5.2f}"
-        )
     benchmark.pedantic(lambda: None, rounds=1)
-    assert report["cdrq"]["frame_mb"] > 0

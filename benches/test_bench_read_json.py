@@ -8,16 +8,15 @@ Group "json-flat" (`{"cdr": [...]}`): ``cdrq.read`` (typed) vs ``orjson`` +
 
 from __future__ import annotations
 
-import re
-
-import orjson
 import polars as pl
 import pytest
 
 import cdrq
 
+from .byhand import orjson_flat, orjson_nested, polars_flat
+from .memory import peak_memory
+
 ROUNDS = 3
-LEG = re.compile(r"sub_cdr_(\d+)")
 
 
 def run(benchmark, fn, path):
@@ -25,26 +24,6 @@ def run(benchmark, fn, path):
     df = benchmark.pedantic(fn, args=(path,), rounds=ROUNDS, iterations=1, warmup_rounds=1)
     benchmark.extra_info.update(mb=round(size_mb), mb_per_s=round(size_mb / benchmark.stats["median"]))
     return df
-
-
-def orjson_flat(path):
-    return pl.DataFrame(orjson.loads(path.read_bytes())["cdr"])
-
-
-def polars_flat(path):
-    return pl.read_json(path).explode("cdr").unnest("cdr")
-
-
-def orjson_nested(path):
-    rows = []
-    for call in orjson.loads(path.read_bytes())["cdr_root"]:
-        if not call:
-            continue
-        if main := call.get("main_cdr"):
-            rows.append({**main, "cdr_kind": "main", "leg": 0})
-        legs = sorted((int(m.group(1)), v) for k, v in call.items() if (m := LEG.fullmatch(k)) and v)
-        rows.extend({**leg, "cdr_kind": "sub", "leg": n} for n, leg in legs)
-    return pl.DataFrame(rows)
 
 
 @pytest.mark.benchmark(group="json-flat")
@@ -75,3 +54,18 @@ def test_cdrq_read_nested(benchmark, json_archives):
 def test_orjson_dataframe_nested(benchmark, json_archives):
     df = run(benchmark, orjson_nested, json_archives[1])
     assert df.height > 0
+
+
+@pytest.mark.benchmark(group="memory")
+def test_peak_memory_json(benchmark, json_archives):
+    flat, nested = json_archives
+    report = peak_memory(
+        {
+            "cdrq-flat": ("cdrq.read(path)", flat),
+            "orjson-flat": ("__import__('byhand').orjson_flat(__import__('pathlib').Path(path))", flat),
+            "polars-flat": ("__import__('byhand').polars_flat(path)", flat),
+            "cdrq-nested": ("cdrq.read(path)", nested),
+        }
+    )
+    benchmark.extra_info.update(report)
+    benchmark.pedantic(lambda: None, rounds=1)

@@ -107,3 +107,15 @@ def test_xml_reads_like_json(calls, indent):
         call.update({f"sub_cdr_{n}": leg for n, leg in enumerate(legs, 1)})
         doc["cdr_root"].append(call)
     assert cdrq.read(to_xml(doc, indent)).equals(cdrq.read(json.dumps(doc).encode()))
+
+
+def test_large_inputs_are_built_in_parts_with_one_schema():
+    # More than one build part (65,536 rows each); a key only the last part has.
+    n = 70_000
+    body = "".join(f"<cdr><AcctId>{i}</AcctId><src>{i % 97}</src></cdr>" for i in range(n))
+    tail = "<cdr><AcctId>-1</AcctId><late_key>x</late_key></cdr>"
+    df = cdrq.read(f"<cdr_root>{body}{tail}</cdr_root>".encode())
+    assert df.height == n + 1
+    assert df["AcctId"].to_list() == [*range(n), -1]
+    assert df["late_key"].null_count() == n and df["late_key"][-1] == "x"
+    assert df["src"][69_999] == str(69_999 % 97)

@@ -93,6 +93,11 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
     let mut call: Option<OpenCall> = None;
     let mut leg: Option<(Kind, usize, usize)> = None; // kind, start, first field
     let mut field: Option<OpenField> = None;
+    // Records are built in parts of `PART_ROWS`, so the parsed fields held
+    // before building stay bounded whatever the input's size.
+    const PART_ROWS: usize = 1 << 16;
+    let mut parts = Vec::new();
+    let mut part_start = 0;
     loop {
         let before = reader.buffer_position() as usize;
         let event = reader
@@ -135,7 +140,14 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
                     close(&mut depth, &mut call, &mut leg, &mut field, &mut set, after);
                 }
             }
-            Event::End(_) => close(&mut depth, &mut call, &mut leg, &mut field, &mut set, after),
+            Event::End(_) => {
+                close(&mut depth, &mut call, &mut leg, &mut field, &mut set, after);
+                if depth == 1 && set.rows.len() >= PART_ROWS {
+                    let done = std::mem::take(&mut set);
+                    parts.push(records::build(input, options, done, part_start..after)?);
+                    part_start = after;
+                }
+            }
             Event::Text(t) => {
                 if let Some(f) = &mut field {
                     let start = offset_of(&t);
@@ -167,7 +179,8 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
             _ => {} // declaration, comments, processing instructions, doctype
         }
     }
-    records::build(input, options, set, 0..buf.len())
+    parts.push(records::build(input, options, set, part_start..buf.len())?);
+    records::merge(parts)
 }
 
 impl OpenField {

@@ -1,0 +1,50 @@
+"""Peak memory of a reader, each contender in a fresh process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+MEASURE = """
+import json, resource, sys, polars as pl, cdrq
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+path = sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+df = eval(sys.argv[1])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+kb = lambda key: int(status[key].split()[0])
+# estimated_size() counts string bytes only; every string also has a 16-byte view.
+views = 16 * df.height * sum(dtype == pl.String for dtype in df.schema.values())
+print(json.dumps({
+    "peak_mb": peak / 1e3, "import_mb": base / 1e3, "frame_mb": df.estimated_size() / 1e6,
+    "frame_with_views_mb": (df.estimated_size() + views) / 1e6,
+    "rss_anon_mb": kb("RssAnon") / 1e3, "rss_file_mb": kb("RssFile") / 1e3,
+}))
+"""
+
+
+def peak_memory(contenders: dict[str, tuple[str, Path]]) -> dict[str, dict[str, float]]:
+    """Runs ``expression`` (with ``path`` bound) for each contender in a new
+    interpreter; prints and returns peak RSS against the frame's size."""
+    report = {}
+    here = str(Path(__file__).parent)
+    for kind, (expression, path) in contenders.items():
+        out = subprocess.run(
+            [sys.executable, "-c", MEASURE, expression, str(path), here], capture_output=True, check=True
+        )
+        r = json.loads(out.stdout)
+        r["peak_over_frame"] = round((r["peak_mb"] - r["import_mb"]) / r["frame_mb"], 2)
+        r["peak_over_frame_with_views"] = round((r["peak_mb"] - r["import_mb"]) / r["frame_with_views_mb"], 2)
+        report[kind] = r
+    columns = "peak RSS | after import | estimated_size | + views | RssAnon | RssFile"
+    print(f"\nMB: {columns} | (peak-import)/est | /+views")
+    for kind, r in report.items():
+        print(
+            f"  {kind:15} {r['peak_mb']:6.0f} {r['import_mb']:5.0f} {r['frame_mb']:6.0f} "
+            f"{r['frame_with_views_mb']:6.0f} {r['rss_anon_mb']:6.0f} {r['rss_file_mb']:6.0f} "
+            f"{r['peak_over_frame']:5.2f} {r['peak_over_frame_with_views']:5.2f}"
+        )
+    return report
