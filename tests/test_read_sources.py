@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import cdrq
 
@@ -81,3 +83,13 @@ def test_zstd_files_and_bytes_are_decompressed(samples):
 def test_gzip_bytes_and_file_objects(samples):
     data = (samples / "ucm6510-fw1.0.2.5-cdrapi.csv").read_bytes()
     assert cdrq.read(io.BytesIO(gzip.compress(data))).equals(cdrq.read(data))
+
+
+@given(st.binary(max_size=64), st.sampled_from(["csv", "json"]), st.integers(0, 9))
+def test_gzip_round_trip(noise, kind, level):
+    data = (
+        b'{"cdr": [{"src": "' + noise.hex().encode() + b'"}]}'
+        if kind == "json"
+        else b"AcctId,src,dst\n1," + noise.hex().encode() + b",2\n"
+    )
+    assert cdrq.read(gzip.compress(data, compresslevel=level)).equals(cdrq.read(data))

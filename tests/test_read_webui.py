@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import cdrq
 
@@ -102,3 +104,46 @@ def test_bad_values_are_rejected(row, reason):
 def test_header_of_no_known_label_is_an_error():
     with pytest.raises(cdrq.ParseError, match="web UI column labels"):
         cdrq.read(b"foo,bar\n1,2\n", format="ucm-webui-csv")
+
+
+# Property: a random subset of the labels, in random order and letter case,
+# with rows of main/sub records, reads back as written.
+
+TEXT_LABELS = [
+    label
+    for label, field in EXPECTED_FIELD.items()
+    if field not in ("start", "answer", "end", "duration", "billsec")
+]
+SAFE = st.text(alphabet=st.sampled_from("ab Zé李;<>@/-0123456789"), min_size=1, max_size=8)
+
+
+def case_variant(label: str, how: int) -> str:
+    return [label, label.upper(), label.lower()][how % 3]
+
+
+@given(
+    st.lists(st.sampled_from(TEXT_LABELS), min_size=1, max_size=8, unique=True),
+    st.lists(
+        st.tuples(st.booleans(), st.integers(0, 10**5), st.lists(SAFE, min_size=8, max_size=8)), max_size=12
+    ),
+    st.integers(0, 2),
+    st.booleans(),
+)
+def test_random_subsets_round_trip(labels, rows, how, us_times):
+    header = ["cdr", "Talk Time", "Start Time", *labels]
+    lines = [",".join(case_variant(h, how) for h in header)]
+    expected = []
+    legs = 0
+    for is_sub, talk, values in rows:
+        legs = legs + 1 if is_sub else 0
+        start = "9/28/2026 1:02:03 PM" if us_times else "2026-09-28 13:02:03"
+        hms = f"{talk // 3600}:{talk // 60 % 60:02}:{talk % 60:02}" if us_times else str(talk)
+        lines.append(",".join(["sub_cdr" if is_sub else "main_cdr", hms, start, *values[: len(labels)]]))
+        row = {"cdr_kind": "sub" if is_sub else "main", "leg": legs, "billsec": talk}
+        row.update({EXPECTED_FIELD[label]: v for label, v in zip(labels, values, strict=False)})
+        expected.append(row)
+    df = cdrq.read(("\r\n".join(lines) + "\r\n").encode(), format="ucm-webui-csv")
+    assert df.height == len(rows)
+    for got, want in zip(df.iter_rows(named=True), expected, strict=True):
+        assert {k: got[k] for k in want} == want
+        assert got["start"] == datetime(2026, 9, 28, 13, 2, 3, tzinfo=UTC)
