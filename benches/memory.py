@@ -8,14 +8,18 @@ import sys
 from pathlib import Path
 
 MEASURE = """
-import json, resource, sys, polars as pl, cdrq
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import json, sys, polars as pl, cdrq
+def status():
+    return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in open("/proc/self/status")) if v.strip().endswith("kB")}
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of a
+# large benchmark process would report its parent's peak.
+base = status()["VmHWM"]
 path = sys.argv[2]
 sys.path.insert(0, sys.argv[3])
 df = eval(sys.argv[1])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-status = dict(line.split(":", 1) for line in open("/proc/self/status"))
-kb = lambda key: int(status[key].split()[0])
+now = status()
+peak = now["VmHWM"]
+kb = lambda key: now[key]
 # estimated_size() counts string bytes only; every string also has a 16-byte view.
 views = 16 * df.height * sum(dtype == pl.String for dtype in df.schema.values())
 print(json.dumps({

@@ -182,3 +182,30 @@ def test_chunked_parse_equals_one_chunk(recs, texts, chunk_bytes, nested):
     many, many_rejects = _core.read(data, threads=4, on_error="collect", chunk_bytes=chunk_bytes)
     assert pl.DataFrame(one).equals(pl.DataFrame(many))
     assert one_rejects == many_rejects
+
+
+def test_facts_of_real_data_survive_as_written():
+    record = {
+        "AcctId": "7", "src": "", "dst": "s", "channel": "DAHDI/1-1",  # an analog (FXO) inbound call
+        "uniqueid": "1447207127.4180",  # an identifier, not a number: the trailing 0 stays
+        "recordfiles": "2022-08/auto-1661157307-07917330699-203.wav@",
+        "recordfiles_desc": "duration=31,size=489324B,start-time=1661157307@",
+        "action_type": "RINGGROUP[6400]",
+    }  # fmt: skip
+    conference = {**record, "action_type": "CONFERENCE [6300]"}
+    df = rows({"cdr": [record, conference]})
+    assert df.schema["uniqueid"] == pl.String and df["uniqueid"][0] == "1447207127.4180"
+    assert (df["src"][0], df["dst"][0], df["channel"][0]) == (None, "s", "DAHDI/1-1")
+    assert df["recordfiles"][0] == record["recordfiles"]
+    assert df["recordfiles_desc"][0] == record["recordfiles_desc"]
+    assert df["action_type"].to_list() == ["RINGGROUP[6400]", "CONFERENCE [6300]"]
+
+
+def test_newer_firmware_keys_become_columns_in_first_seen_order():
+    later = ["nat_call", "nat_call_peer", "video_call", "gdms_unique_code", "gds_call", "gsc_call",
+             "wave_src_seqid", "wave_dst_seqid", "device_info", "device_info_peer", "recordfiles_desc",
+             "anonymous_call", "reason", "wave_src_hide", "wave_dst_hide", "new_src", "sn"]  # fmt: skip
+    record = {"AcctId": "1", **{k: f"v{i}" for i, k in enumerate(later)}}
+    df = rows({"cdr_root": [{"cdr": "s", "main_cdr": record}]})
+    assert df.columns[34:] == later
+    assert df.row(0)[34:] == tuple(f"v{i}" for i in range(len(later)))
