@@ -10,7 +10,8 @@ from pathlib import Path
 MEASURE = """
 import json, sys, polars as pl, cdrq
 def status():
-    return {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in open("/proc/self/status")) if v.strip().endswith("kB")}
+    pairs = (line.split(":", 1) for line in open("/proc/self/status"))
+    return {k: int(v.split()[0]) for k, v in pairs if v.strip().endswith("kB")}
 # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child of a
 # large benchmark process would report its parent's peak.
 base = status()["VmHWM"]
