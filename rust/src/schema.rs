@@ -50,6 +50,9 @@ pub const BASE_COLUMNS: [&str; 32] = [
 pub const CDR_KIND: &str = "cdr_kind";
 /// N of `sub_cdr_N`, else 0.
 pub const LEG: &str = "leg";
+/// Output column indexes of `cdr_kind` and `leg`: they follow the base columns.
+pub const KIND_COLUMN: usize = BASE_COLUMNS.len();
+pub const LEG_COLUMN: usize = BASE_COLUMNS.len() + 1;
 
 /// What a column holds once read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

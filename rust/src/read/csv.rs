@@ -30,7 +30,7 @@ use super::values::{Timestamp, parse_int, parse_timestamp};
 use super::webui;
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput};
 use crate::error::{Error, Reject, Result};
-use crate::schema::{self, BASE_COLUMNS, ColumnType};
+use crate::schema::{self, BASE_COLUMNS, ColumnType, KIND_COLUMN, LEG_COLUMN};
 
 /// Which CSV export a file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,10 +40,6 @@ pub enum Dialect {
     /// The web UI's download: labels, a `cdr` column, UI time forms.
     WebUi,
 }
-
-/// Output columns of `cdr_kind` and `leg` (they follow the base columns).
-const KIND_COLUMN: usize = BASE_COLUMNS.len();
-const LEG_COLUMN: usize = BASE_COLUMNS.len() + 1;
 
 /// Index of `dstchanext` in [`BASE_COLUMNS`]: the field fw 1.0.11 omits.
 const DSTCHANEXT: usize = 26;

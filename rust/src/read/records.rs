@@ -17,11 +17,7 @@ use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER};
 use super::values::{Timestamp, parse_int, parse_timestamp};
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput};
 use crate::error::{Error, Result};
-use crate::schema::{self, BASE_COLUMNS, ColumnType};
-
-/// Output columns of `cdr_kind` and `leg` (they follow the base columns).
-const KIND_COLUMN: usize = BASE_COLUMNS.len();
-const LEG_COLUMN: usize = BASE_COLUMNS.len() + 1;
+use crate::schema::{self, BASE_COLUMNS, ColumnType, KIND_COLUMN, LEG_COLUMN};
 
 /// A field's value.
 #[derive(Clone, Copy, Debug)]

@@ -54,6 +54,12 @@ impl OpenField {
         }
     }
 
+    fn promote_if_needed(&mut self, buf: &[u8]) {
+        if self.text.is_none() {
+            self.promote(buf);
+        }
+    }
+
     /// From a single input span to decoded text (a second piece arrived).
     fn promote(&mut self, buf: &[u8]) {
         let mut text = Vec::new();
@@ -181,14 +187,6 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
     }
     parts.push(records::build(input, options, set, part_start..buf.len())?);
     records::merge(parts)
-}
-
-impl OpenField {
-    fn promote_if_needed(&mut self, buf: &[u8]) {
-        if self.text.is_none() {
-            self.promote(buf);
-        }
-    }
 }
 
 /// `main_cdr` → main, `sub_cdr_N` → leg N.
