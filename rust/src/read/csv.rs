@@ -427,8 +427,10 @@ fn check_record(
 ) -> std::result::Result<(), (usize, String)> {
     let buf = ctx.buf;
     let n = fields.len();
-    // The guide's trailing `, `: a whitespace-only last field is empty.
+    // The CDR API guide's trailing `, `: a whitespace-only last field is
+    // empty. (The web UI's download has no such quirk: values as written.)
     if let Some(last) = fields.last_mut()
+        && ctx.dialect == Dialect::Api
         && last.kind == FieldKind::Plain
         && buf[last.start..last.end].iter().all(|b| *b == b' ' || *b == b'\t')
     {
