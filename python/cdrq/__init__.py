@@ -8,6 +8,17 @@
 """
 
 from cdrq._core import CdrqError, ParseError, QueryError, __version__
+from cdrq.query import Pattern, compile_pattern, query
 from cdrq.read import FORMATS, read
 
-__all__ = ["FORMATS", "CdrqError", "ParseError", "QueryError", "__version__", "read"]
+__all__ = [
+    "FORMATS",
+    "CdrqError",
+    "ParseError",
+    "Pattern",
+    "QueryError",
+    "__version__",
+    "compile_pattern",
+    "query",
+    "read",
+]

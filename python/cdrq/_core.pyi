@@ -19,6 +19,11 @@ class ParseError(CdrqError):
 class QueryError(CdrqError):
     """A query that cannot be compiled."""
 
+    param: str
+    text: str
+    position: int
+    reason: str
+
 class ArrowStream:
     """A one-shot Arrow PyCapsule stream of record batches."""
 
@@ -39,3 +44,8 @@ def read(
 
 def is_debug_build() -> bool: ...
 def _panic_for_test() -> None: ...
+def compile_query(query: str, *, now_us: int, library: bool, groups: list[str] = ...) -> dict[str, Any]:
+    """Compile a query string into a plan (raises QueryError)."""
+
+def compile_pattern(text: str, dialect: str = "cdrapi") -> list[tuple[str, Any]]:
+    """Compile one pattern list into (kind, value) items (raises QueryError)."""

@@ -3,6 +3,7 @@
 //! `python`) is the only place that knows about Python.
 
 pub mod error;
+pub mod query;
 pub mod read;
 pub mod schema;
 

@@ -12,7 +12,12 @@ pyo3::create_exception!(
     CdrqError,
     "A record that cannot be read; has `source`, `line`, `column`, `reason`, `raw`."
 );
-pyo3::create_exception!(cdrq, QueryError, CdrqError, "A query that cannot be compiled.");
+pyo3::create_exception!(
+    cdrq,
+    QueryError,
+    CdrqError,
+    "A query that cannot be compiled; has `param`, `text`, `position` (0-based character offset) and `reason`."
+);
 
 pub fn to_pyerr(py: Python<'_>, error: Error) -> PyErr {
     match error {

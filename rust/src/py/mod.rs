@@ -3,6 +3,7 @@
 
 mod arrow_export;
 mod errors;
+mod query;
 
 use std::panic::{AssertUnwindSafe, RefUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -112,6 +113,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read, m)?)?;
     m.add_function(wrap_pyfunction!(is_debug_build, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(query::compile_query, m)?)?;
+    m.add_function(wrap_pyfunction!(query::compile_pattern, m)?)?;
     m.add_class::<ArrowStream>()?;
     m.add("CdrqError", py.get_type::<CdrqError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;

@@ -1,0 +1,150 @@
+"""Plan → Polars expressions: the cheapest primitive per pattern item.
+
+Exact items become one ``is_in``; ``5@`` ``starts_with``; ``@5``
+``ends_with``; ``@5@`` a literal ``contains``; other wildcards one anchored
+regex; ``LO-HI`` ranges a digit-string comparison that stays exact for
+values longer than any integer type. A null field is the empty string.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+Item = tuple[str, Any]
+
+
+def any_of(exprs: Sequence[pl.Expr]) -> pl.Expr:
+    return functools.reduce(operator.or_, exprs) if exprs else pl.lit(False)
+
+
+def all_of(exprs: Sequence[pl.Expr]) -> pl.Expr:
+    return functools.reduce(operator.and_, exprs) if exprs else pl.lit(True)
+
+
+def items_expr(value: pl.Expr, items: Sequence[Item]) -> pl.Expr:
+    """Whether ``value`` (nulls already filled) matches any item."""
+    exact = [v for kind, v in items if kind == "exact"]
+    parts = [value.is_in(exact)] if exact else []
+    regexes = [v for kind, v in items if kind == "regex"]
+    if regexes:
+        # One regex pass for all wildcard items.
+        parts.append(value.str.contains("|".join(f"(?:{r})" for r in regexes)))
+    for kind, v in items:
+        if kind == "prefix":
+            parts.append(value.str.starts_with(v))
+        elif kind == "suffix":
+            parts.append(value.str.ends_with(v))
+        elif kind == "contains":
+            parts.append(value.str.contains(v, literal=True))
+        elif kind == "any":
+            parts.append(pl.lit(True))
+        elif kind == "range":
+            parts.append(range_expr(value, *v))
+    return any_of(parts)
+
+
+def range_expr(value: pl.Expr, lo: str, hi: str) -> pl.Expr:
+    """LO ≤ digits(value) ≤ HI as unbounded integers: compare digit strings
+    without leading zeros by length, then lexicographically."""
+    digits = value.str.replace_all(r"[^0-9]", "").str.strip_chars_start("0")
+    length = digits.str.len_bytes()
+    lo, hi = lo.lstrip("0"), hi.lstrip("0")
+    at_least = (length > len(lo)) | ((length == len(lo)) & (digits >= lo))
+    at_most = (length < len(hi)) | ((length == len(hi)) & (digits <= hi))
+    return at_least & at_most
+
+
+def field(name: str, schema: pl.Schema) -> pl.Expr:
+    """A text field with null as the empty string (absent column: all empty)."""
+    if name not in schema:
+        return pl.lit("", pl.String)
+    return pl.col(name).fill_null("")
+
+
+def filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Sequence[str]]) -> pl.Expr:
+    """All of the plan's filters, ANDed, over the real legs (not main rows)."""
+    parts: list[pl.Expr] = []
+    if "cdr_kind" in schema:
+        parts.append(pl.col("cdr_kind").fill_null("record") != "main")
+    for key, column in [
+        ("caller", "src"),
+        ("callee", "dst"),
+        ("caller_number", "src"),
+        ("callee_number", "dst"),
+    ]:
+        if plan[key] is not None:
+            parts.append(items_expr(field(column, schema), plan[key]))
+    start = pl.col("start").dt.epoch("us")
+    if plan["start_time"] is not None:
+        parts.append(start >= plan["start_time"])
+    if plan["end_time"] is not None:
+        parts.append(start <= plan["end_time"])
+    if plan["min_dur"] is not None:
+        parts.append(pl.col("billsec") >= plan["min_dur"])
+    if plan["max_dur"] is not None:
+        parts.append(pl.col("billsec") <= plan["max_dur"])
+    parts.extend(webui_filters(plan, schema, groups))
+    return all_of(parts)
+
+
+STATUS = {
+    "answered": ["ANSWERED"],
+    "noanswer": ["NO ANSWER"],
+    "busy": ["BUSY"],
+    "failed": ["FAILED", "CONGESTION"],
+}
+
+
+def webui_filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Sequence[str]]) -> list[pl.Expr]:
+    parts = []
+    if plan["caller_name"] is not None:
+        name = field("caller_name", schema).str.to_lowercase()
+        parts.append(any_of([name.str.contains(n, literal=True) for n in plan["caller_name"]]))
+    if plan["status"] is not None:
+        words = [d for s in plan["status"] for d in STATUS[s]]
+        parts.append(field("disposition", schema).str.to_uppercase().is_in(words))
+    if plan["call_type"] is not None:
+        parts.append(any_of([call_type(t, schema) for t in plan["call_type"]]))
+    for key, column in [
+        ("src_trunk", "src_trunk_name"),
+        ("dst_trunk", "dst_trunk_name"),
+        ("account_code", "accountcode"),
+    ]:
+        if plan[key] is not None:
+            parts.append(field(column, schema).is_in(plan[key]))
+    if plan["action_type"] is not None:
+        word = (
+            field("action_type", schema)
+            .str.replace(r"[\[ ].*$", "")
+            .str.to_uppercase()
+            .str.replace_all("_", "", literal=True)
+        )
+        parts.append(word.is_in(plan["action_type"]))
+    if plan["ext_group"] is not None:
+        members = sorted({m for g in plan["ext_group"] for m in groups[g]})
+        parts.append(field("src", schema).is_in(members) | field("dst", schema).is_in(members))
+    return parts
+
+
+def call_type(kind: str, schema: pl.Schema) -> pl.Expr:
+    """§6 call types from the trunk fields; records with neither trunk field
+    set fall back to the old firmware's context and channel."""
+    src_set = field("src_trunk_name", schema) != ""
+    dst_set = field("dst_trunk_name", schema) != ""
+    no_trunks = ~src_set & ~dst_set
+    old_inbound = field("dcontext", schema).str.starts_with("ext-did")
+    old_outbound = field("dstchannel", schema).str.contains("trunk_", literal=True)
+    if kind == "inbound":
+        return (src_set & ~dst_set) | (no_trunks & old_inbound)
+    if kind == "outbound":
+        return (~src_set & dst_set) | (no_trunks & ~old_inbound & old_outbound)
+    if kind == "external":
+        return src_set & dst_set
+    if kind == "internal":
+        return no_trunks & ~old_inbound & ~old_outbound
+    return field("nat_call", schema).str.to_lowercase().is_in(["1", "yes"])

@@ -1,0 +1,115 @@
+"""`cdrq.query` and `cdrq.compile_pattern`: the cdrapi filter language (and
+the web UI's filters) over Polars frames, compiled in Rust."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import polars as pl
+
+from cdrq import _core, _expr
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def now_us(now: datetime | None) -> int:
+    """An instant in UTC microseconds (a naive ``now`` is UTC)."""
+    now = now or datetime.now(timezone.utc)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    delta = now - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def compile_query(
+    qs: str,
+    now: datetime | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+    library: bool = True,
+) -> dict[str, Any]:
+    """The plan of a query string, as Python data (raises ``QueryError``)."""
+    return _core.compile_query(qs, now_us=now_us(now), library=library, groups=list(groups or {}))
+
+
+def query(
+    frame: Frame,
+    qs: str,
+    now: datetime | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> Frame:
+    """The records of ``frame`` that the query string ``qs`` selects.
+
+    ``qs`` is a CDR API query (``caller=5300,6300-6399&callee=5@&minDur=8``,
+    or the whole ``https://…/cdrapi?…`` URL) and may also use the web UI's
+    filters (``callerNumber=3XXX&status=answered&order=desc``); ``groups``
+    names the extension groups ``extGroup`` may refer to. Matching rows keep
+    archive order; every match is returned unless ``numRecords`` or
+    ``offset`` is given. Works on a DataFrame and on a LazyFrame (the filter
+    is one expression, so scans can push it down). Raises ``QueryError``.
+    """
+    groups = dict(groups or {})
+    plan = compile_query(qs, now, groups)
+    return apply(frame, plan, groups, clamp=False)
+
+
+def apply(frame: Frame, plan: dict[str, Any], groups: Mapping[str, Sequence[str]], clamp: bool) -> Frame:
+    """Filters, orders and pages ``frame`` by a compiled plan; ``clamp``
+    applies the CDR API's default page of 1000 and its maximum."""
+    schema = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+    out = frame.filter(_expr.filters(plan, schema, groups))
+    if plan["descending"]:
+        out = out.reverse()
+    offset, count = plan["offset"], plan["num_records"]
+    if clamp:
+        count = 1000 if count is None else min(count, 1000)
+    if offset is not None or count is not None:
+        out = out.slice(offset or 0, count)
+    return out
+
+
+class Pattern:
+    """A compiled pattern list: ``.matches(value)`` and ``.expr(column)``."""
+
+    def __init__(self, text: str, dialect: str = "cdrapi") -> None:
+        self.text = text
+        self.dialect = dialect
+        self.items: list[tuple[str, Any]] = list(_core.compile_pattern(text, dialect))
+
+    def __repr__(self) -> str:
+        return f"Pattern({self.text!r}, dialect={self.dialect!r})"
+
+    def matches(self, value: str | None) -> bool:
+        """Whether ``value`` (``None`` is the empty string) matches any item."""
+        value = value or ""
+        for kind, v in self.items:
+            if kind == "exact" and value == v:
+                return True
+            if kind == "prefix" and value.startswith(v):
+                return True
+            if kind == "suffix" and value.endswith(v):
+                return True
+            if kind == "contains" and v in value:
+                return True
+            if kind == "any":
+                return True
+            if kind == "regex" and re.search(v.replace("(?s)", "", 1), value, flags=re.S):
+                return True
+            if kind == "range":
+                digits = int("".join(c for c in value if c.isascii() and c.isdigit()) or "0")
+                if int(v[0]) <= digits <= int(v[1]):
+                    return True
+        return False
+
+    def expr(self, column: str) -> pl.Expr:
+        """The Polars expression matching ``column`` against the list."""
+        return _expr.items_expr(pl.col(column).fill_null(""), self.items)
+
+
+def compile_pattern(text: str, dialect: str = "cdrapi") -> Pattern:
+    """Compiles a ``caller``/``callee`` pattern list (``dialect="cdrapi"``:
+    ``5300,6300-6399,_4@``) or a web UI number pattern list (``"webui"``:
+    ``3XXX,3.``). Raises ``QueryError``."""
+    return Pattern(text, dialect)

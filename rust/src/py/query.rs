@@ -1,0 +1,134 @@
+//! The query compiler's Python face: a plan as plain Python data.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use super::errors::QueryError as PyQueryError;
+use crate::query::compile::{Surface, compile};
+use crate::query::pattern::{self, Item};
+use crate::query::plan::{CallType, Status};
+use crate::query::{QueryError, plan::Plan};
+
+pub fn query_error(py: Python<'_>, e: &QueryError) -> PyErr {
+    let err = PyQueryError::new_err(e.to_string());
+    let value = err.value(py);
+    let set = || -> PyResult<()> {
+        value.setattr("param", &e.param)?;
+        value.setattr("text", &e.text)?;
+        value.setattr("position", e.position)?;
+        value.setattr("reason", &e.reason)
+    };
+    match set() {
+        Ok(()) => err,
+        Err(e) => e,
+    }
+}
+
+/// An item as `(kind, value)`: `("exact", "5300")`, `("range", ("6300", "6399"))`, …
+fn item<'py>(py: Python<'py>, item: &Item) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match item {
+        Item::Exact(v) => ("exact", v).into_pyobject(py)?.into_any(),
+        Item::Prefix(v) => ("prefix", v).into_pyobject(py)?.into_any(),
+        Item::Suffix(v) => ("suffix", v).into_pyobject(py)?.into_any(),
+        Item::Contains(v) => ("contains", v).into_pyobject(py)?.into_any(),
+        Item::Any => ("any", "").into_pyobject(py)?.into_any(),
+        Item::Regex(v) => ("regex", v).into_pyobject(py)?.into_any(),
+        Item::Range { lo, hi } => ("range", (lo, hi)).into_pyobject(py)?.into_any(),
+    })
+}
+
+fn items<'py>(py: Python<'py>, list: &Option<Vec<Item>>) -> PyResult<Bound<'py, PyAny>> {
+    match list {
+        None => Ok(py.None().into_bound(py)),
+        Some(list) => {
+            Ok(PyList::new(py, list.iter().map(|i| item(py, i)).collect::<PyResult<Vec<_>>>()?)?.into_any())
+        }
+    }
+}
+
+fn plan_dict<'py>(py: Python<'py>, plan: &Plan) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("format", plan.format.map(|f| f.name()))?;
+    d.set_item("num_records", plan.num_records)?;
+    d.set_item("offset", plan.offset)?;
+    d.set_item("caller", items(py, &plan.caller)?)?;
+    d.set_item("callee", items(py, &plan.callee)?)?;
+    d.set_item("start_time", plan.start_time)?;
+    d.set_item("end_time", plan.end_time)?;
+    d.set_item("min_dur", plan.min_dur)?;
+    d.set_item("max_dur", plan.max_dur)?;
+    d.set_item("caller_number", items(py, &plan.caller_number)?)?;
+    d.set_item("callee_number", items(py, &plan.callee_number)?)?;
+    d.set_item("caller_name", &plan.caller_name)?;
+    let status = plan.status.as_ref().map(|s| {
+        s.iter()
+            .map(|s| match s {
+                Status::Answered => "answered",
+                Status::NoAnswer => "noanswer",
+                Status::Busy => "busy",
+                Status::Failed => "failed",
+            })
+            .collect::<Vec<_>>()
+    });
+    d.set_item("status", status)?;
+    let call_type = plan.call_type.as_ref().map(|s| {
+        s.iter()
+            .map(|c| match c {
+                CallType::Inbound => "inbound",
+                CallType::Outbound => "outbound",
+                CallType::External => "external",
+                CallType::Internal => "internal",
+                CallType::Remote => "remote",
+            })
+            .collect::<Vec<_>>()
+    });
+    d.set_item("call_type", call_type)?;
+    d.set_item("src_trunk", &plan.src_trunk)?;
+    d.set_item("dst_trunk", &plan.dst_trunk)?;
+    d.set_item("action_type", &plan.action_type)?;
+    d.set_item("account_code", &plan.account_code)?;
+    d.set_item("ext_group", &plan.ext_group)?;
+    d.set_item("descending", plan.descending)?;
+    Ok(d)
+}
+
+/// Compiles a query string into a plan (a dict); `library` admits the web
+/// UI filters. Raises `QueryError`.
+#[pyfunction]
+#[pyo3(signature = (query, *, now_us, library, groups = Vec::new()))]
+pub fn compile_query<'py>(
+    py: Python<'py>,
+    query: &str,
+    now_us: i64,
+    library: bool,
+    groups: Vec<String>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let surface = if library { Surface::Library } else { Surface::Cdrapi };
+    let plan = compile(query, now_us, surface, &groups).map_err(|e| query_error(py, &e))?;
+    plan_dict(py, &plan)
+}
+
+/// Compiles one pattern list (`cdrapi` or `webui` dialect) into items.
+#[pyfunction]
+#[pyo3(signature = (text, dialect = "cdrapi"))]
+pub fn compile_pattern<'py>(py: Python<'py>, text: &str, dialect: &str) -> PyResult<Bound<'py, PyAny>> {
+    let err = |i: usize, t: &str, reason: &str| QueryError {
+        param: String::new(),
+        text: t.to_string(),
+        position: text[..i.min(text.len())].chars().count(),
+        reason: reason.to_string(),
+    };
+    let compiled = match dialect {
+        "cdrapi" => pattern::cdrapi_list(text, &err),
+        "webui" => pattern::items(text, &err)
+            .and_then(|list| list.into_iter().map(|(at, i)| pattern::webui_item(i, at, &err)).collect()),
+        other => Err(QueryError {
+            param: String::new(),
+            text: other.to_string(),
+            position: 0,
+            reason: "dialect must be cdrapi or webui".into(),
+        }),
+    };
+    let list = compiled.map_err(|e| query_error(py, &e))?;
+    items(py, &Some(list))
+}
