@@ -149,12 +149,8 @@ def cached_xml_archive(n: int, directory: Path) -> Path:
     with path.open("w", encoding="utf-8") as out:
         out.write('<?xml version="1.0" encoding="UTF-8"?>\n<cdr_root>\n')
         for i in range(0, len(rows), 3):
-            legs = "".join(
-                f"<sub_cdr_{k}>{fields(leg)}</sub_cdr_{k}>" for k, leg in enumerate(rows[i + 1 : i + 3], 1)
-            )
-            out.write(
-                f'<cdr session="{rows[i]["session"]}"><main_cdr>{fields(rows[i])}</main_cdr>{legs}</cdr>\n'
-            )
+            legs = "".join(f"<sub_cdr_{k}>{fields(leg)}</sub_cdr_{k}>" for k, leg in enumerate(rows[i + 1 : i + 3], 1))
+            out.write(f'<cdr session="{rows[i]["session"]}"><main_cdr>{fields(rows[i])}</main_cdr>{legs}</cdr>\n')
         out.write("</cdr_root>\n")
     return path
 

@@ -97,9 +97,7 @@ ranged = st.builds(
 )
 pattern_list = st.lists(st.one_of(exact, wildcard, ranged), min_size=1, max_size=4).map(",".join)
 two = lambda hi: st.integers(0, hi).map(lambda v: f"{v:02}")  # noqa: E731
-date = st.builds(
-    lambda y, m, d: f"{y}-{m:02}-{d:02}", st.integers(2000, 2030), st.integers(1, 12), st.integers(1, 28)
-)
+date = st.builds(lambda y, m, d: f"{y}-{m:02}-{d:02}", st.integers(2000, 2030), st.integers(1, 12), st.integers(1, 28))
 zone = st.one_of(
     st.just(""),
     st.just("Z"),
@@ -165,16 +163,12 @@ def frames(draw) -> pl.DataFrame:
         "cdr_kind": [draw(st.sampled_from(["record", "sub", "main"])) for _ in range(n)],
     }  # fmt: skip
     df = pl.DataFrame(rows, schema_overrides={"start": pl.Datetime("us"), "src": pl.String, "dst": pl.String})
-    return df.with_columns(
-        pl.col("start").dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
-    )
+    return df.with_columns(pl.col("start").dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null"))
 
 
 @given(frames(), queries())
 def test_same_rows_as_the_reference(df, qs):
-    expected = [
-        r["AcctId"] for r in reference.select(reference.compile(qs, now_us(NOW)), df.rows(named=True))
-    ]
+    expected = [r["AcctId"] for r in reference.select(reference.compile(qs, now_us(NOW)), df.rows(named=True))]
     assert cdrq.query(df, qs, now=NOW)["AcctId"].to_list() == expected
     assert cdrq.query(df.lazy(), qs, now=NOW).collect()["AcctId"].to_list() == expected
 

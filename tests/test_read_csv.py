@@ -153,9 +153,7 @@ def test_32_field_rows_fill_dstchanext():
 
 
 def test_22_field_headerless_rows_and_unquoted_lastdata():
-    _header, *rows = (
-        (pathlib.Path(__file__).parent / "samples/ucm6510-fw1.0.2.5-cdrapi.csv").read_text().splitlines()
-    )
+    _header, *rows = (pathlib.Path(__file__).parent / "samples/ucm6510-fw1.0.2.5-cdrapi.csv").read_text().splitlines()
     df = cdrq.read("\n".join(rows).encode())
     assert df.height == 3
     assert df["lastdata"].to_list() == ["SIP/5301,60,"] * 3
@@ -223,9 +221,7 @@ def test_options_are_checked():
 def test_auto_says_what_it_saw_when_the_guess_fails():
     with pytest.raises(cdrq.ParseError) as e:
         cdrq.read(b"PK\x03\x04 zipped,archive\n")
-    assert (
-        "format auto read this as ucm-csv after seeing neither JSON, XML nor web UI labels" in e.value.reason
-    )
+    assert "format auto read this as ucm-csv after seeing neither JSON, XML nor web UI labels" in e.value.reason
     assert "PK" in e.value.reason
     with pytest.raises(cdrq.ParseError, match="read this as ucm-json after seeing JSON"):
         cdrq.read(b'{"cdr": [}')

@@ -110,9 +110,7 @@ def test_header_of_no_known_label_is_an_error():
 # with rows of main/sub records, reads back as written.
 
 TEXT_LABELS = [
-    label
-    for label, field in EXPECTED_FIELD.items()
-    if field not in ("start", "answer", "end", "duration", "billsec")
+    label for label, field in EXPECTED_FIELD.items() if field not in ("start", "answer", "end", "duration", "billsec")
 ]
 SAFE = st.text(alphabet=st.sampled_from("ab Zé李;<>@/-0123456789"), min_size=1, max_size=8)
 
@@ -123,9 +121,7 @@ def case_variant(label: str, how: int) -> str:
 
 @given(
     st.lists(st.sampled_from(TEXT_LABELS), min_size=1, max_size=8, unique=True),
-    st.lists(
-        st.tuples(st.booleans(), st.integers(0, 10**5), st.lists(SAFE, min_size=8, max_size=8)), max_size=12
-    ),
+    st.lists(st.tuples(st.booleans(), st.integers(0, 10**5), st.lists(SAFE, min_size=8, max_size=8)), max_size=12),
     st.integers(0, 2),
     st.booleans(),
 )

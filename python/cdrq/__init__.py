@@ -10,6 +10,7 @@
 from cdrq._core import CdrqError, ParseError, QueryError, __version__
 from cdrq.query import Pattern, compile_pattern, query
 from cdrq.read import FORMATS, read
+from cdrq.render import cdrapi, render
 
 __all__ = [
     "FORMATS",
@@ -18,7 +19,9 @@ __all__ = [
     "Pattern",
     "QueryError",
     "__version__",
+    "cdrapi",
     "compile_pattern",
     "query",
     "read",
+    "render",
 ]

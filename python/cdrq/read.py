@@ -121,9 +121,7 @@ def _expand(source: Source | Sequence[str | os.PathLike[str]]) -> list[Source]:
         if not files:
             raise CdrqError(f"no file matches {source!r}")
     elif isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
-        files = sorted(
-            str(p) for p in pathlib.Path(source).rglob("*") if p.is_file() and not p.name.startswith(".")
-        )
+        files = sorted(str(p) for p in pathlib.Path(source).rglob("*") if p.is_file() and not p.name.startswith("."))
         if not files:
             raise CdrqError(f"no file in directory {os.fspath(source)!r}")
     else:

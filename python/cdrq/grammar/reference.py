@@ -118,9 +118,7 @@ def compile(qs: str, now_us: int, library: bool = True, groups: dict | None = No
                     raise Rejected("order")
                 plan.descending = value.lower() == "desc"
             elif key == "status":
-                if any(
-                    i.lower() not in ("answered", "noanswer", "no answer", "busy", "failed") for i in items
-                ):
+                if any(i.lower() not in ("answered", "noanswer", "no answer", "busy", "failed") for i in items):
                     raise Rejected("status")
                 plan.words[key] = [i.lower().replace(" ", "") for i in items]
             elif key == "extgroup":
@@ -128,9 +126,7 @@ def compile(qs: str, now_us: int, library: bool = True, groups: dict | None = No
                     raise Rejected("group")
                 plan.words[key] = items
             elif key == "calltype":
-                if any(
-                    i.lower() not in ("inbound", "outbound", "external", "internal", "remote") for i in items
-                ):
+                if any(i.lower() not in ("inbound", "outbound", "external", "internal", "remote") for i in items):
                     raise Rejected("calltype")
                 plan.words[key] = [i.lower() for i in items]
             else:
@@ -233,9 +229,7 @@ def matches(plan: Plan, row: dict[str, Any]) -> bool:
                   "failed": {"FAILED", "CONGESTION"}}  # fmt: skip
         if text("disposition").upper() not in set().union(*(wanted[w] for w in words["status"])):
             return False
-    if "callername" in words and not any(
-        w.lower() in text("caller_name").lower() for w in words["callername"]
-    ):
+    if "callername" in words and not any(w.lower() in text("caller_name").lower() for w in words["callername"]):
         return False
     for key, column in [
         ("srctrunk", "src_trunk_name"),

@@ -40,9 +40,7 @@ fn item<'py>(py: Python<'py>, item: &Item) -> PyResult<Bound<'py, PyAny>> {
 fn items<'py>(py: Python<'py>, list: &Option<Vec<Item>>) -> PyResult<Bound<'py, PyAny>> {
     match list {
         None => Ok(py.None().into_bound(py)),
-        Some(list) => {
-            Ok(PyList::new(py, list.iter().map(|i| item(py, i)).collect::<PyResult<Vec<_>>>()?)?.into_any())
-        }
+        Some(list) => Ok(PyList::new(py, list.iter().map(|i| item(py, i)).collect::<PyResult<Vec<_>>>()?)?.into_any()),
     }
 }
 

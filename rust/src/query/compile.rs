@@ -44,8 +44,7 @@ pub fn compile(query: &str, now_us: i64, surface: Surface, groups: &[String]) ->
 
     for p in &params {
         let key = p.key.as_str();
-        let known =
-            CDRAPI_PARAMS.contains(&key) || (surface == Surface::Library && WEBUI_PARAMS.contains(&key));
+        let known = CDRAPI_PARAMS.contains(&key) || (surface == Surface::Library && WEBUI_PARAMS.contains(&key));
         if !known {
             return Err(QueryError {
                 param: p.name.clone(),
@@ -87,11 +86,8 @@ pub fn compile(query: &str, now_us: i64, surface: Surface, groups: &[String]) ->
             "caller" | "callee" => {
                 // Repeats are joined with ','; errors point into each value.
                 pattern::cdrapi_list(&p.value, &err)?;
-                let (joined, first) = if key == "caller" {
-                    (&mut caller, &mut caller_param)
-                } else {
-                    (&mut callee, &mut callee_param)
-                };
+                let (joined, first) =
+                    if key == "caller" { (&mut caller, &mut caller_param) } else { (&mut callee, &mut callee_param) };
                 if !joined.is_empty() {
                     joined.push(',');
                 }
@@ -110,8 +106,7 @@ pub fn compile(query: &str, now_us: i64, surface: Surface, groups: &[String]) ->
                     .into_iter()
                     .map(|(at, item)| pattern::webui_item(item, at, &err))
                     .collect::<Result<Vec<Item>, _>>()?;
-                *(if key == "callernumber" { &mut plan.caller_number } else { &mut plan.callee_number }) =
-                    Some(items);
+                *(if key == "callernumber" { &mut plan.caller_number } else { &mut plan.callee_number }) = Some(items);
             }
             "callername" | "srctrunk" | "dsttrunk" | "accountcode" | "extgroup" | "actiontype" => {
                 let items: Vec<String> =
@@ -144,8 +139,7 @@ pub fn compile(query: &str, now_us: i64, surface: Surface, groups: &[String]) ->
             _ => unreachable!("every known parameter is handled"),
         }
     }
-    for (joined, param, slot) in
-        [(&caller, caller_param, &mut plan.caller), (&callee, callee_param, &mut plan.callee)]
+    for (joined, param, slot) in [(&caller, caller_param, &mut plan.caller), (&callee, callee_param, &mut plan.callee)]
     {
         if let Some(p) = param {
             // Each repeat was checked on its own; the joined list compiles.
@@ -215,10 +209,9 @@ mod tests {
 
     #[test]
     fn the_guides_examples_compile() {
-        let p = cdrapi(
-            "format=csv&caller=5300,5302-5304,_4@&startTime=2013-07-01T00:00:00&endTime=2013-07-31T23:59:59",
-        )
-        .unwrap();
+        let p =
+            cdrapi("format=csv&caller=5300,5302-5304,_4@&startTime=2013-07-01T00:00:00&endTime=2013-07-31T23:59:59")
+                .unwrap();
         assert_eq!(p.format, Some(Format::Csv));
         assert_eq!(p.caller.as_ref().map(Vec::len), Some(3));
         let p = cdrapi("caller=5300&caller=6300-6399&callee=5@&minDur=8&format=json").unwrap();

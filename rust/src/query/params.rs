@@ -26,12 +26,7 @@ impl Param {
     }
 
     pub fn error(&self, at: usize, text: impl Into<String>, reason: impl Into<String>) -> QueryError {
-        QueryError {
-            param: self.name.clone(),
-            text: text.into(),
-            position: self.offset(at),
-            reason: reason.into(),
-        }
+        QueryError { param: self.name.clone(), text: text.into(), position: self.offset(at), reason: reason.into() }
     }
 }
 
@@ -63,8 +58,8 @@ pub fn split(query: &str) -> Result<Vec<Param>, QueryError> {
             return Err(error(start, piece, "expected name=value"));
         };
         let (name, _) = decode(&piece[..eq], start).map_err(|at| error(at, piece, "bad percent-encoding"))?;
-        let (value, value_bytes) = decode(&piece[eq + 1..], start + eq + 1)
-            .map_err(|at| error(at, piece, "bad percent-encoding"))?;
+        let (value, value_bytes) =
+            decode(&piece[eq + 1..], start + eq + 1).map_err(|at| error(at, piece, "bad percent-encoding"))?;
         params.push(Param {
             key: name.to_ascii_lowercase(),
             name,

@@ -32,10 +32,7 @@ pub fn allowed(c: char) -> bool {
 
 /// Compiles a CDR API pattern list; `err(i, text, reason)` makes the error
 /// for byte `i` of `list`.
-pub fn cdrapi_list(
-    list: &str,
-    err: &dyn Fn(usize, &str, &str) -> QueryError,
-) -> Result<Vec<Item>, QueryError> {
+pub fn cdrapi_list(list: &str, err: &dyn Fn(usize, &str, &str) -> QueryError) -> Result<Vec<Item>, QueryError> {
     if let Some((i, c)) = list.char_indices().find(|&(_, c)| !allowed(c)) {
         return Err(err(i, &c.to_string(), "disallowed character"));
     }
@@ -66,11 +63,7 @@ pub fn items<'a>(
     Ok(out)
 }
 
-fn cdrapi_item(
-    item: &str,
-    at: usize,
-    err: &dyn Fn(usize, &str, &str) -> QueryError,
-) -> Result<Item, QueryError> {
+fn cdrapi_item(item: &str, at: usize, err: &dyn Fn(usize, &str, &str) -> QueryError) -> Result<Item, QueryError> {
     if item.contains(['@', '_']) {
         return Ok(wildcard(item));
     }
@@ -132,11 +125,7 @@ fn push_literal(re: &mut String, c: char) {
 
 /// Compiles one web UI number pattern (§6): a literal prefix, optionally a
 /// run of `X` (one digit each), optionally one final `.` (anything).
-pub fn webui_item(
-    item: &str,
-    at: usize,
-    err: &dyn Fn(usize, &str, &str) -> QueryError,
-) -> Result<Item, QueryError> {
+pub fn webui_item(item: &str, at: usize, err: &dyn Fn(usize, &str, &str) -> QueryError) -> Result<Item, QueryError> {
     if let Some((i, c)) = item.char_indices().find(|&(_, c)| !allowed(c)) {
         return Err(err(at + i, &c.to_string(), "disallowed character"));
     }

@@ -91,9 +91,7 @@ impl ColumnBuilder {
                 // SAFETY: every view was made by `make_view` from a UTF-8
                 // value (the input is validated per chunk or per record)
                 // lying at the recorded offset of the recorded buffer.
-                Arc::new(unsafe {
-                    StringViewArray::new_unchecked(views.into(), Arc::clone(buffers), nulls.finish())
-                })
+                Arc::new(unsafe { StringViewArray::new_unchecked(views.into(), Arc::clone(buffers), nulls.finish()) })
             }
             Self::Int { values, mut nulls } => Arc::new(Int64Array::new(values.into(), nulls.finish())),
             Self::Timestamp { values, mut nulls } => Arc::new(

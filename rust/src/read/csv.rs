@@ -91,10 +91,7 @@ impl FileLayout {
 
     fn expected(&self) -> String {
         if self.has_header {
-            format!(
-                "{} fields as in the header (more only with an unquoted lastdata)",
-                self.primary.columns.len()
-            )
+            format!("{} fields as in the header (more only with an unquoted lastdata)", self.primary.columns.len())
         } else {
             "22, 31 or 32 fields (more only with an unquoted lastdata)".to_string()
         }
@@ -227,9 +224,7 @@ fn finish_chunk(input: &Input, chunk: Chunk, schema: &SchemaRef, tz: Option<&str
             None => {
                 let view = make_view(b"record", 0, 0);
                 // SAFETY: an inline view of an ASCII literal, no buffers needed.
-                Arc::new(unsafe {
-                    StringViewArray::new_unchecked(vec![view; rows].into(), Arc::from([]), None)
-                })
+                Arc::new(unsafe { StringViewArray::new_unchecked(vec![view; rows].into(), Arc::from([]), None) })
             }
         })
         .collect();
@@ -298,8 +293,7 @@ fn read_layout(input: &Input, pos: usize, dialect: Dialect) -> Result<(FileLayou
         columns.push(column);
     }
     let lastdata = columns.iter().position(|&c| c == LASTDATA);
-    let layout =
-        FileLayout { primary: Layout { columns, lastdata }, has_header: true, other_widths: Vec::new() };
+    let layout = FileLayout { primary: Layout { columns, lastdata }, has_header: true, other_widths: Vec::new() };
     Ok((layout, extra, first.next))
 }
 
@@ -376,8 +370,7 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
                 // Reject up to the end of the quote's line, go on with the next.
                 let at = unterminated.quote_at;
                 let line_end = memchr::memchr(b'\n', &buf[at..]).map_or(buf.len(), |k| at + k);
-                let text_end =
-                    if line_end > pos && buf[line_end - 1] == b'\r' { line_end - 1 } else { line_end };
+                let text_end = if line_end > pos && buf[line_end - 1] == b'\r' { line_end - 1 } else { line_end };
                 chunk.errors.push(ChunkError {
                     record_start: pos,
                     record_end: text_end,
@@ -397,12 +390,9 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
                 let result = utf8.and_then(|()| check_record(ctx, &mut fields, &mut slots, &mut ints));
                 match result {
                     Ok(()) => append_record(buf, &fields, &slots, &ints, start, &mut chunk),
-                    Err((at, reason)) => chunk.errors.push(ChunkError {
-                        record_start: record.start,
-                        record_end: record.end,
-                        at,
-                        reason,
-                    }),
+                    Err((at, reason)) => {
+                        chunk.errors.push(ChunkError { record_start: record.start, record_end: record.end, at, reason })
+                    }
                 }
                 pos = record.next;
             }
@@ -471,18 +461,16 @@ fn check_record(
         ints[column] = Some(match ty {
             ColumnType::Int if webui => webui::parse_duration(&value)
                 .ok_or_else(|| (f.start, format!("{name} is not seconds or H:MM:SS: {:?}", shown())))?,
-            ColumnType::Int => parse_int(&value)
-                .ok_or_else(|| (f.start, format!("{name} is not an integer: {:?}", shown())))?,
+            ColumnType::Int => {
+                parse_int(&value).ok_or_else(|| (f.start, format!("{name} is not an integer: {:?}", shown())))?
+            }
             _ => match if webui { webui::parse_time(&value) } else { parse_timestamp(&value) } {
                 Some(Timestamp::At(us)) => us,
                 Some(Timestamp::Unset) => continue,
                 None => {
                     return Err((
                         f.start,
-                        format!(
-                            "{name} is not a YYYY-MM-DD HH:MM:SS time: {:?}",
-                            String::from_utf8_lossy(&value)
-                        ),
+                        format!("{name} is not a YYYY-MM-DD HH:MM:SS time: {:?}", String::from_utf8_lossy(&value)),
                     ));
                 }
             },
@@ -585,25 +573,19 @@ mod tests {
         let i = out.schema.index_of(name).unwrap();
         out.batches
             .iter()
-            .flat_map(|b| {
-                b.column(i).as_string_view().iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>()
-            })
+            .flat_map(|b| b.column(i).as_string_view().iter().map(|v| v.map(str::to_string)).collect::<Vec<_>>())
             .collect()
     }
 
     fn int(out: &ReadOutput, name: &str) -> Vec<Option<i64>> {
         let i = out.schema.index_of(name).unwrap();
-        out.batches
-            .iter()
-            .flat_map(|b| b.column(i).as_primitive::<Int64Type>().iter().collect::<Vec<_>>())
-            .collect()
+        out.batches.iter().flat_map(|b| b.column(i).as_primitive::<Int64Type>().iter().collect::<Vec<_>>()).collect()
     }
 
     #[test]
     fn fw_1_0_2_5_lastdata_rejoined() {
         let out =
-            read(include_bytes!("../../../tests/samples/ucm6510-fw1.0.2.5-cdrapi.csv"), OnError::Raise, 1)
-                .unwrap();
+            read(include_bytes!("../../../tests/samples/ucm6510-fw1.0.2.5-cdrapi.csv"), OnError::Raise, 1).unwrap();
         assert_eq!(out.num_rows(), 3);
         assert_eq!(text(&out, "lastdata"), vec![Some("SIP/5301,60,".to_string()); 3]);
         assert_eq!(text(&out, "clid")[0].as_deref(), Some("\"pn01\" <5300>"));
@@ -616,8 +598,7 @@ mod tests {
     #[test]
     fn fw_1_0_11_trailing_space_and_empty_answer() {
         let out =
-            read(include_bytes!("../../../tests/samples/ucm6xxx-fw1.0.11-cdrapi.csv"), OnError::Raise, 1)
-                .unwrap();
+            read(include_bytes!("../../../tests/samples/ucm6xxx-fw1.0.11-cdrapi.csv"), OnError::Raise, 1).unwrap();
         assert_eq!(out.num_rows(), 1);
         assert_eq!(text(&out, "lastdata")[0].as_deref(), Some("PJSIP/6011/sip:6011@,30"));
         assert_eq!(text(&out, "session")[0].as_deref(), Some("1447207127558984-6039"));
@@ -632,8 +613,7 @@ mod tests {
         let mut data = Vec::new();
         for i in 0..40_000 {
             let clid = if i % 3 == 0 { format!("\"Name {i}\" <{i}>") } else { format!("{i}") };
-            let lastdata =
-                if i % 7 == 0 { "\"multi\nline, data\"".to_string() } else { "\"SIP/1,30\"".to_string() };
+            let lastdata = if i % 7 == 0 { "\"multi\nline, data\"".to_string() } else { "\"SIP/1,30\"".to_string() };
             data.extend_from_slice(
                 format!("{i},,{i},2,ctx,{clid},c,d,Dial,{lastdata},2015-11-10 17:58:47,,2015-11-10 17:58:51,4,0,NO ANSWER,DOC,1.2,I,1,2,s,n,,,,{i}-x,1,DIAL,,\r\n").as_bytes(),
             );
@@ -660,12 +640,8 @@ mod tests {
         let input = format!("{good}{bad_int}\n{bad_time}a,b\n{good}\"open");
         let out = read(input.as_bytes(), OnError::Collect, 2).unwrap();
         assert_eq!(out.num_rows(), 2);
-        let got: Vec<(u64, u64, &str)> =
-            out.rejects.iter().map(|r| (r.line, r.column, &r.reason[..10])).collect();
-        assert_eq!(
-            got,
-            vec![(2, 1, "AcctId is "), (4, 45, "start is n"), (5, 1, "expected 2"), (7, 1, "unterminat")]
-        );
+        let got: Vec<(u64, u64, &str)> = out.rejects.iter().map(|r| (r.line, r.column, &r.reason[..10])).collect();
+        assert_eq!(got, vec![(2, 1, "AcctId is "), (4, 45, "start is n"), (5, 1, "expected 2"), (7, 1, "unterminat")]);
         let Err(err) = read(input.as_bytes(), OnError::Raise, 2) else { panic!("strict read passed") };
         assert!(matches!(err, Error::Parse(r) if r.line == 2 && r.raw == bad_int.trim_end_matches('\n')));
     }

@@ -72,8 +72,7 @@ pub fn read_portsip_json(input: &Input, options: &ReadOptions) -> Result<ReadOut
 
 fn read_json(input: &Input, options: &ReadOptions, portsip: bool) -> Result<ReadOutput> {
     let buf = input.bytes();
-    let syntax =
-        |e: SyntaxError| Error::Parse(Box::new(Locator::new(input).reject(e.at, e.at, e.at, e.reason)));
+    let syntax = |e: SyntaxError| Error::Parse(Box::new(Locator::new(input).reject(e.at, e.at, e.at, e.reason)));
     if let Err(e) = std::str::from_utf8(buf) {
         return Err(syntax(SyntaxError { at: e.valid_up_to(), reason: "invalid UTF-8".into() }));
     }
@@ -543,8 +542,7 @@ fn unescape(buf: &[u8], start: usize, end: usize, out: &mut Vec<u8>) -> Parsed<(
             b't' => b'\t',
             b'u' => {
                 let hex = |at: usize| -> Parsed<u32> {
-                    let digits =
-                        buf.get(at..at + 4).filter(|_| at + 4 <= end).ok_or_else(|| bad(at, "short \\u"))?;
+                    let digits = buf.get(at..at + 4).filter(|_| at + 4 <= end).ok_or_else(|| bad(at, "short \\u"))?;
                     u32::from_str_radix(std::str::from_utf8(digits).unwrap_or("x"), 16)
                         .map_err(|_| bad(at, "\\u needs 4 hex digits"))
                 };

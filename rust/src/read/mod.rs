@@ -266,9 +266,7 @@ pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<Read
         // A first record whose shape fails may mean the guess was wrong: say
         // what it was. (A bad value in a well-shaped record says nothing.)
         (Err(Error::Parse(mut reject)), Some((format, why)))
-            if reject.line == 1
-                && !reject.reason.contains(" is not ")
-                && reject.reason != "invalid UTF-8" =>
+            if reject.line == 1 && !reject.reason.contains(" is not ") && reject.reason != "invalid UTF-8" =>
         {
             reject.reason = format!(
                 "{} (format auto read this as {} after seeing {why}; pass format= to choose)",

@@ -113,10 +113,8 @@ pub fn derive(buf: &[u8], set: &mut RecordSet, first_field: usize) {
 /// the value; a plain number is itself.
 fn sip_user(set: &RecordSet, buf: &[u8], value: Value) -> Value {
     let Some(bytes) = set.bytes(buf, value) else { return Value::Null };
-    let scheme =
-        [&b"sips:"[..], b"sip:", b"tel:"].iter().find(|p| bytes.starts_with(p)).map_or(0, |p| p.len());
-    let end =
-        bytes[scheme..].iter().position(|&b| b == b'@' || b == b';').map_or(bytes.len(), |k| scheme + k);
+    let scheme = [&b"sips:"[..], b"sip:", b"tel:"].iter().find(|p| bytes.starts_with(p)).map_or(0, |p| p.len());
+    let end = bytes[scheme..].iter().position(|&b| b == b'@' || b == b';').map_or(bytes.len(), |k| scheme + k);
     match value {
         Value::Input { start, .. } => Value::Input { start: start + scheme, end: start + end },
         Value::Decoded { start, at, .. } => Value::Decoded { start: start + scheme, end: start + end, at },

@@ -101,8 +101,7 @@ pub struct RecordSet {
 
 impl Default for RecordSet {
     fn default() -> Self {
-        let columns_by_key =
-            BASE_COLUMNS.iter().enumerate().map(|(i, n)| (n.as_bytes().to_vec(), i)).collect();
+        let columns_by_key = BASE_COLUMNS.iter().enumerate().map(|(i, n)| (n.as_bytes().to_vec(), i)).collect();
         Self {
             names: schema::output_names(&[]),
             columns_by_key,
@@ -172,19 +171,13 @@ impl RecordSet {
 
 /// Builds the record batch of a parsed document, or of the part of it at
 /// `range` (whose slice of the input becomes the text columns' buffer).
-pub fn build(
-    input: &Input,
-    options: &ReadOptions,
-    set: RecordSet,
-    range: Range<usize>,
-) -> Result<ReadOutput> {
+pub fn build(input: &Input, options: &ReadOptions, set: RecordSet, range: Range<usize>) -> Result<ReadOutput> {
     let buf = input.bytes();
     let base = range.start;
     let strict = options.on_error == OnError::Raise;
     let tz = options.tz.as_deref();
     let types: Vec<ColumnType> = set.names.iter().map(|n| schema::column_type(n)).collect();
-    let mut columns: Vec<ColumnBuilder> =
-        types.iter().map(|&t| ColumnBuilder::new(t, set.rows.len())).collect();
+    let mut columns: Vec<ColumnBuilder> = types.iter().map(|&t| ColumnBuilder::new(t, set.rows.len())).collect();
     let mut rejects = Vec::new();
     let mut slots = vec![Value::Null; set.names.len()];
     let mut ints: Vec<Option<i64>> = vec![None; set.names.len()];
@@ -273,9 +266,9 @@ fn check_row(
         let name = &set.names[column];
         let shown = || String::from_utf8_lossy(text).into_owned();
         ints[column] = match ty {
-            ColumnType::Int => Some(
-                parse_int(text).ok_or_else(|| (at, format!("{name} is not an integer: {:?}", shown())))?,
-            ),
+            ColumnType::Int => {
+                Some(parse_int(text).ok_or_else(|| (at, format!("{name} is not an integer: {:?}", shown())))?)
+            }
             _ => match parse_timestamp(text) {
                 Some(Timestamp::At(us)) => Some(us),
                 Some(Timestamp::Unset) => None,

@@ -78,11 +78,7 @@ fn strip_cr(buf: &[u8], start: usize, lf: usize) -> usize {
 }
 
 /// Splits the record starting at `start` into `fields` (cleared first).
-pub fn split_record(
-    buf: &[u8],
-    start: usize,
-    fields: &mut Vec<FieldSpan>,
-) -> Result<RecordSpan, UnterminatedQuote> {
+pub fn split_record(buf: &[u8], start: usize, fields: &mut Vec<FieldSpan>) -> Result<RecordSpan, UnterminatedQuote> {
     fields.clear();
     let len = buf.len();
     let mut p = start;

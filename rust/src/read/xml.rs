@@ -88,8 +88,7 @@ struct OpenCall {
 /// Reads a UCM CDR XML export.
 pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {
     let buf = input.bytes();
-    let syntax =
-        |at: usize, reason: String| Error::Parse(Box::new(Locator::new(input).reject(at, at, at, reason)));
+    let syntax = |at: usize, reason: String| Error::Parse(Box::new(Locator::new(input).reject(at, at, at, reason)));
     let text = std::str::from_utf8(buf).map_err(|e| syntax(e.valid_up_to(), "invalid UTF-8".into()))?;
     let offset_of = |s: &str| s.as_ptr() as usize - text.as_ptr() as usize;
 
@@ -106,9 +105,8 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
     let mut part_start = 0;
     loop {
         let before = reader.buffer_position() as usize;
-        let event = reader
-            .read_event()
-            .map_err(|e| syntax(reader.error_position() as usize, format!("invalid XML: {e}")))?;
+        let event =
+            reader.read_event().map_err(|e| syntax(reader.error_position() as usize, format!("invalid XML: {e}")))?;
         let after = reader.buffer_position() as usize;
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
@@ -119,10 +117,7 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
                 match depth {
                     1 => {}
                     2 if empty => set.skipped.push((before, "an empty element")),
-                    2 => {
-                        call =
-                            Some(OpenCall { start: before, first_field: set.fields.len(), legs: Vec::new() })
-                    }
+                    2 => call = Some(OpenCall { start: before, first_field: set.fields.len(), legs: Vec::new() }),
                     3 if leg_kind(name).is_some() => {
                         let kind = leg_kind(name).unwrap_or(Kind::Record);
                         if empty {
@@ -132,13 +127,7 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
                         }
                     }
                     3 | 4 if field.is_none() && (depth == 3 || leg.is_some()) => {
-                        field = Some(OpenField {
-                            name: name.to_vec(),
-                            depth,
-                            at: before,
-                            span: None,
-                            text: None,
-                        });
+                        field = Some(OpenField { name: name.to_vec(), depth, at: before, span: None, text: None });
                     }
                     _ => {} // markup nested inside a field: its text joins the field's
                 }
@@ -222,13 +211,7 @@ fn close(
     {
         if c.legs.is_empty() {
             let last_field = set.fields.len();
-            set.rows.push(Row {
-                kind: Kind::Record,
-                start: c.start,
-                end,
-                first_field: c.first_field,
-                last_field,
-            });
+            set.rows.push(Row { kind: Kind::Record, start: c.start, end, first_field: c.first_field, last_field });
         } else {
             c.legs.sort_by_key(|leg| leg.kind.order());
             set.rows.extend(c.legs);
