@@ -39,3 +39,12 @@ print(
     f"\n{df.height:,} records, {size_mb:,.0f} MB in {seconds:.2f} s = {size_mb / seconds:,.0f} MB/s "
     f"(frame {df.estimated_size() / 1e6:,.0f} MB)"
 )
+
+# Two of the CDR API guide's example queries (adapted to the generated numbers), answered as the PBX would.
+for qs in [
+    "format=json&caller=6000,6002-6004,_0@&callee=6@&minDur=600&numRecords=2",
+    "format=csv&caller=07@&startTime=2023-11-14T22:00:00&endTime=2023-11-14T23:00:00&numRecords=3",
+]:
+    t0 = time.perf_counter()
+    body = cdrq.cdrapi(df, qs)
+    print(f"\n== GET /cdrapi?{qs}  ({(time.perf_counter() - t0) * 1000:.0f} ms)\n{body}")

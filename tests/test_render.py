@@ -98,3 +98,11 @@ def test_read_render_read_is_identity(df):
     legs = df.filter(pl.col("cdr_kind") == "sub").with_columns(cdr_kind=pl.lit("record"), leg=pl.lit(0, pl.Int64))
     back = cdrq.read(cdrq.render(legs.select(legs.columns[:34]), "csv").encode(), format="ucm-csv")
     assert back.equals(legs.select(legs.columns[:34]))
+
+
+def test_records_without_session_are_calls_of_their_own(samples):
+    df = cdrq.read(samples / "ucm6510-fw1.0.2.5-cdrapi.csv")
+    calls = json.loads(cdrq.render(df, "json"))["cdr_root"]
+    assert [list(c) for c in calls] == [["cdr", "main_cdr"]] * 3
+    assert [c["main_cdr"]["AcctId"] for c in calls] == ["62", "63", "64"]
+    assert list(calls[0]["main_cdr"])[-1] == "service"  # the 22 fields of this firmware

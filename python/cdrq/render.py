@@ -110,10 +110,12 @@ def sessions(frame: pl.DataFrame, columns: list[str], legs_of: pl.DataFrame | No
         mains = source.filter(pl.col("cdr_kind") == "main")
         for row in as_text(mains, columns).iter_rows(named=True):
             stored.setdefault(row["session"], row)
-    groups: dict[str, list[dict[str, str]]] = {}
-    for row in legs.drop("_kind").iter_rows(named=True):
-        groups.setdefault(row.get("session", ""), []).append(row)
-    for session, rows in groups.items():
+    # A record without a session (old firmware) is a call of its own.
+    groups: dict[Any, list[dict[str, str]]] = {}
+    for i, row in enumerate(legs.drop("_kind").iter_rows(named=True)):
+        groups.setdefault(row.get("session") or ("", i), []).append(row)
+    for key, rows in groups.items():
+        session = key if isinstance(key, str) else ""
         call: dict[str, Any] = {"cdr": session}
         if len(rows) == 1 and session not in stored:
             call["main_cdr"] = rows[0]

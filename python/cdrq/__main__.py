@@ -1,0 +1,5 @@
+import sys
+
+from cdrq.cli import main
+
+sys.exit(main())
