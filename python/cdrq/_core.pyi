@@ -49,3 +49,6 @@ def compile_query(query: str, *, now_us: int, library: bool, groups: list[str] =
 
 def compile_pattern(text: str, dialect: str = "cdrapi") -> list[tuple[str, Any]]:
     """Compile one pattern list into (kind, value) items (raises QueryError)."""
+
+def digit_ranges(series: Any, ranges: list[tuple[str, str]]) -> ArrowStream:
+    """Digit-range mask of a string Series (the Rust kernel)."""

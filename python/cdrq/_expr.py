@@ -3,7 +3,7 @@
 Exact items become one ``is_in``; ``5@`` ``starts_with``; ``@5``
 ``ends_with``; ``@5@`` a literal ``contains``; other wildcards one anchored
 regex; ``LO-HI`` ranges a digit-string comparison that stays exact for
-values longer than any integer type. A null field is the empty string.
+values longer than any integer type (a Rust kernel over the Arrow buffers).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
+
+from cdrq import _core
 
 Item = tuple[str, Any]
 
@@ -27,13 +29,19 @@ def all_of(exprs: Sequence[pl.Expr]) -> pl.Expr:
 
 
 def items_expr(value: pl.Expr, items: Sequence[Item]) -> pl.Expr:
-    """Whether ``value`` (nulls already filled) matches any item."""
+    """Whether ``value`` matches any item. Only ``@`` and ranges can match
+    the empty string, and those two treat null as empty; for every other
+    item a null value gives null, which a filter drops like false."""
     exact = [v for kind, v in items if kind == "exact"]
     parts = [value.is_in(exact)] if exact else []
     regexes = [v for kind, v in items if kind == "regex"]
     if regexes:
         # One regex pass for all wildcard items.
         parts.append(value.str.contains("|".join(f"(?:{r})" for r in regexes)))
+    ranges = [v for kind, v in items if kind == "range"]
+    if ranges:
+        # One pass of the Rust kernel for all ranges.
+        parts.append(value.map_batches(functools.partial(range_mask, ranges=ranges), return_dtype=pl.Boolean))
     for kind, v in items:
         if kind == "prefix":
             parts.append(value.str.starts_with(v))
@@ -43,27 +51,27 @@ def items_expr(value: pl.Expr, items: Sequence[Item]) -> pl.Expr:
             parts.append(value.str.contains(v, literal=True))
         elif kind == "any":
             parts.append(pl.lit(True))
-        elif kind == "range":
-            parts.append(range_expr(value, *v))
     return any_of(parts)
 
 
-def range_expr(value: pl.Expr, lo: str, hi: str) -> pl.Expr:
-    """LO ≤ digits(value) ≤ HI as unbounded integers: compare digit strings
-    without leading zeros by length, then lexicographically."""
-    digits = value.str.replace_all(r"[^0-9]", "").str.strip_chars_start("0")
-    length = digits.str.len_bytes()
-    lo, hi = lo.lstrip("0"), hi.lstrip("0")
-    at_least = (length > len(lo)) | ((length == len(lo)) & (digits >= lo))
-    at_most = (length < len(hi)) | ((length == len(hi)) & (digits <= hi))
-    return at_least & at_most
+def range_mask(series: pl.Series, ranges: list[tuple[str, str]]) -> pl.Series:
+    """LO ≤ digits(value) ≤ HI for any range, as unbounded integers, by the
+    Rust kernel over the column's Arrow buffers (null is the empty string)."""
+    if series.dtype != pl.String:
+        series = series.cast(pl.String)
+    return pl.DataFrame(_core.digit_ranges(series, ranges)).to_series().alias(series.name)
 
 
 def field(name: str, schema: pl.Schema) -> pl.Expr:
-    """A text field with null as the empty string (absent column: all empty)."""
+    """A text field; an absent column is empty."""
     if name not in schema:
         return pl.lit("", pl.String)
-    return pl.col(name).fill_null("")
+    return pl.col(name)
+
+
+def text(name: str, schema: pl.Schema) -> pl.Expr:
+    """A text field with null as the empty string."""
+    return field(name, schema).fill_null("")
 
 
 def filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Sequence[str]]) -> pl.Expr:
@@ -103,11 +111,11 @@ STATUS = {
 def webui_filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Sequence[str]]) -> list[pl.Expr]:
     parts = []
     if plan["caller_name"] is not None:
-        name = field("caller_name", schema).str.to_lowercase()
+        name = text("caller_name", schema).str.to_lowercase()
         parts.append(any_of([name.str.contains(n, literal=True) for n in plan["caller_name"]]))
     if plan["status"] is not None:
         words = [d for s in plan["status"] for d in STATUS[s]]
-        parts.append(field("disposition", schema).str.to_uppercase().is_in(words))
+        parts.append(text("disposition", schema).str.to_uppercase().is_in(words))
     if plan["call_type"] is not None:
         parts.append(any_of([call_type(t, schema) for t in plan["call_type"]]))
     for key, column in [
@@ -116,10 +124,10 @@ def webui_filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Seq
         ("account_code", "accountcode"),
     ]:
         if plan[key] is not None:
-            parts.append(field(column, schema).is_in(plan[key]))
+            parts.append(text(column, schema).is_in(plan[key]))
     if plan["action_type"] is not None:
         word = (
-            field("action_type", schema)
+            text("action_type", schema)
             .str.replace(r"[\[ ].*$", "")
             .str.to_uppercase()
             .str.replace_all("_", "", literal=True)
@@ -127,18 +135,18 @@ def webui_filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Seq
         parts.append(word.is_in(plan["action_type"]))
     if plan["ext_group"] is not None:
         members = sorted({m for g in plan["ext_group"] for m in groups[g]})
-        parts.append(field("src", schema).is_in(members) | field("dst", schema).is_in(members))
+        parts.append(text("src", schema).is_in(members) | text("dst", schema).is_in(members))
     return parts
 
 
 def call_type(kind: str, schema: pl.Schema) -> pl.Expr:
     """§6 call types from the trunk fields; records with neither trunk field
     set fall back to the old firmware's context and channel."""
-    src_set = field("src_trunk_name", schema) != ""
-    dst_set = field("dst_trunk_name", schema) != ""
+    src_set = text("src_trunk_name", schema) != ""
+    dst_set = text("dst_trunk_name", schema) != ""
     no_trunks = ~src_set & ~dst_set
-    old_inbound = field("dcontext", schema).str.starts_with("ext-did")
-    old_outbound = field("dstchannel", schema).str.contains("trunk_", literal=True)
+    old_inbound = text("dcontext", schema).str.starts_with("ext-did")
+    old_outbound = text("dstchannel", schema).str.contains("trunk_", literal=True)
     if kind == "inbound":
         return (src_set & ~dst_set) | (no_trunks & old_inbound)
     if kind == "outbound":
@@ -147,4 +155,4 @@ def call_type(kind: str, schema: pl.Schema) -> pl.Expr:
         return src_set & dst_set
     if kind == "internal":
         return no_trunks & ~old_inbound & ~old_outbound
-    return field("nat_call", schema).str.to_lowercase().is_in(["1", "yes"])
+    return text("nat_call", schema).str.to_lowercase().is_in(["1", "yes"])

@@ -105,7 +105,7 @@ class Pattern:
 
     def expr(self, column: str) -> pl.Expr:
         """The Polars expression matching ``column`` against the list."""
-        return _expr.items_expr(pl.col(column).fill_null(""), self.items)
+        return _expr.items_expr(pl.col(column), self.items).fill_null(False)
 
 
 def compile_pattern(text: str, dialect: str = "cdrapi") -> Pattern:

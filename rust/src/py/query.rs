@@ -1,12 +1,19 @@
 //! The query compiler's Python face: a plan as plain Python data.
 
-use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use std::sync::Arc;
 
-use super::errors::QueryError as PyQueryError;
+use arrow_array::RecordBatch;
+use arrow_array::ffi_stream::ArrayStreamReader;
+use arrow_schema::{DataType, Field, Schema};
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyDict, PyList};
+
+use super::arrow_export::ArrowStream;
+use super::errors::{CdrqError, QueryError as PyQueryError};
 use crate::query::compile::{Surface, compile};
 use crate::query::pattern::{self, Item};
 use crate::query::plan::{CallType, Status};
+use crate::query::ranges::{self, DigitRange};
 use crate::query::{QueryError, plan::Plan};
 
 pub fn query_error(py: Python<'_>, e: &QueryError) -> PyErr {
@@ -129,4 +136,31 @@ pub fn compile_pattern<'py>(py: Python<'py>, text: &str, dialect: &str) -> PyRes
     };
     let list = compiled.map_err(|e| query_error(py, &e))?;
     items(py, &Some(list))
+}
+
+/// The digit-range kernel over a Polars Series (taken through the Arrow
+/// PyCapsule stream interface, no copy): a one-column stream of booleans.
+#[pyfunction]
+pub fn digit_ranges(py: Python<'_>, series: &Bound<'_, PyAny>, ranges: Vec<(String, String)>) -> PyResult<ArrowStream> {
+    let capsule = series.call_method0("__arrow_c_stream__")?;
+    let capsule = capsule.cast::<PyCapsule>()?;
+    let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
+    // SAFETY: the capsule holds a valid stream; `from_raw` takes it over and
+    // leaves the capsule's copy released.
+    let reader = unsafe { ArrayStreamReader::from_raw(pointer.as_ptr().cast()) }
+        .map_err(|e| CdrqError::new_err(e.to_string()))?;
+    let ranges: Vec<DigitRange> = ranges.iter().map(|(lo, hi)| DigitRange::new(lo, hi)).collect();
+    let schema = Arc::new(Schema::new(vec![Field::new("mask", DataType::Boolean, false)]));
+    let batches = py.detach(|| -> Result<Vec<RecordBatch>, String> {
+        let mut batches = Vec::new();
+        for array in reader {
+            let array = array.map_err(|e| e.to_string())?;
+            let mask = ranges::mask(array.as_ref(), &ranges)
+                .ok_or_else(|| format!("digit ranges need a text column, not {}", array.data_type()))?;
+            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(mask)]).map_err(|e| e.to_string())?;
+            batches.push(batch);
+        }
+        Ok(batches)
+    });
+    Ok(ArrowStream::new(schema, batches.map_err(CdrqError::new_err)?))
 }

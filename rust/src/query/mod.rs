@@ -12,6 +12,7 @@ pub mod compile;
 pub mod params;
 pub mod pattern;
 pub mod plan;
+pub mod ranges;
 pub mod time;
 
 /// A query that cannot be compiled: which parameter, the offending text,
