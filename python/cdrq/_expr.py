@@ -62,6 +62,16 @@ def range_mask(series: pl.Series, ranges: list[tuple[str, str]]) -> pl.Series:
     return pl.DataFrame(_core.digit_ranges(series, ranges)).to_series().alias(series.name)
 
 
+def instant(us: int, dtype: pl.DataType | None) -> pl.Expr:
+    """A UTC instant as a literal of the `start` column's own type, so the
+    comparison runs on the physical values (a naive column is UTC)."""
+    literal = pl.lit(us, pl.Int64).cast(pl.Datetime("us", "UTC"))
+    zone = getattr(dtype, "time_zone", None)
+    if zone is None:
+        return literal.dt.replace_time_zone(None)
+    return literal.dt.convert_time_zone(zone)
+
+
 def field(name: str, schema: pl.Schema) -> pl.Expr:
     """A text field; an absent column is empty."""
     if name not in schema:
@@ -78,7 +88,7 @@ def filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Sequence[
     """All of the plan's filters, ANDed, over the real legs (not main rows)."""
     parts: list[pl.Expr] = []
     if "cdr_kind" in schema:
-        parts.append(pl.col("cdr_kind").fill_null("record") != "main")
+        parts.append(pl.col("cdr_kind").ne_missing("main"))
     for key, column in [
         ("caller", "src"),
         ("callee", "dst"),
@@ -87,11 +97,10 @@ def filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Sequence[
     ]:
         if plan[key] is not None:
             parts.append(items_expr(field(column, schema), plan[key]))
-    start = pl.col("start").dt.epoch("us")
-    if plan["start_time"] is not None:
-        parts.append(start >= plan["start_time"])
-    if plan["end_time"] is not None:
-        parts.append(start <= plan["end_time"])
+    bounds = [(plan["start_time"], operator.ge), (plan["end_time"], operator.le)]
+    for bound, compare in bounds:
+        if bound is not None:
+            parts.append(compare(pl.col("start"), instant(bound, schema.get("start"))))
     if plan["min_dur"] is not None:
         parts.append(pl.col("billsec") >= plan["min_dur"])
     if plan["max_dur"] is not None:
