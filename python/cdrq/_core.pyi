@@ -52,3 +52,6 @@ def compile_pattern(text: str, dialect: str = "cdrapi") -> list[tuple[str, Any]]
 
 def digit_ranges(series: Any, ranges: list[tuple[str, str]]) -> ArrowStream:
     """Digit-range mask of a string Series (the Rust kernel)."""
+
+def render(legs: Any, mains: Any, format: str) -> str:
+    """Render text-only frames (legs in order, stored main records) as csv, json or xml."""

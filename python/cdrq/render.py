@@ -13,11 +13,7 @@ or a summary computed as §5 says (CSV sources), and the legs follow as
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
-from xml.sax.saxutils import escape
 
 import polars as pl
 
@@ -30,8 +26,7 @@ BASE = [
     "userfield", "channel_ext", "dstchannel_ext", "service", "caller_name", "recordfiles", "dstanswer",
     "chanext", "dstchanext", "session", "action_owner", "action_type", "src_trunk_name", "dst_trunk_name",
 ]  # fmt: skip
-XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
-EMPTY = {"csv": None, "json": '{"cdr_root": []}', "xml": XML_DECLARATION + "<cdr_root/>\n"}
+FORMATS = ("csv", "json", "xml")
 
 
 def columns_of(frame: pl.DataFrame) -> list[str]:
@@ -54,16 +49,6 @@ def as_text(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     return frame.select(exprs)
 
 
-def csv_field(value: str, column: str) -> str:
-    """RFC 4180 quoting when needed; a caller ID token `"Name" <ext>` is
-    written as the UCM writes it."""
-    if column == "clid" and value.startswith('"') and "\n" not in value and "\r" not in value:
-        return value
-    if any(c in value for c in ',"\r\n'):
-        return '"' + value.replace('"', '""') + '"'
-    return value
-
-
 def render(frame: pl.DataFrame | pl.LazyFrame, format: str = "csv", *, legs_of: pl.DataFrame | None = None) -> str:
     """The frame in the UCM's ``csv``, ``json`` or ``xml``. ``legs_of`` is
     the whole archive the frame was selected from, where stored main
@@ -71,74 +56,18 @@ def render(frame: pl.DataFrame | pl.LazyFrame, format: str = "csv", *, legs_of: 
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
     format = format.lower()
-    if format not in EMPTY:
+    if format not in FORMATS:
         raise _core.CdrqError(f"format must be csv, json or xml, not {format!r}")
-    columns = columns_of(frame if legs_of is None else legs_of)
-    if format == "csv":
-        lines = [",".join(columns)]
-        for row in as_text(frame, columns).iter_rows():
-            lines.append(",".join(csv_field(v, c) for v, c in zip(row, columns, strict=True)))
-        return "\n".join(lines) + "\n"
-    calls = list(sessions(frame, columns, legs_of))
-    if format == "json":
-        if not calls:
-            return EMPTY["json"]
-        body = ",\n".join(json.dumps(call, ensure_ascii=False) for call in calls)
-        return '{"cdr_root": [\n' + body + "\n]}\n"
-    if not calls:
-        return EMPTY["xml"]
-    out = [XML_DECLARATION, "<cdr_root>\n"]
-    for call in calls:
-        session = escape(call["cdr"], {'"': "&quot;"})
-        out.append(f'<cdr session="{session}">')
-        for key, record in call.items():
-            if key != "cdr":
-                fields = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in record.items())
-                out.append(f"<{key}>{fields}</{key}>")
-        out.append("</cdr>\n")
-    out.append("</cdr_root>\n")
-    return "".join(out)
-
-
-def sessions(frame: pl.DataFrame, columns: list[str], legs_of: pl.DataFrame | None) -> Iterable[dict[str, Any]]:
-    """`{"cdr", "main_cdr", "sub_cdr_N"…}` per session, in first-seen order."""
     source = frame if legs_of is None else legs_of
-    kind = frame["cdr_kind"] if "cdr_kind" in frame.columns else pl.Series(["record"] * frame.height)
-    legs = as_text(frame, columns).with_columns(_kind=kind).filter(pl.col("_kind") != "main")
-    stored: dict[str, dict[str, str]] = {}
-    if "cdr_kind" in source.columns:
-        mains = source.filter(pl.col("cdr_kind") == "main")
-        for row in as_text(mains, columns).iter_rows(named=True):
-            stored.setdefault(row["session"], row)
-    # A record without a session (old firmware) is a call of its own.
-    groups: dict[Any, list[dict[str, str]]] = {}
-    for i, row in enumerate(legs.drop("_kind").iter_rows(named=True)):
-        groups.setdefault(row.get("session") or ("", i), []).append(row)
-    for key, rows in groups.items():
-        session = key if isinstance(key, str) else ""
-        call: dict[str, Any] = {"cdr": session}
-        if len(rows) == 1 and session not in stored:
-            call["main_cdr"] = rows[0]
-            yield call
-            continue
-        call["main_cdr"] = stored.get(session) or summary(rows, columns)
-        for n, row in enumerate(rows, 1):
-            call[f"sub_cdr_{n}"] = row
-        yield call
-
-
-def summary(rows: list[dict[str, str]], columns: list[str]) -> dict[str, str]:
-    """§5's main record of a multi-leg session: src, dst, start, session and
-    action_type of the first leg, the sums of duration and billsec, the rest
-    empty."""
-    first = rows[0]
-    total = lambda c: str(sum(int(r[c]) for r in rows if r[c]))  # noqa: E731
-    out = dict.fromkeys(columns, "")
-    for c in ("src", "dst", "start", "session", "action_type"):
-        if c in out:
-            out[c] = first[c]
-    out["duration"], out["billsec"] = total("duration"), total("billsec")
-    return out
+    columns = columns_of(source)
+    legs, mains = frame, source.clear()
+    if format != "csv" and "cdr_kind" in frame.columns:
+        # Legs are written under their call's stored main record, if any.
+        legs = frame.filter(pl.col("cdr_kind").ne_missing("main"))
+        if "session" in source.columns:
+            sessions = legs["session"].drop_nulls().unique()
+            mains = source.filter((pl.col("cdr_kind") == "main") & pl.col("session").is_in(sessions))
+    return _core.render(as_text(legs, columns), as_text(mains, columns), format)
 
 
 def cdrapi(frame: pl.DataFrame | pl.LazyFrame, qs: str, now: datetime | None = None) -> str:
@@ -160,6 +89,6 @@ def requested_format(qs: str) -> str:
     """The valid ``format`` of a rejected query, else csv."""
     for piece in qs.split("?", 1)[-1].split("&"):
         name, _, value = piece.partition("=")
-        if name.lower() == "format" and value.lower() in EMPTY:
+        if name.lower() == "format" and value.lower() in FORMATS:
             return value.lower()
     return "csv"

@@ -5,6 +5,7 @@
 pub mod error;
 pub mod query;
 pub mod read;
+pub mod render;
 pub mod schema;
 
 #[cfg(feature = "python")]

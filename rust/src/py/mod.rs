@@ -116,6 +116,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(query::compile_query, m)?)?;
     m.add_function(wrap_pyfunction!(query::compile_pattern, m)?)?;
     m.add_function(wrap_pyfunction!(query::digit_ranges, m)?)?;
+    m.add_function(wrap_pyfunction!(query::render, m)?)?;
     m.add_class::<ArrowStream>()?;
     m.add("CdrqError", py.get_type::<CdrqError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;

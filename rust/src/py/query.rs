@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use arrow_array::ffi_stream::ArrayStreamReader;
+use arrow_array::RecordBatchReader;
+use arrow_array::ffi_stream::{ArrayStreamReader, RecordBatchStreamReader};
 use arrow_schema::{DataType, Field, Schema};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict, PyList};
@@ -163,4 +164,35 @@ pub fn digit_ranges(py: Python<'_>, series: &Bound<'_, PyAny>, ranges: Vec<(Stri
         Ok(batches)
     });
     Ok(ArrowStream::new(schema, batches.map_err(CdrqError::new_err)?))
+}
+
+/// Record batches of anything with `__arrow_c_stream__` (a Polars frame).
+fn import_batches(frame: &Bound<'_, PyAny>) -> PyResult<(Vec<String>, Vec<RecordBatch>)> {
+    let capsule = frame.call_method0("__arrow_c_stream__")?;
+    let capsule = capsule.cast::<PyCapsule>()?;
+    let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
+    // SAFETY: as in `digit_ranges`: the reader takes the stream over.
+    let reader = unsafe { RecordBatchStreamReader::from_raw(pointer.as_ptr().cast()) }
+        .map_err(|e| CdrqError::new_err(e.to_string()))?;
+    let names = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| CdrqError::new_err(e.to_string()))?;
+    Ok((names, batches))
+}
+
+/// Renders text-only frames: `legs` in order, `mains` the stored main
+/// records (same columns), as `csv`, `json` or `xml`.
+#[pyfunction]
+pub fn render(py: Python<'_>, legs: &Bound<'_, PyAny>, mains: &Bound<'_, PyAny>, format: &str) -> PyResult<String> {
+    let format = match format {
+        "csv" => crate::render::Format::Csv,
+        "json" => crate::render::Format::Json,
+        "xml" => crate::render::Format::Xml,
+        other => return Err(CdrqError::new_err(format!("format must be csv, json or xml, not {other:?}"))),
+    };
+    let (names, leg_batches) = import_batches(legs)?;
+    let (_, main_batches) = import_batches(mains)?;
+    Ok(py.detach(|| {
+        let (legs, mains) = (crate::render::Rows::new(&leg_batches), crate::render::Rows::new(&main_batches));
+        crate::render::render(format, &names, &legs, &mains)
+    }))
 }

@@ -1,0 +1,331 @@
+//! Records back into the UCM's csv / json / xml (query-language.md §5).
+//!
+//! Input is text already: the Python layer selects the columns and formats
+//! times and numbers with Polars; this module groups legs into calls and
+//! writes the bytes, with the escaping each format needs.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+    Xml,
+}
+
+/// Rows of text columns, across batches: `value(row, column)`.
+pub struct Rows<'a> {
+    batches: &'a [RecordBatch],
+    /// (batch, row) of each row, in order.
+    index: Vec<(usize, usize)>,
+}
+
+impl<'a> Rows<'a> {
+    pub fn new(batches: &'a [RecordBatch]) -> Self {
+        let index =
+            batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r))).collect();
+        Self { batches, index }
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The text of `column` in `row`; null and non-text are empty.
+    pub fn value(&self, row: usize, column: usize) -> &'a str {
+        let (b, r) = self.index[row];
+        let array = self.batches[b].column(column);
+        if array.is_null(r) {
+            return "";
+        }
+        match array.data_type() {
+            DataType::Utf8View => array.as_string_view().value(r),
+            DataType::Utf8 => array.as_string::<i32>().value(r),
+            DataType::LargeUtf8 => array.as_string::<i64>().value(r),
+            _ => "",
+        }
+    }
+}
+
+/// Renders `legs` (in order) with the column `names`; `mains` holds stored
+/// main records, looked up by session.
+pub fn render(format: Format, names: &[String], legs: &Rows<'_>, mains: &Rows<'_>) -> String {
+    let mut out = String::with_capacity(legs.len() * 64 * names.len().max(1));
+    match format {
+        Format::Csv => {
+            out.push_str(&names.join(","));
+            out.push('\n');
+            for row in 0..legs.len() {
+                for (c, name) in names.iter().enumerate() {
+                    if c > 0 {
+                        out.push(',');
+                    }
+                    csv_field(&mut out, legs.value(row, c), name == "clid");
+                }
+                out.push('\n');
+            }
+        }
+        Format::Json | Format::Xml => {
+            let calls = calls(names, legs, mains);
+            if calls.is_empty() {
+                return match format {
+                    Format::Json => "{\"cdr_root\": []}".into(),
+                    _ => "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<cdr_root/>\n".into(),
+                };
+            }
+            if format == Format::Json {
+                out.push_str("{\"cdr_root\": [\n");
+                for (i, call) in calls.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(",\n");
+                    }
+                    out.push_str("{\"cdr\": ");
+                    json_string(&mut out, call.session);
+                    for (key, record) in call.records() {
+                        out.push_str(", ");
+                        json_string(&mut out, &key);
+                        out.push_str(": {");
+                        for (c, name) in names.iter().enumerate() {
+                            if c > 0 {
+                                out.push_str(", ");
+                            }
+                            json_string(&mut out, name);
+                            out.push_str(": ");
+                            json_string(&mut out, record.value(c));
+                        }
+                        out.push('}');
+                    }
+                    out.push('}');
+                }
+                out.push_str("\n]}\n");
+            } else {
+                out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<cdr_root>\n");
+                for call in &calls {
+                    out.push_str("<cdr session=\"");
+                    xml_text(&mut out, call.session, true);
+                    out.push_str("\">");
+                    for (key, record) in call.records() {
+                        let _ = write!(out, "<{key}>");
+                        for (c, name) in names.iter().enumerate() {
+                            let _ = write!(out, "<{name}>");
+                            xml_text(&mut out, record.value(c), false);
+                            let _ = write!(out, "</{name}>");
+                        }
+                        let _ = write!(out, "</{key}>");
+                    }
+                    out.push_str("</cdr>\n");
+                }
+                out.push_str("</cdr_root>\n");
+            }
+        }
+    }
+    out
+}
+
+/// One record to write: a row of legs or mains, or a computed summary.
+enum Record<'a> {
+    Row(&'a Rows<'a>, usize),
+    Summary(Vec<String>),
+}
+
+impl Record<'_> {
+    fn value(&self, column: usize) -> &str {
+        match self {
+            Record::Row(rows, row) => rows.value(*row, column),
+            Record::Summary(values) => &values[column],
+        }
+    }
+}
+
+/// A call: its session, its main record and its legs.
+struct Call<'a> {
+    session: &'a str,
+    main: Option<Record<'a>>,
+    legs: Vec<usize>,
+    rows: &'a Rows<'a>,
+}
+
+impl<'a> Call<'a> {
+    /// `main_cdr` then `sub_cdr_N` — or the one leg as `main_cdr`.
+    fn records(&self) -> Vec<(String, Record<'a>)> {
+        match &self.main {
+            None => vec![("main_cdr".into(), Record::Row(self.rows, self.legs[0]))],
+            Some(main) => {
+                let main = match main {
+                    Record::Row(rows, row) => Record::Row(rows, *row),
+                    Record::Summary(values) => Record::Summary(values.clone()),
+                };
+                let mut out = vec![("main_cdr".to_string(), main)];
+                out.extend(
+                    self.legs
+                        .iter()
+                        .enumerate()
+                        .map(|(n, &row)| (format!("sub_cdr_{}", n + 1), Record::Row(self.rows, row))),
+                );
+                out
+            }
+        }
+    }
+}
+
+/// Legs grouped by session in order of first appearance; a leg without a
+/// session is a call of its own. A call of several legs (or with a stored
+/// main record) gets its main record: the stored one, else §5's summary.
+fn calls<'a>(names: &[String], legs: &'a Rows<'a>, mains: &'a Rows<'a>) -> Vec<Call<'a>> {
+    let session_column = names.iter().position(|n| n == "session");
+    let session_of = |rows: &'a Rows<'a>, row: usize| session_column.map_or("", |c| rows.value(row, c));
+    let mut stored: HashMap<&str, usize> = HashMap::new();
+    for row in 0..mains.len() {
+        stored.entry(session_of(mains, row)).or_insert(row);
+    }
+    let mut calls: Vec<Call<'a>> = Vec::new();
+    let mut by_session: HashMap<&str, usize> = HashMap::new();
+    for row in 0..legs.len() {
+        let session = session_of(legs, row);
+        match by_session.get(session) {
+            Some(&i) if !session.is_empty() => calls[i].legs.push(row),
+            _ => {
+                if !session.is_empty() {
+                    by_session.insert(session, calls.len());
+                }
+                calls.push(Call { session, main: None, legs: vec![row], rows: legs });
+            }
+        }
+    }
+    for call in &mut calls {
+        if let Some(&row) = stored.get(call.session).filter(|_| !call.session.is_empty()) {
+            call.main = Some(Record::Row(mains, row));
+        } else if call.legs.len() > 1 {
+            call.main = Some(Record::Summary(summary(names, legs, &call.legs)));
+        }
+    }
+    calls
+}
+
+/// §5: src, dst, start, session and action_type of the first leg, the sums
+/// of duration and billsec, the rest empty.
+fn summary(names: &[String], legs: &Rows<'_>, rows: &[usize]) -> Vec<String> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| match name.as_str() {
+            "src" | "dst" | "start" | "session" | "action_type" => legs.value(rows[0], c).to_string(),
+            "duration" | "billsec" => {
+                rows.iter().filter_map(|&r| legs.value(r, c).parse::<i64>().ok()).sum::<i64>().to_string()
+            }
+            _ => String::new(),
+        })
+        .collect()
+}
+
+/// RFC 4180 quoting when needed; a caller ID token `"Name" <ext>` is written
+/// as the UCM writes it.
+fn csv_field(out: &mut String, value: &str, clid: bool) {
+    let token = clid && value.starts_with('"') && !value.contains(['\r', '\n']);
+    if !token && value.contains([',', '"', '\r', '\n']) {
+        out.push('"');
+        out.push_str(&value.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(value);
+    }
+}
+
+/// A JSON string as Python's `json.dumps(ensure_ascii=False)` writes it.
+fn json_string(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// XML text (and attribute values, where `"` is escaped too).
+fn xml_text(out: &mut String, value: &str, attribute: bool) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attribute => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::StringArray;
+    use arrow_schema::{Field, Schema};
+
+    use super::*;
+
+    fn batch(names: &[&str], rows: &[&[Option<&str>]]) -> RecordBatch {
+        let schema =
+            Arc::new(Schema::new(names.iter().map(|n| Field::new(*n, DataType::Utf8, true)).collect::<Vec<_>>()));
+        let columns = (0..names.len())
+            .map(|c| Arc::new(rows.iter().map(|r| r[c]).collect::<StringArray>()) as arrow_array::ArrayRef)
+            .collect();
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    #[test]
+    fn csv_quotes_but_keeps_caller_id_tokens() {
+        let names: Vec<String> = ["clid", "lastdata"].map(String::from).to_vec();
+        let legs = [batch(&["clid", "lastdata"], &[&[Some("\"pn01\" <5300>"), Some("SIP/5301,60,")]])];
+        let out = render(Format::Csv, &names, &Rows::new(&legs), &Rows::new(&[]));
+        assert_eq!(out, "clid,lastdata\n\"pn01\" <5300>,\"SIP/5301,60,\"\n");
+    }
+
+    #[test]
+    fn multi_leg_calls_get_a_summary() {
+        let names: Vec<String> = ["src", "duration", "session"].map(String::from).to_vec();
+        let legs = [batch(
+            &["src", "duration", "session"],
+            &[&[Some("1"), Some("12"), Some("s")], &[Some("2"), Some("4"), Some("s")], &[Some("3"), None, None]],
+        )];
+        let out = render(Format::Json, &names, &Rows::new(&legs), &Rows::new(&[]));
+        assert_eq!(
+            out,
+            "{\"cdr_root\": [\n{\"cdr\": \"s\", \"main_cdr\": {\"src\": \"1\", \"duration\": \"16\", \"session\": \"s\"}, \
+             \"sub_cdr_1\": {\"src\": \"1\", \"duration\": \"12\", \"session\": \"s\"}, \
+             \"sub_cdr_2\": {\"src\": \"2\", \"duration\": \"4\", \"session\": \"s\"}},\n\
+             {\"cdr\": \"\", \"main_cdr\": {\"src\": \"3\", \"duration\": \"\", \"session\": \"\"}}\n]}\n"
+        );
+    }
+
+    #[test]
+    fn xml_escapes_and_empty_containers() {
+        let names: Vec<String> = ["src", "session"].map(String::from).to_vec();
+        let legs = [batch(&["src", "session"], &[&[Some("<&>\"x"), Some("a\"b")]])];
+        let out = render(Format::Xml, &names, &Rows::new(&legs), &Rows::new(&[]));
+        assert!(out.contains("<cdr session=\"a&quot;b\"><main_cdr><src>&lt;&amp;&gt;\"x</src>"));
+        let none = render(Format::Xml, &names, &Rows::new(&[]), &Rows::new(&[]));
+        assert_eq!(none, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<cdr_root/>\n");
+        assert_eq!(render(Format::Json, &names, &Rows::new(&[]), &Rows::new(&[])), "{\"cdr_root\": []}");
+    }
+}
