@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from xml.sax.saxutils import escape
 
+import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import cdrq
+from cdrq import _core
 
 
 def fields_xml(record: dict) -> str:
@@ -119,3 +121,24 @@ def test_large_inputs_are_built_in_parts_with_one_schema():
     assert df["AcctId"].to_list() == [*range(n), -1]
     assert df["late_key"].null_count() == n and df["late_key"][-1] == "x"
     assert df["src"][69_999] == str(69_999 % 97)
+
+
+@given(
+    st.lists(st.tuples(record, st.lists(record, max_size=3)), min_size=1, max_size=12),
+    st.integers(1, 400),
+    st.booleans(),
+)
+def test_chunked_parse_equals_one_pass(calls, chunk_bytes, indent):
+    doc = {"cdr_root": []}
+    for main, legs in calls:
+        main = {**main, "lastdata": "<cdr> or <cdr/>"}  # call-like text inside values
+        call = {"cdr": "s", "main_cdr": main}
+        call.update({f"sub_cdr_{n}": leg for n, leg in enumerate(legs, 1)})
+        doc["cdr_root"].append(call)
+    # A literal `<cdr` inside CDATA makes a false chunk start: it must be re-parsed.
+    data = to_xml(doc, indent).replace(b"&lt;cdr&gt; or &lt;cdr/&gt;", b"<![CDATA[<cdr> or <cdr/>]]>")
+    data += b"<!-- <cdr> -->"
+    one, one_rejects = _core.read(data, threads=1, on_error="collect", format="ucm-xml")
+    many, many_rejects = _core.read(data, threads=4, on_error="collect", format="ucm-xml", chunk_bytes=chunk_bytes)
+    assert pl.DataFrame(one).equals(pl.DataFrame(many))
+    assert one_rejects == many_rejects

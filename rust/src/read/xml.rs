@@ -85,34 +85,154 @@ struct OpenCall {
     legs: Vec<Row>,
 }
 
-/// Reads a UCM CDR XML export.
+/// Reads a UCM CDR XML export. The calls under the root are split into
+/// chunks at `<cdr` starts and parsed and built on all cores; a chunk that
+/// does not start where its predecessor ended (its `<cdr` was not a call)
+/// is parsed again from there, so the result is the one-pass result.
 pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {
     let buf = input.bytes();
     let syntax = |at: usize, reason: String| Error::Parse(Box::new(Locator::new(input).reject(at, at, at, reason)));
     let text = std::str::from_utf8(buf).map_err(|e| syntax(e.valid_up_to(), "invalid UTF-8".into()))?;
+    let body = root_body(text);
+    let threads = rayon::current_num_threads();
+    let target = options.chunk_bytes.unwrap_or((buf.len() / (4 * threads)).clamp(1 << 20, 32 << 20)).max(1);
+    let bounds = body.map_or_else(Vec::new, |start| call_bounds(buf, start, target));
+    if bounds.len() <= 2 {
+        let part = parse_part(input, options, text, 0, usize::MAX, 0);
+        return records::merge(part.result?);
+    }
+    let parse = |start: usize, nominal_end: usize| parse_part(input, options, text, start, nominal_end, 1);
+    let mut chunks: Vec<Part> = {
+        use rayon::prelude::*;
+        bounds.par_windows(2).map(|w| parse(w[0], w[1])).collect()
+    };
+    let mut last = 0;
+    while chunks[last].result.is_ok() && !chunks[last].closed && last + 1 < chunks.len() {
+        let next = last + 1;
+        if chunks[next].start != chunks[last].end {
+            let from = chunks[last].end;
+            chunks[next] = parse(from, bounds[next + 1].max(from));
+        }
+        last = next;
+    }
+    if chunks[last].result.is_ok() && !chunks[last].closed {
+        return Err(syntax(buf.len(), "invalid XML: unclosed element".into()));
+    }
+    let mut outputs = Vec::new();
+    for chunk in chunks.into_iter().take(last + 1) {
+        outputs.extend(chunk.result?);
+    }
+    records::merge(outputs)
+}
+
+/// Where the root element's content starts, if the document has one.
+fn root_body(text: &str) -> Option<usize> {
+    let mut reader = Reader::from_str(text);
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(_) => return Some(reader.buffer_position() as usize),
+            Event::Eof | Event::Empty(_) => return None,
+            _ => {}
+        }
+    }
+}
+
+/// Nominal chunk starts: `<cdr` tags about `target` apart, then the end.
+fn call_bounds(buf: &[u8], first: usize, target: usize) -> Vec<usize> {
+    let mut bounds = vec![first];
+    let mut pos = first;
+    let finder = memchr::memmem::Finder::new(b"<cdr");
+    while pos.saturating_add(target) < buf.len() {
+        let mut at = pos + target;
+        let next = loop {
+            let Some(k) = finder.find(&buf[at..]) else { break None };
+            at += k;
+            if matches!(buf.get(at + 4), Some(b' ' | b'>' | b'/' | b'\t' | b'\r' | b'\n')) {
+                break Some(at);
+            }
+            at += 4;
+        };
+        let Some(next) = next else { break };
+        bounds.push(next);
+        pos = next;
+    }
+    bounds.push(buf.len());
+    bounds
+}
+
+/// One chunk of the document: where it started and ended, whether it saw
+/// the root's end, and its built parts.
+struct Part {
+    start: usize,
+    end: usize,
+    closed: bool,
+    result: Result<Vec<ReadOutput>>,
+}
+
+/// Parses from `start` (at element depth `depth0`) until the first call
+/// starting at or after `nominal_end`, or the end of the document.
+fn parse_part(
+    input: &Input,
+    options: &ReadOptions,
+    text: &str,
+    start: usize,
+    nominal_end: usize,
+    depth0: usize,
+) -> Part {
+    let mut part = Part { start, end: start, closed: false, result: Ok(Vec::new()) };
+    let mut outputs = Vec::new();
+    let result = parse_into(input, options, text, start, nominal_end, depth0, &mut part, &mut outputs);
+    part.result = result.map(|()| outputs);
+    part
+}
+
+#[allow(clippy::too_many_arguments)] // one chunk's parse state, kept flat
+fn parse_into(
+    input: &Input,
+    options: &ReadOptions,
+    text: &str,
+    start: usize,
+    nominal_end: usize,
+    depth0: usize,
+    part: &mut Part,
+    parts: &mut Vec<ReadOutput>,
+) -> Result<()> {
+    let buf = input.bytes();
+    let syntax = |at: usize, reason: String| Error::Parse(Box::new(Locator::new(input).reject(at, at, at, reason)));
     let offset_of = |s: &str| s.as_ptr() as usize - text.as_ptr() as usize;
 
-    let mut reader = Reader::from_str(text);
+    let mut reader = Reader::from_str(&text[start..]);
+    // Chunks start inside the root: end tags are matched here, not by quick-xml.
+    reader.config_mut().check_end_names = false;
+    reader.config_mut().allow_unmatched_ends = true;
+    let mut open: Vec<String> = Vec::new();
     let mut set = RecordSet::default();
-    let mut depth = 0usize;
+    let mut depth = depth0;
     let mut call: Option<OpenCall> = None;
     let mut leg: Option<(Kind, usize, usize)> = None; // kind, start, first field
     let mut field: Option<OpenField> = None;
     // Records are built in parts of `PART_ROWS`, so the parsed fields held
     // before building stay bounded whatever the input's size.
     const PART_ROWS: usize = 1 << 16;
-    let mut parts = Vec::new();
-    let mut part_start = 0;
+    let mut part_start = start;
     loop {
-        let before = reader.buffer_position() as usize;
-        let event =
-            reader.read_event().map_err(|e| syntax(reader.error_position() as usize, format!("invalid XML: {e}")))?;
-        let after = reader.buffer_position() as usize;
+        let before = start + reader.buffer_position() as usize;
+        let event = reader
+            .read_event()
+            .map_err(|e| syntax(start + reader.error_position() as usize, format!("invalid XML: {e}")))?;
+        let after = start + reader.buffer_position() as usize;
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
+                if depth == 1 && before >= nominal_end {
+                    part.end = before;
+                    break;
+                }
                 let empty = matches!(event, Event::Empty(_));
                 let name = e.local_name();
                 let name = name.as_ref().as_bytes();
+                if !empty {
+                    open.push(e.name().as_ref().to_string());
+                }
                 depth += 1;
                 match depth {
                     1 => {}
@@ -135,8 +255,21 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
                     close(&mut depth, &mut call, &mut leg, &mut field, &mut set, after);
                 }
             }
-            Event::End(_) => {
+            Event::End(ref e) => {
+                match open.pop() {
+                    Some(name) if name != e.name().as_ref() => {
+                        let found = e.name().as_ref().to_string();
+                        return Err(syntax(before, format!("invalid XML: </{found}> closes <{name}>")));
+                    }
+                    None if depth0 == 0 || depth != 1 => {
+                        return Err(syntax(before, "invalid XML: an end tag without its start".into()));
+                    }
+                    _ => {}
+                }
                 close(&mut depth, &mut call, &mut leg, &mut field, &mut set, after);
+                if depth == 0 {
+                    part.closed = true;
+                }
                 if depth == 1 && set.rows.len() >= PART_ROWS {
                     let done = std::mem::take(&mut set);
                     parts.push(records::build(input, options, done, part_start..after)?);
@@ -170,12 +303,15 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
                 }
             }
             Event::Eof if depth > 0 => return Err(syntax(buf.len(), "invalid XML: unclosed element".into())),
-            Event::Eof => break,
+            Event::Eof => {
+                part.end = buf.len();
+                break;
+            }
             _ => {} // declaration, comments, processing instructions, doctype
         }
     }
-    parts.push(records::build(input, options, set, part_start..buf.len())?);
-    records::merge(parts)
+    parts.push(records::build(input, options, set, part_start..part.end.max(part_start))?);
+    Ok(())
 }
 
 /// `main_cdr` → main, `sub_cdr_N` → leg N.
