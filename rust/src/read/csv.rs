@@ -22,13 +22,12 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringViewArray};
 use arrow_buffer::Buffer;
 use arrow_schema::SchemaRef;
-use rayon::prelude::*;
 
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER, make_view};
 use super::split::{FieldKind, FieldSpan, skip_blank_lines, split_record, unescape_into};
 use super::values::{Timestamp, parse_int, parse_timestamp};
 use super::webui;
-use super::{Input, Locator, OnError, ReadOptions, ReadOutput};
+use super::{Input, Locator, OnError, ReadOptions, ReadOutput, parse_chunks};
 use crate::error::{Error, Reject, Result};
 use crate::schema::{self, BASE_COLUMNS, ColumnType, KIND_COLUMN, LEG_COLUMN};
 
@@ -127,6 +126,18 @@ struct Chunk {
     errors: Vec<ChunkError>,
     /// Web UI: legs seen since the last `main_cdr` row.
     legs: i64,
+    /// Strict mode met an error: the read stops here.
+    failed: bool,
+}
+
+impl super::Chunk for Chunk {
+    fn span(&self) -> (usize, usize) {
+        (self.start, self.end)
+    }
+
+    fn is_last(&self) -> bool {
+        self.failed
+    }
 }
 
 /// What every chunk parse shares.
@@ -167,17 +178,7 @@ fn read_csv(input: &Input, options: &ReadOptions, dialect: Dialect) -> Result<Re
         // (web UI downloads are small).
         Dialect::WebUi => vec![data_start, buf.len().max(data_start)],
     };
-    let mut chunks: Vec<Chunk> = bounds.par_windows(2).map(|w| parse_chunk(&ctx, w[0], w[1])).collect();
-    // Chunk i is right only if it starts where chunk i-1 ended.
-    for i in 1..chunks.len() {
-        if strict && !chunks[i - 1].errors.is_empty() {
-            break;
-        }
-        if chunks[i].start != chunks[i - 1].end {
-            let from = chunks[i - 1].end;
-            chunks[i] = parse_chunk(&ctx, from, bounds[i + 1].max(from));
-        }
-    }
+    let chunks = parse_chunks(&bounds, |start, nominal_end| parse_chunk(&ctx, start, nominal_end));
 
     let errors: Vec<&ChunkError> = chunks.iter().flat_map(|c| &c.errors).collect();
     if strict && !errors.is_empty() {
@@ -355,6 +356,7 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
         rows: 0,
         errors: Vec::new(),
         legs: 0,
+        failed: false,
     };
     // Records ending before `utf8_valid_to` need no UTF-8 check of their own.
     let region = &buf[start..nominal_end.max(start)];
@@ -399,6 +401,7 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
         }
         if ctx.strict && !chunk.errors.is_empty() {
             chunk.end = pos;
+            chunk.failed = true;
             return chunk;
         }
         pos = skip_blank_lines(buf, pos);

@@ -58,6 +58,16 @@ struct Chunk {
     result: Parsed<Result<ReadOutput>>,
 }
 
+impl super::Chunk for Chunk {
+    fn span(&self) -> (usize, usize) {
+        (self.start, self.end)
+    }
+
+    fn is_last(&self) -> bool {
+        self.closed
+    }
+}
+
 /// Reads a UCM CDR API JSON export.
 pub fn read_ucm_json(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {
     read_json(input, options, false)
@@ -151,20 +161,8 @@ impl<'a> Document<'a> {
                 Err(e) => Chunk { start, end: doc.pos, closed: true, result: Err(e) },
             }
         };
-        let mut chunks: Vec<Chunk> = {
-            use rayon::prelude::*;
-            bounds.par_windows(2).map(|w| parse(w[0], w[1])).collect()
-        };
-        let mut last = 0;
-        while !chunks[last].closed && last + 1 < chunks.len() {
-            let next = last + 1;
-            if chunks[next].start != chunks[last].end {
-                let from = chunks[last].end;
-                chunks[next] = parse(from, bounds[next + 1].max(from));
-            }
-            last = next;
-        }
-        chunks.truncate(last + 1);
+        let chunks = super::parse_chunks(&bounds, parse);
+        let last = chunks.len() - 1;
         let end = chunks[last].end;
         for chunk in chunks {
             self.done.push(chunk.result?);

@@ -163,6 +163,35 @@ impl Default for ReadOptions {
     }
 }
 
+/// A chunk of a parallel parse.
+pub trait Chunk {
+    /// Where the chunk really started and where its last record ended.
+    fn span(&self) -> (usize, usize);
+    /// No chunk can follow this one: the data ended, or (strict) it failed.
+    fn is_last(&self) -> bool;
+}
+
+/// Parses the windows of `bounds` (nominal chunk starts, then the end) in
+/// parallel, then keeps a chunk only if it starts where its predecessor
+/// ended, parsing it again from there otherwise (its nominal start fell
+/// inside a quoted field, a string, a CDATA section). The chunks returned,
+/// up to the last one, are a one-pass parse cut in pieces.
+pub fn parse_chunks<C: Chunk + Send>(bounds: &[usize], parse: impl Fn(usize, usize) -> C + Sync) -> Vec<C> {
+    use rayon::prelude::*;
+    let mut chunks: Vec<C> = bounds.par_windows(2).map(|w| parse(w[0], w[1])).collect();
+    let mut last = 0;
+    while !chunks[last].is_last() && last + 1 < chunks.len() {
+        let next = last + 1;
+        let end = chunks[last].span().1;
+        if chunks[next].span().0 != end {
+            chunks[next] = parse(end, bounds[next + 1].max(end));
+        }
+        last = next;
+    }
+    chunks.truncate(last + 1);
+    chunks
+}
+
 /// Turns byte offsets into 1-based lines and character columns, sweeping
 /// forward through the input (restarting only if asked to go back).
 pub struct Locator<'a> {

@@ -102,24 +102,13 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
         return records::merge(part.result?);
     }
     let parse = |start: usize, nominal_end: usize| parse_part(input, options, text, start, nominal_end, 1);
-    let mut chunks: Vec<Part> = {
-        use rayon::prelude::*;
-        bounds.par_windows(2).map(|w| parse(w[0], w[1])).collect()
-    };
-    let mut last = 0;
-    while chunks[last].result.is_ok() && !chunks[last].closed && last + 1 < chunks.len() {
-        let next = last + 1;
-        if chunks[next].start != chunks[last].end {
-            let from = chunks[last].end;
-            chunks[next] = parse(from, bounds[next + 1].max(from));
-        }
-        last = next;
-    }
+    let chunks = super::parse_chunks(&bounds, parse);
+    let last = chunks.len() - 1;
     if chunks[last].result.is_ok() && !chunks[last].closed {
         return Err(syntax(buf.len(), "invalid XML: unclosed element".into()));
     }
     let mut outputs = Vec::new();
-    for chunk in chunks.into_iter().take(last + 1) {
+    for chunk in chunks {
         outputs.extend(chunk.result?);
     }
     records::merge(outputs)
@@ -167,6 +156,16 @@ struct Part {
     end: usize,
     closed: bool,
     result: Result<Vec<ReadOutput>>,
+}
+
+impl super::Chunk for Part {
+    fn span(&self) -> (usize, usize) {
+        (self.start, self.end)
+    }
+
+    fn is_last(&self) -> bool {
+        self.closed || self.result.is_err()
+    }
 }
 
 /// Parses from `start` (at element depth `depth0`) until the first call
