@@ -140,6 +140,7 @@ def test_cdrapi_errors_are_empty_containers(qs, empty):
 def test_web_ui_filters_are_library_only():
     assert ids("callerNumber=5XXX") == [1]
     assert ids("callerNumber=1.") == [3, 5]
+    assert ids("callerNumber=.") == [1, 2, 3, 4, 5, 6]  # anything, a null (empty) number included
     assert ids("calleeNumber=5X.") == [1, 2, 5]
     assert ids("callerName=ann") == [1, 4]
     assert ids("status=answered") == [1, 6]

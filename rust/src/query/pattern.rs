@@ -138,6 +138,7 @@ pub fn webui_item(item: &str, at: usize, err: &dyn Fn(usize, &str, &str) -> Quer
         return Err(err(at + bad, item, "'X' or '.' out of place (a prefix, then X…, then one final '.')"));
     }
     Ok(match (xs, tail == ".") {
+        (0, true) if prefix.is_empty() => Item::Any, // `.`: anything, the empty value included
         (0, false) => Item::Exact(prefix.into()),
         (0, true) => Item::Prefix(prefix.into()),
         (n, any_tail) => {
@@ -209,6 +210,6 @@ mod tests {
         assert!(w("3X1").is_err());
         assert!(w("3..").is_err());
         assert!(w(".3").is_err());
-        assert_eq!(w(".").unwrap(), Item::Prefix(String::new()));
+        assert_eq!(w(".").unwrap(), Item::Any);
     }
 }
