@@ -146,6 +146,9 @@ struct Context<'a> {
     layout: &'a FileLayout,
     names: &'a [String],
     types: Vec<ColumnType>,
+    /// The columns whose values are checked and converted (typed ones, and
+    /// the web UI's `cdr`): most columns are text and need neither.
+    checked: Vec<usize>,
     strict: bool,
     dialect: Dialect,
 }
@@ -170,7 +173,8 @@ fn read_csv(input: &Input, options: &ReadOptions, dialect: Dialect) -> Result<Re
     let types: Vec<ColumnType> = names.iter().map(|n| schema::column_type(n)).collect();
     let schema = schema::arrow_schema(&names, options.tz.as_deref());
     let strict = options.on_error == OnError::Raise;
-    let ctx = Context { buf, layout: &layout, names: &names, types, strict, dialect };
+    let checked = (0..names.len()).filter(|&c| types[c] != ColumnType::Text || c == KIND_COLUMN).collect();
+    let ctx = Context { buf, layout: &layout, names: &names, types, checked, strict, dialect };
 
     let bounds = match dialect {
         Dialect::Api => chunk_bounds(buf, data_start, rayon::current_num_threads(), options.chunk_bytes),
@@ -445,14 +449,14 @@ fn check_record(
     }
 
     let webui = ctx.dialect == Dialect::WebUi;
-    for (column, slot) in slots.iter().enumerate() {
+    for &column in &ctx.checked {
         ints[column] = None;
         let ty = ctx.types[column];
-        let Slot::Field(f) = slot else { continue };
-        if (ty == ColumnType::Text && column != KIND_COLUMN) || f.start == f.end {
+        let Slot::Field(f) = slots[column] else { continue };
+        if f.start == f.end {
             continue;
         }
-        let value = field_bytes(buf, f);
+        let value = field_bytes(buf, &f);
         let name = &ctx.names[column];
         let shown = || String::from_utf8_lossy(&value).into_owned();
         if column == KIND_COLUMN {
