@@ -14,16 +14,7 @@ import pytest
 import cdrq
 
 from .byhand import orjson_flat, orjson_nested, polars_flat
-from .memory import peak_memory
-
-ROUNDS = 3
-
-
-def run(benchmark, fn, path):
-    size_mb = path.stat().st_size / 1e6
-    df = benchmark.pedantic(fn, args=(path,), rounds=ROUNDS, iterations=1, warmup_rounds=1)
-    benchmark.extra_info.update(mb=round(size_mb), mb_per_s=round(size_mb / benchmark.stats["median"]))
-    return df
+from .measure import peak_memory, run
 
 
 @pytest.mark.benchmark(group="json-flat")

@@ -10,8 +10,7 @@ import pytest
 import cdrq
 
 from .byhand import lxml_rows
-from .memory import peak_memory
-from .test_bench_read_json import run
+from .measure import peak_memory, run
 
 
 @pytest.mark.benchmark(group="xml")

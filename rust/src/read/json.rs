@@ -258,6 +258,22 @@ impl<'a> Document<'a> {
         found
     }
 
+    /// After an item of an object or array: `,` (`false`: more follow) or
+    /// the closing byte, consumed (`true`).
+    fn next_or_close(&mut self, close: u8) -> Parsed<bool> {
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => self.error(format!("expected ',' or '{}'", close as char)),
+        }
+    }
+
     /// Calls `on_member` with each key, positioned at its value, until `}`.
     fn members(&mut self, mut on_member: impl FnMut(&mut Self, &[u8]) -> Parsed<()>) -> Parsed<()> {
         if self.peek() == Some(b'}') {
@@ -279,13 +295,8 @@ impl<'a> Document<'a> {
             };
             self.eat(b':')?;
             on_member(self, key)?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return self.error("expected ',' or '}'"),
+            if self.next_or_close(b'}')? {
+                return Ok(());
             }
         }
     }
@@ -475,13 +486,8 @@ impl<'a> Document<'a> {
                 }
                 loop {
                     self.skip_value()?;
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return self.error("expected ',' or ']'"),
+                    if self.next_or_close(b']')? {
+                        return Ok(());
                     }
                 }
             }

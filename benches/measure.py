@@ -1,4 +1,4 @@
-"""Peak memory of a reader, each contender in a fresh process."""
+"""Measuring helpers for the benchmarks: timed reads and peak memory."""
 
 from __future__ import annotations
 
@@ -6,6 +6,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+ROUNDS = 3
+
+
+def run(benchmark, fn, path):
+    """Times ``fn(path)`` and records the file's size and throughput."""
+    size_mb = path.stat().st_size / 1e6
+    df = benchmark.pedantic(fn, args=(path,), rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(mb=round(size_mb), mb_per_s=round(size_mb / benchmark.stats["median"]))
+    return df
+
 
 MEASURE = """
 import json, sys, polars as pl, cdrq
