@@ -3,6 +3,7 @@
 from typing import Any
 
 __version__: str
+BASE_COLUMNS: tuple[str, ...]
 
 class CdrqError(ValueError):
     """Every error cdrq raises."""

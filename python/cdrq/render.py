@@ -20,12 +20,7 @@ import polars as pl
 from cdrq import _core
 from cdrq.query import apply, compile_query
 
-BASE = [
-    "AcctId", "accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp",
-    "lastdata", "start", "answer", "end", "duration", "billsec", "disposition", "amaflags", "uniqueid",
-    "userfield", "channel_ext", "dstchannel_ext", "service", "caller_name", "recordfiles", "dstanswer",
-    "chanext", "dstchanext", "session", "action_owner", "action_type", "src_trunk_name", "dst_trunk_name",
-]  # fmt: skip
+BASE = list(_core.BASE_COLUMNS)
 FORMATS = ("csv", "json", "xml")
 
 

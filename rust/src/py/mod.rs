@@ -122,5 +122,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ParseError", py.get_type::<ParseError>())?;
     m.add("QueryError", py.get_type::<QueryError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The data model's field names, for the Python layer (one table: schema.rs).
+    m.add("BASE_COLUMNS", pyo3::types::PyTuple::new(py, crate::schema::BASE_COLUMNS)?)?;
     Ok(())
 }

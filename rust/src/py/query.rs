@@ -13,7 +13,6 @@ use super::arrow_export::ArrowStream;
 use super::errors::{CdrqError, QueryError as PyQueryError};
 use crate::query::compile::{Surface, compile};
 use crate::query::pattern::{self, Item};
-use crate::query::plan::{CallType, Status};
 use crate::query::ranges::{self, DigitRange};
 use crate::query::{QueryError, plan::Plan};
 
@@ -66,29 +65,8 @@ fn plan_dict<'py>(py: Python<'py>, plan: &Plan) -> PyResult<Bound<'py, PyDict>> 
     d.set_item("caller_number", items(py, &plan.caller_number)?)?;
     d.set_item("callee_number", items(py, &plan.callee_number)?)?;
     d.set_item("caller_name", &plan.caller_name)?;
-    let status = plan.status.as_ref().map(|s| {
-        s.iter()
-            .map(|s| match s {
-                Status::Answered => "answered",
-                Status::NoAnswer => "noanswer",
-                Status::Busy => "busy",
-                Status::Failed => "failed",
-            })
-            .collect::<Vec<_>>()
-    });
-    d.set_item("status", status)?;
-    let call_type = plan.call_type.as_ref().map(|s| {
-        s.iter()
-            .map(|c| match c {
-                CallType::Inbound => "inbound",
-                CallType::Outbound => "outbound",
-                CallType::External => "external",
-                CallType::Internal => "internal",
-                CallType::Remote => "remote",
-            })
-            .collect::<Vec<_>>()
-    });
-    d.set_item("call_type", call_type)?;
+    d.set_item("status", plan.status.as_ref().map(|s| s.iter().map(|w| w.name()).collect::<Vec<_>>()))?;
+    d.set_item("call_type", plan.call_type.as_ref().map(|c| c.iter().map(|w| w.name()).collect::<Vec<_>>()))?;
     d.set_item("src_trunk", &plan.src_trunk)?;
     d.set_item("dst_trunk", &plan.dst_trunk)?;
     d.set_item("action_type", &plan.action_type)?;

@@ -127,8 +127,8 @@ pub fn compile(query: &str, now_us: i64, surface: Surface, groups: &[String]) ->
                     }
                 }
             }
-            "status" => plan.status = Some(words(p, &err, status_word)?),
-            "calltype" => plan.call_type = Some(words(p, &err, call_type_word)?),
+            "status" => plan.status = Some(words(p, &err, Status::from_word)?),
+            "calltype" => plan.call_type = Some(words(p, &err, CallType::from_word)?),
             "order" => {
                 plan.descending = match p.value.to_ascii_lowercase().as_str() {
                     "asc" => false,
@@ -169,27 +169,6 @@ fn words<T>(
             word(&item.to_ascii_lowercase()).ok_or_else(|| p.error(at, item, "not one of the listed words"))
         })
         .collect()
-}
-
-fn status_word(w: &str) -> Option<Status> {
-    Some(match w {
-        "answered" => Status::Answered,
-        "noanswer" | "no answer" => Status::NoAnswer,
-        "busy" => Status::Busy,
-        "failed" => Status::Failed,
-        _ => return None,
-    })
-}
-
-fn call_type_word(w: &str) -> Option<CallType> {
-    Some(match w {
-        "inbound" => CallType::Inbound,
-        "outbound" => CallType::Outbound,
-        "external" => CallType::External,
-        "internal" => CallType::Internal,
-        "remote" => CallType::Remote,
-        _ => return None,
-    })
 }
 
 /// `Ring Group` → `RINGGROUP`: the leading word, upper-cased, without

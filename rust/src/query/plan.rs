@@ -31,6 +31,26 @@ pub enum Status {
     Failed,
 }
 
+impl Status {
+    const ALL: [Status; 4] = [Status::Answered, Status::NoAnswer, Status::Busy, Status::Failed];
+
+    /// The word of the query (lower case).
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Answered => "answered",
+            Status::NoAnswer => "noanswer",
+            Status::Busy => "busy",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// A lower-cased query word; `no answer` is `noanswer` too.
+    pub fn from_word(word: &str) -> Option<Self> {
+        let word = if word == "no answer" { "noanswer" } else { word };
+        Self::ALL.into_iter().find(|s| s.name() == word)
+    }
+}
+
 /// Web UI `callType` words (§6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallType {
@@ -39,6 +59,27 @@ pub enum CallType {
     External,
     Internal,
     Remote,
+}
+
+impl CallType {
+    const ALL: [CallType; 5] =
+        [CallType::Inbound, CallType::Outbound, CallType::External, CallType::Internal, CallType::Remote];
+
+    /// The word of the query (lower case).
+    pub fn name(self) -> &'static str {
+        match self {
+            CallType::Inbound => "inbound",
+            CallType::Outbound => "outbound",
+            CallType::External => "external",
+            CallType::Internal => "internal",
+            CallType::Remote => "remote",
+        }
+    }
+
+    /// A lower-cased query word.
+    pub fn from_word(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == word)
+    }
 }
 
 /// Everything a query asks; `None` is "no such filter".

@@ -409,25 +409,28 @@ impl<'a> Document<'a> {
         }
     }
 
-    /// A string at `pos`: the span of its inside, and whether it has escapes.
+    /// Skips string bytes that are neither `"`, `\\` nor control characters,
+    /// eight at a time: a raw control character must be found anyway, so a
+    /// SIMD search for the quote alone would not save the second look.
+    #[inline]
+    fn skip_plain(&mut self) {
+        while let Some(word) = self.buf.get(self.pos..self.pos + 8) {
+            let special = special_bytes(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+            if special != 0 {
+                self.pos += special.trailing_zeros() as usize / 8;
+                return;
+            }
+            self.pos += 8;
+        }
+    }
+
     /// A string at `pos`: the span of its inside, and whether it has
     /// escapes (which whoever decodes it validates).
     fn string(&mut self) -> Parsed<(usize, usize, bool)> {
         self.eat(b'"')?;
         let start = self.pos;
         let mut escaped = false;
-        // One pass over the bytes, eight at a time: a raw control character
-        // must be found anyway, so a SIMD search for the quote alone would
-        // not save the second look.
-        while let Some(word) = self.buf.get(self.pos..self.pos + 8) {
-            let special = special_bytes(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
-            if special == 0 {
-                self.pos += 8;
-            } else {
-                self.pos += special.trailing_zeros() as usize / 8;
-                break;
-            }
-        }
+        self.skip_plain();
         while let Some(&b) = self.buf.get(self.pos) {
             match b {
                 b'"' => {
@@ -441,15 +444,7 @@ impl<'a> Document<'a> {
                 0..=0x1f => return self.error("control character in string"),
                 _ => self.pos += 1,
             }
-            while let Some(word) = self.buf.get(self.pos..self.pos + 8) {
-                let special = special_bytes(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
-                if special == 0 {
-                    self.pos += 8;
-                } else {
-                    self.pos += special.trailing_zeros() as usize / 8;
-                    break;
-                }
-            }
+            self.skip_plain();
         }
         self.error("unterminated string")
     }

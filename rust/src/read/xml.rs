@@ -179,23 +179,22 @@ fn parse_part(
     depth0: usize,
 ) -> Part {
     let mut part = Part { start, end: start, closed: false, result: Ok(Vec::new()) };
-    let mut outputs = Vec::new();
-    let result = parse_into(input, options, text, start, nominal_end, depth0, &mut part, &mut outputs);
-    part.result = result.map(|()| outputs);
+    part.result = parse_into(input, options, text, nominal_end, depth0, &mut part);
     part
 }
 
-#[allow(clippy::too_many_arguments)] // one chunk's parse state, kept flat
+/// [`parse_part`]'s work: fills in where `part` ended and whether it closed
+/// the root; returns its built parts.
 fn parse_into(
     input: &Input,
     options: &ReadOptions,
     text: &str,
-    start: usize,
     nominal_end: usize,
     depth0: usize,
     part: &mut Part,
-    parts: &mut Vec<ReadOutput>,
-) -> Result<()> {
+) -> Result<Vec<ReadOutput>> {
+    let start = part.start;
+    let mut parts = Vec::new();
     let buf = input.bytes();
     let syntax = |at: usize, reason: String| Error::Parse(Box::new(Locator::new(input).reject(at, at, at, reason)));
     let offset_of = |s: &str| s.as_ptr() as usize - text.as_ptr() as usize;
@@ -275,18 +274,9 @@ fn parse_into(
                     part_start = after;
                 }
             }
-            Event::Text(t) => {
-                if let Some(f) = &mut field {
-                    let start = offset_of(&t);
-                    f.push_span(buf, start, start + t.len());
-                }
-            }
-            Event::CData(t) => {
-                if let Some(f) = &mut field {
-                    let start = offset_of(&t);
-                    f.push_span(buf, start, start + t.len());
-                }
-            }
+            // Text without entities and CDATA are runs of the input as they are.
+            Event::Text(ref t) if field.is_some() => push_run(&mut field, buf, offset_of(t), t.len()),
+            Event::CData(ref t) if field.is_some() => push_run(&mut field, buf, offset_of(t), t.len()),
             Event::GeneralRef(r) => {
                 if let Some(f) = &mut field {
                     let ch = r.resolve_char_ref().map_err(|e| syntax(before, format!("invalid XML: {e}")))?;
@@ -310,7 +300,13 @@ fn parse_into(
         }
     }
     parts.push(records::build(input, options, set, part_start..part.end.max(part_start))?);
-    Ok(())
+    Ok(parts)
+}
+
+fn push_run(field: &mut Option<OpenField>, buf: &[u8], start: usize, len: usize) {
+    if let Some(f) = field {
+        f.push_span(buf, start, start + len);
+    }
 }
 
 /// `main_cdr` → main, `sub_cdr_N` → leg N.
