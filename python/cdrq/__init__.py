@@ -9,8 +9,10 @@
 
 from cdrq._core import CdrqError, ParseError, QueryError, __version__
 from cdrq.query import Pattern, compile_pattern, query
+from cdrq.dataset import convert
 from cdrq.read import FORMATS, read
 from cdrq.render import cdrapi, render
+from cdrq.scan import scan
 
 __all__ = [
     "FORMATS",
@@ -21,7 +23,9 @@ __all__ = [
     "__version__",
     "cdrapi",
     "compile_pattern",
+    "convert",
     "query",
     "read",
     "render",
+    "scan",
 ]

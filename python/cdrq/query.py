@@ -47,11 +47,16 @@ def query(
     filters (``callerNumber=3XXX&status=answered&order=desc``); ``groups``
     names the extension groups ``extGroup`` may refer to. Matching rows keep
     archive order; every match is returned unless ``numRecords`` or
-    ``offset`` is given. Works on a DataFrame and on a LazyFrame (the filter
-    is one expression, so scans can push it down). Raises ``QueryError``.
+    ``offset`` is given. Works on a DataFrame and on a LazyFrame; on a
+    :func:`cdrq.scan` the reader skips non-matching records before building
+    them. Raises ``QueryError``.
     """
+    from cdrq.scan import with_query
+
     groups = dict(groups or {})
     plan = compile_query(qs, now, groups)
+    # A cdrq scan also filters in its reader; the exact filter follows.
+    frame = with_query(frame, qs, now_us(now), library=True)
     return apply(frame, plan, groups, clamp=False)
 
 

@@ -8,7 +8,7 @@ import pathlib
 import warnings
 import zoneinfo
 from collections.abc import Sequence
-from typing import IO, Literal, Union, overload
+from typing import IO, Literal, TypeVar, Union, overload
 
 import polars as pl
 
@@ -78,19 +78,19 @@ def read(
     every input record is then in exactly one of the two. ``threads``
     defaults to ``POLARS_MAX_THREADS`` or all cores.
     """
+    from cdrq import dataset
+
     if on_error not in ("raise", "collect"):
         raise CdrqError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
-    if tz is not None and tz != "UTC":
-        try:
-            zoneinfo.ZoneInfo(tz)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
-            raise CdrqError(f"unknown time zone {tz!r}") from e
-    if threads is None and os.environ.get("POLARS_MAX_THREADS", "").isdigit():
-        threads = int(os.environ["POLARS_MAX_THREADS"])
+    check_tz(tz)
+    if dataset.is_dataset(source):
+        frame = dataset.scan_dataset(source, tz).collect()
+        return frame if on_error == "raise" else (frame, pl.DataFrame(schema=REJECT_SCHEMA))
+    threads = default_threads(threads)
 
     frames, rejects = [], []
-    for one in _expand(source):
-        data, name = _open(one)
+    for one in expand(source):
+        data, name = open_source(one)
         stream, bad = _core.read(
             data,
             name=name,
@@ -99,7 +99,7 @@ def read(
             on_error=on_error,
             tz_label="UTC" if tz == "UTC" else None,
         )
-        frame = _localise(pl.DataFrame(stream), tz)
+        frame = localise(pl.DataFrame(stream), tz)
         if include_source:
             label = name or (os.fspath(one) if isinstance(one, (str, os.PathLike)) else "<bytes>")
             frame = frame.with_columns(source=pl.lit(label, pl.String))
@@ -112,10 +112,25 @@ def read(
     return frame, pl.DataFrame(rejects, schema=REJECT_SCHEMA, orient="row")
 
 
-def _expand(source: Source | Sequence[str | os.PathLike[str]]) -> list[Source]:
+def check_tz(tz: str | None) -> None:
+    if tz is not None and tz != "UTC":
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
+            raise CdrqError(f"unknown time zone {tz!r}") from e
+
+
+def default_threads(threads: int | None) -> int | None:
+    """``threads``, else ``POLARS_MAX_THREADS``, else ``None`` (all cores)."""
+    if threads is None and os.environ.get("POLARS_MAX_THREADS", "").isdigit():
+        return int(os.environ["POLARS_MAX_THREADS"])
+    return threads
+
+
+def expand(source: Source | Sequence[str | os.PathLike[str]]) -> list[Source]:
     """One source, or each file of a list, a glob or a directory (sorted)."""
     if isinstance(source, (list, tuple)):
-        files = [f for item in source for f in _expand(item)]
+        files = [f for item in source for f in expand(item)]
     elif isinstance(source, str) and any(c in source for c in "*?["):
         files = sorted(glob.glob(source, recursive=True))
         if not files:
@@ -131,7 +146,7 @@ def _expand(source: Source | Sequence[str | os.PathLike[str]]) -> list[Source]:
     return files
 
 
-def _open(source: Source) -> tuple[str | bytes, str | None]:
+def open_source(source: Source) -> tuple[str | bytes, str | None]:
     """The path or bytes the core reads, and the name errors give them."""
     if isinstance(source, (str, os.PathLike)):
         return os.fspath(source), None
@@ -148,13 +163,17 @@ def _open(source: Source) -> tuple[str | bytes, str | None]:
     raise CdrqError(f"cannot read a source of type {type(source).__name__}")
 
 
-def _localise(frame: pl.DataFrame, tz: str | None) -> pl.DataFrame:
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def localise(frame: Frame, tz: str | None) -> Frame:
     """Times into the archive zone ``tz``. UCM columns arrive naive (PBX
     wall-clock) unless ``tz`` is UTC; PortSIP columns arrive as UTC instants.
     In the repeated hour of a DST fall-back the earlier instant is taken; a
     wall time the zone skips is an error (the PBX cannot have written it)."""
     exprs = []
-    for name, dtype in frame.schema.items():
+    schema = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+    for name, dtype in schema.items():
         if not isinstance(dtype, pl.Datetime) or dtype.time_zone == tz:
             continue
         column = pl.col(name).dt

@@ -46,6 +46,13 @@ pub const BASE_COLUMNS: [&str; 32] = [
     "dst_trunk_name",
 ];
 
+/// Indexes in [`BASE_COLUMNS`] of the fields readers look at themselves.
+pub const SRC_COLUMN: usize = 2;
+pub const DST_COLUMN: usize = 3;
+pub const LASTDATA_COLUMN: usize = 9;
+pub const START_COLUMN: usize = 10;
+pub const BILLSEC_COLUMN: usize = 14;
+
 /// `record` for a flat record, `main` for a call summary, `sub` for a leg.
 pub const CDR_KIND: &str = "cdr_kind";
 /// N of `sub_cdr_N`, else 0.

@@ -4,6 +4,7 @@
 mod arrow_export;
 mod errors;
 mod query;
+mod scan;
 
 use std::panic::{AssertUnwindSafe, RefUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -27,6 +28,57 @@ impl RefUnwindSafe for BytesOwner {}
 /// One rejected record: (source, line, column, reason, raw).
 type RejectRow = (String, u64, u64, String, String);
 
+/// A source as Python gave it: a path, or bytes already in memory.
+enum Source {
+    Path(PathBuf),
+    Bytes(Input),
+}
+
+impl Source {
+    fn extract(source: &Bound<'_, PyAny>, name: Option<String>) -> PyResult<Self> {
+        if let Ok(bytes) = source.cast::<PyBytes>() {
+            let data = bytes.as_bytes();
+            let ptr = NonNull::new(data.as_ptr().cast_mut()).unwrap_or(NonNull::dangling());
+            let owner = Arc::new(BytesOwner(bytes.clone().unbind()));
+            // SAFETY: the owner keeps the immutable `bytes` object alive.
+            let data = unsafe { Buffer::from_custom_allocation(ptr, data.len(), owner) };
+            Ok(Self::Bytes(Input::from_buffer(name.unwrap_or_else(|| "<bytes>".into()), data)))
+        } else if let Ok(path) = source.cast::<PyString>() {
+            Ok(Self::Path(PathBuf::from(path.to_str()?)))
+        } else {
+            Err(CdrqError::new_err("source must be a path (str) or bytes"))
+        }
+    }
+
+    /// The input's bytes (a path is memory-mapped); run without the GIL.
+    fn open(self) -> Result<Input, Error> {
+        match self {
+            Self::Path(path) => Input::from_path(&path),
+            Self::Bytes(input) => Ok(input),
+        }
+    }
+}
+
+fn parse_format(format: &str) -> PyResult<Format> {
+    Format::parse(format).ok_or_else(|| {
+        CdrqError::new_err(format!(
+            "unknown format {format:?}; expected auto, ucm-csv, ucm-json, ucm-xml, ucm-webui-csv or portsip-json"
+        ))
+    })
+}
+
+fn parse_on_error(on_error: &str) -> PyResult<OnError> {
+    match on_error {
+        "raise" => Ok(OnError::Raise),
+        "collect" => Ok(OnError::Collect),
+        other => Err(CdrqError::new_err(format!("on_error must be 'raise' or 'collect', not {other:?}"))),
+    }
+}
+
+fn reject_rows(rejects: Vec<crate::error::Reject>) -> Vec<RejectRow> {
+    rejects.into_iter().map(|r| (r.source, r.line, r.column, r.reason, r.raw)).collect()
+}
+
 /// Reads one source: a path (`str`) or the bytes themselves. Returns the
 /// batches as an Arrow stream and the rejected records.
 #[pyfunction]
@@ -42,46 +94,12 @@ fn read(
     tz_label: Option<String>,
     chunk_bytes: Option<usize>,
 ) -> PyResult<(ArrowStream, Vec<RejectRow>)> {
-    let format = Format::parse(format).ok_or_else(|| {
-        CdrqError::new_err(format!(
-            "unknown format {format:?}; expected auto, ucm-csv, ucm-json, ucm-xml, ucm-webui-csv or portsip-json"
-        ))
-    })?;
-    let on_error = match on_error {
-        "raise" => OnError::Raise,
-        "collect" => OnError::Collect,
-        other => {
-            return Err(CdrqError::new_err(format!("on_error must be 'raise' or 'collect', not {other:?}")));
-        }
-    };
-    let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes };
-
-    enum Source {
-        Path(PathBuf),
-        Bytes(Input),
-    }
-    let source = if let Ok(bytes) = source.cast::<PyBytes>() {
-        let data = bytes.as_bytes();
-        let ptr = NonNull::new(data.as_ptr().cast_mut()).unwrap_or(NonNull::dangling());
-        let owner = Arc::new(BytesOwner(bytes.clone().unbind()));
-        // SAFETY: the owner keeps the immutable `bytes` object alive.
-        let data = unsafe { Buffer::from_custom_allocation(ptr, data.len(), owner) };
-        Source::Bytes(Input { name: name.unwrap_or_else(|| "<bytes>".into()), data })
-    } else if let Ok(path) = source.cast::<PyString>() {
-        Source::Path(PathBuf::from(path.to_str()?))
-    } else {
-        return Err(CdrqError::new_err("source must be a path (str) or bytes"));
-    };
-
-    let output = guarded(py, || {
-        let input = match source {
-            Source::Path(path) => Input::from_path(&path)?,
-            Source::Bytes(input) => input,
-        };
-        crate::read::read(&input, format, &options)
-    })?;
-    let rejects = output.rejects.into_iter().map(|r| (r.source, r.line, r.column, r.reason, r.raw)).collect();
-    Ok((ArrowStream::new(output.schema, output.batches), rejects))
+    let format = parse_format(format)?;
+    let on_error = parse_on_error(on_error)?;
+    let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes, pushdown: None };
+    let source = Source::extract(source, name)?;
+    let output = guarded(py, || crate::read::read(&source.open()?, format, &options))?;
+    Ok((ArrowStream::new(output.schema, output.batches), reject_rows(output.rejects)))
 }
 
 /// Runs core work with the GIL released; errors and panics (including
@@ -117,6 +135,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(query::compile_pattern, m)?)?;
     m.add_function(wrap_pyfunction!(query::digit_ranges, m)?)?;
     m.add_function(wrap_pyfunction!(query::render, m)?)?;
+    m.add_function(wrap_pyfunction!(scan::column_names, m)?)?;
+    m.add_function(wrap_pyfunction!(scan::take_counters, m)?)?;
+    m.add_class::<scan::Scanner>()?;
     m.add_class::<ArrowStream>()?;
     m.add("CdrqError", py.get_type::<CdrqError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;

@@ -5,6 +5,7 @@
 use arrow_array::{Array, BooleanArray, LargeStringArray, StringArray, StringViewArray};
 
 /// A range as digit strings without leading zeros (`""` is zero).
+#[derive(Debug)]
 pub struct DigitRange {
     lo: Vec<u8>,
     hi: Vec<u8>,
@@ -21,6 +22,23 @@ impl DigitRange {
     fn contains(&self, digits: &[u8]) -> bool {
         let cmp = |a: &[u8], b: &[u8]| a.len().cmp(&b.len()).then_with(|| a.cmp(b));
         cmp(digits, &self.lo).is_ge() && cmp(digits, &self.hi).is_le()
+    }
+
+    /// Whether the digits of `value` fall in the range.
+    pub fn contains_value(&self, value: &[u8]) -> bool {
+        let mut digits = value.iter().copied().filter(u8::is_ascii_digit).skip_while(|&b| b == b'0');
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        for b in digits.by_ref() {
+            if n == buf.len() {
+                // Longer than any bound worth storing inline: compare on the heap.
+                let all: Vec<u8> = buf.iter().copied().chain([b]).chain(digits).collect();
+                return self.contains(&all);
+            }
+            buf[n] = b;
+            n += 1;
+        }
+        self.contains(&buf[..n])
     }
 }
 

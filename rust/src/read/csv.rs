@@ -19,17 +19,21 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringViewArray};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, StringViewArray};
 use arrow_buffer::Buffer;
 use arrow_schema::SchemaRef;
 
+use super::pushdown::{COUNTERS, Pushdown, RowFilter};
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER, make_view};
 use super::split::{FieldKind, FieldSpan, skip_blank_lines, split_record, unescape_into};
 use super::values::{Timestamp, parse_int, parse_timestamp};
 use super::webui;
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput, parse_chunks};
 use crate::error::{Error, Reject, Result};
-use crate::schema::{self, BASE_COLUMNS, ColumnType, KIND_COLUMN, LEG_COLUMN};
+use crate::schema::{
+    self, BASE_COLUMNS, BILLSEC_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN, LASTDATA_COLUMN, LEG_COLUMN, SRC_COLUMN,
+    START_COLUMN,
+};
 
 /// Which CSV export a file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,8 +46,6 @@ pub enum Dialect {
 
 /// Index of `dstchanext` in [`BASE_COLUMNS`]: the field fw 1.0.11 omits.
 const DSTCHANEXT: usize = 26;
-/// Index of `lastdata` in [`BASE_COLUMNS`].
-const LASTDATA: usize = 9;
 
 /// How the fields of a record map to output columns.
 #[derive(Clone, Debug)]
@@ -61,7 +63,7 @@ impl Layout {
             31 => (0..32).filter(|&i| i != DSTCHANEXT).collect(),
             _ => (0..32).collect(),
         };
-        Self { columns, lastdata: Some(LASTDATA) }
+        Self { columns, lastdata: Some(LASTDATA_COLUMN) }
     }
 }
 
@@ -119,9 +121,12 @@ struct Chunk {
     start: usize,
     /// Where the chunk's last record ended (blank lines skipped).
     end: usize,
-    /// `None` for the columns every row of a CSV shares (`cdr_kind`, `leg`).
+    /// `None` for columns not built: those every row of an API CSV shares
+    /// (`cdr_kind`, `leg`) and those a projection leaves out.
     columns: Vec<Option<ColumnBuilder>>,
     scratch: Vec<u8>,
+    /// Records parsed and checked, and those of them built.
+    records: usize,
     rows: usize,
     errors: Vec<ChunkError>,
     /// Web UI: legs seen since the last `main_cdr` row.
@@ -140,17 +145,30 @@ impl super::Chunk for Chunk {
     }
 }
 
-/// What every chunk parse shares.
-struct Context<'a> {
-    buf: &'a [u8],
-    layout: &'a FileLayout,
-    names: &'a [String],
+/// What reading a CSV file needs once its header (or first record) is
+/// known; a file is then read in one window or in many ([`read_window`]).
+pub struct CsvPlan {
+    dialect: Dialect,
+    layout: FileLayout,
+    names: Vec<String>,
     types: Vec<ColumnType>,
     /// The columns whose values are checked and converted (typed ones, and
     /// the web UI's `cdr`): most columns are text and need neither.
     checked: Vec<usize>,
+    /// The columns built, by index into `names`.
+    output: Vec<usize>,
+    /// The built columns' schema.
+    pub schema: SchemaRef,
+    /// Where the records start.
+    pub data_start: usize,
+}
+
+/// What every chunk parse shares.
+struct Context<'a> {
+    buf: &'a [u8],
+    plan: &'a CsvPlan,
     strict: bool,
-    dialect: Dialect,
+    filter: Option<&'a RowFilter>,
 }
 
 /// Reads a UCM CDR API CSV export.
@@ -164,25 +182,53 @@ pub fn read_webui_csv(input: &Input, options: &ReadOptions) -> Result<ReadOutput
 }
 
 fn read_csv(input: &Input, options: &ReadOptions, dialect: Dialect) -> Result<ReadOutput> {
+    let plan = CsvPlan::new(input, options, dialect)?;
+    Ok(read_window(input, &plan, options, plan.data_start, input.bytes().len())?.0)
+}
+
+impl CsvPlan {
+    pub fn new(input: &Input, options: &ReadOptions, dialect: Dialect) -> Result<Self> {
+        let buf = input.bytes();
+        let mut pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+        pos = skip_blank_lines(buf, pos);
+        let (layout, extra, data_start) = read_layout(input, pos, dialect)?;
+        let names = schema::output_names(&extra);
+        let types: Vec<ColumnType> = names.iter().map(|n| schema::column_type(n)).collect();
+        let checked = (0..names.len()).filter(|&c| types[c] != ColumnType::Text || c == KIND_COLUMN).collect();
+        let wanted = Pushdown::wanted(options.pushdown.as_deref(), &names);
+        let output: Vec<usize> = (0..names.len()).filter(|&c| wanted[c]).collect();
+        let output_names: Vec<String> = output.iter().map(|&c| names[c].clone()).collect();
+        let schema = schema::arrow_schema(&output_names, options.tz.as_deref());
+        Ok(Self { dialect, layout, names, types, checked, output, schema, data_start })
+    }
+
+    /// All the file's columns, built or not.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+}
+
+/// Reads the records that start in `from..to` (`from` a record start);
+/// returns them and where the last one ended, the next window's start.
+/// Web UI files are read in one window: legs are numbered from the last
+/// main row.
+pub fn read_window(
+    input: &Input,
+    plan: &CsvPlan,
+    options: &ReadOptions,
+    from: usize,
+    to: usize,
+) -> Result<(ReadOutput, usize)> {
     let buf = input.bytes();
-    let mut pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
-    pos = skip_blank_lines(buf, pos);
-
-    let (layout, extra, data_start) = read_layout(input, pos, dialect)?;
-    let names = schema::output_names(&extra);
-    let types: Vec<ColumnType> = names.iter().map(|n| schema::column_type(n)).collect();
-    let schema = schema::arrow_schema(&names, options.tz.as_deref());
     let strict = options.on_error == OnError::Raise;
-    let checked = (0..names.len()).filter(|&c| types[c] != ColumnType::Text || c == KIND_COLUMN).collect();
-    let ctx = Context { buf, layout: &layout, names: &names, types, checked, strict, dialect };
-
-    let bounds = match dialect {
-        Dialect::Api => chunk_bounds(buf, data_start, rayon::current_num_threads(), options.chunk_bytes),
-        // Legs are numbered from the last main row: one sequential chunk
-        // (web UI downloads are small).
-        Dialect::WebUi => vec![data_start, buf.len().max(data_start)],
+    let filter = options.pushdown.as_deref().and_then(|p| p.filter.as_ref());
+    let ctx = Context { buf, plan, strict, filter };
+    let bounds = match plan.dialect {
+        Dialect::Api => chunk_bounds(buf, from, to, rayon::current_num_threads(), options.chunk_bytes),
+        Dialect::WebUi => vec![from, buf.len().max(from)],
     };
     let chunks = parse_chunks(&bounds, |start, nominal_end| parse_chunk(&ctx, start, nominal_end));
+    let end = chunks.last().map_or(from, |c| c.end);
 
     let errors: Vec<&ChunkError> = chunks.iter().flat_map(|c| &c.errors).collect();
     if strict && !errors.is_empty() {
@@ -192,10 +238,13 @@ fn read_csv(input: &Input, options: &ReadOptions, dialect: Dialect) -> Result<Re
 
     let tz = options.tz.as_deref();
     let mut batches = Vec::with_capacity(chunks.len());
-    for chunk in chunks.into_iter().filter(|c| c.rows > 0) {
-        batches.push(finish_chunk(input, chunk, &schema, tz)?);
+    for chunk in chunks {
+        COUNTERS.add(chunk.records, chunk.rows, plan.output.len());
+        if chunk.rows > 0 {
+            batches.push(finish_chunk(input, chunk, plan, tz)?);
+        }
     }
-    Ok(ReadOutput { schema, batches, rejects })
+    Ok((ReadOutput { schema: Arc::clone(&plan.schema), batches, rejects }, end))
 }
 
 /// Rejects for the chunk errors, located in the input.
@@ -206,7 +255,7 @@ fn locate(input: &Input, errors: &[&ChunkError]) -> Vec<Reject> {
 
 /// Builds a chunk's record batch; its text columns share the chunk's slice
 /// of the input and its scratch buffer.
-fn finish_chunk(input: &Input, chunk: Chunk, schema: &SchemaRef, tz: Option<&str>) -> Result<RecordBatch> {
+fn finish_chunk(input: &Input, mut chunk: Chunk, plan: &CsvPlan, tz: Option<&str>) -> Result<RecordBatch> {
     let fail = |reason: String| Error::Input { source: input.name.clone(), reason };
     let len = chunk.end - chunk.start;
     if len > u32::MAX as usize || chunk.scratch.len() > u32::MAX as usize {
@@ -216,16 +265,15 @@ fn finish_chunk(input: &Input, chunk: Chunk, schema: &SchemaRef, tz: Option<&str
     let buffers: Arc<[Buffer]> = if chunk.scratch.is_empty() {
         Arc::from([input_slice])
     } else {
-        Arc::from([input_slice, Buffer::from_vec(chunk.scratch)])
+        Arc::from([input_slice, Buffer::from_vec(std::mem::take(&mut chunk.scratch))])
     };
     let rows = chunk.rows;
-    let arrays: Vec<ArrayRef> = chunk
-        .columns
-        .into_iter()
-        .zip(schema.fields())
-        .map(|(builder, field)| match builder {
+    let arrays: Vec<ArrayRef> = plan
+        .output
+        .iter()
+        .map(|&c| match chunk.columns[c].take() {
             Some(b) => b.finish(&buffers, tz),
-            None if field.name() == schema::LEG => Arc::new(Int64Array::from(vec![0; rows])) as ArrayRef,
+            None if c == LEG_COLUMN => Arc::new(Int64Array::from(vec![0; rows])) as ArrayRef,
             None => {
                 let view = make_view(b"record", 0, 0);
                 // SAFETY: an inline view of an ASCII literal, no buffers needed.
@@ -233,7 +281,8 @@ fn finish_chunk(input: &Input, chunk: Chunk, schema: &SchemaRef, tz: Option<&str
             }
         })
         .collect();
-    RecordBatch::try_new(Arc::clone(schema), arrays).map_err(|e| fail(e.to_string()))
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(Arc::clone(&plan.schema), arrays, &options).map_err(|e| fail(e.to_string()))
 }
 
 /// Decides the layout from the header or the first record; returns the
@@ -297,7 +346,7 @@ fn read_layout(input: &Input, pos: usize, dialect: Dialect) -> Result<(FileLayou
         }
         columns.push(column);
     }
-    let lastdata = columns.iter().position(|&c| c == LASTDATA);
+    let lastdata = columns.iter().position(|&c| c == LASTDATA_COLUMN);
     let layout = FileLayout { primary: Layout { columns, lastdata }, has_header: true, other_widths: Vec::new() };
     Ok((layout, extra, first.next))
 }
@@ -319,18 +368,19 @@ fn field_bytes<'a>(buf: &'a [u8], f: &FieldSpan) -> std::borrow::Cow<'a, [u8]> {
     }
 }
 
-/// Nominal chunk starts: line starts about `len / (4 × threads)` apart.
-fn chunk_bounds(buf: &[u8], start: usize, threads: usize, chunk_bytes: Option<usize>) -> Vec<usize> {
+/// Nominal chunk starts in `start..end`: line starts about
+/// `(end - start) / (4 × threads)` apart, then `end`.
+fn chunk_bounds(buf: &[u8], start: usize, end: usize, threads: usize, chunk_bytes: Option<usize>) -> Vec<usize> {
     const MIN_CHUNK: usize = 1 << 18;
     const MAX_CHUNK: usize = 32 << 20;
-    let len = buf.len();
+    let len = end.min(buf.len());
     let target = chunk_bytes
         .unwrap_or_else(|| ((len - start.min(len)) / (4 * threads.max(1))).clamp(MIN_CHUNK, MAX_CHUNK))
         .max(1);
     let mut bounds = vec![start];
     let mut pos = start;
     while pos.saturating_add(target) < len {
-        match memchr::memchr(b'\n', &buf[pos + target..]) {
+        match memchr::memchr(b'\n', &buf[pos + target..len]) {
             Some(k) if pos + target + k + 1 < len => {
                 pos += target + k + 1;
                 bounds.push(pos);
@@ -344,19 +394,22 @@ fn chunk_bounds(buf: &[u8], start: usize, threads: usize, chunk_bytes: Option<us
 
 /// Parses the records that start in `[start, nominal_end)`.
 fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
-    let buf = ctx.buf;
+    let (buf, plan) = (ctx.buf, ctx.plan);
     let start = skip_blank_lines(buf, start);
     let estimate = (nominal_end.saturating_sub(start) / 200).max(16);
+    let mut columns: Vec<Option<ColumnBuilder>> = (0..plan.names.len()).map(|_| None).collect();
+    for &c in &plan.output {
+        let constant = c == KIND_COLUMN || c == LEG_COLUMN;
+        if plan.dialect == Dialect::WebUi || !constant {
+            columns[c] = Some(ColumnBuilder::new(plan.types[c], estimate));
+        }
+    }
     let mut chunk = Chunk {
         start,
         end: start,
-        columns: (ctx.names.iter().zip(&ctx.types))
-            .map(|(name, &ty)| {
-                let constant = name == schema::CDR_KIND || name == schema::LEG;
-                (ctx.dialect == Dialect::WebUi || !constant).then(|| ColumnBuilder::new(ty, estimate))
-            })
-            .collect(),
+        columns,
         scratch: Vec::new(),
+        records: 0,
         rows: 0,
         errors: Vec::new(),
         legs: 0,
@@ -367,8 +420,8 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
     let utf8_valid_to = start + std::str::from_utf8(region).map_or_else(|e| e.valid_up_to(), |s| s.len());
 
     let mut fields = Vec::with_capacity(40);
-    let mut slots = vec![Slot::Null; ctx.types.len()];
-    let mut ints = vec![None; ctx.types.len()];
+    let mut slots = vec![Slot::Null; plan.types.len()];
+    let mut ints = vec![None; plan.types.len()];
     let mut pos = start;
     while pos < nominal_end && pos < buf.len() {
         match split_record(buf, pos, &mut fields) {
@@ -395,7 +448,16 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
                 };
                 let result = utf8.and_then(|()| check_record(ctx, &mut fields, &mut slots, &mut ints));
                 match result {
-                    Ok(()) => append_record(buf, &fields, &slots, &ints, start, &mut chunk),
+                    Ok(()) => {
+                        chunk.records += 1;
+                        if plan.dialect == Dialect::WebUi {
+                            // Numbered whether or not the row is kept.
+                            chunk.legs = if ints[KIND_COLUMN] == Some(1) { chunk.legs + 1 } else { 0 };
+                        }
+                        if ctx.filter.is_none_or(|f| keep(buf, f, &slots, &ints)) {
+                            append_record(buf, &fields, &slots, &ints, start, &mut chunk);
+                        }
+                    }
                     Err((at, reason)) => {
                         chunk.errors.push(ChunkError { record_start: record.start, record_end: record.end, at, reason })
                     }
@@ -414,6 +476,16 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
     chunk
 }
 
+/// Whether a checked record passes the scan's row filter.
+fn keep(buf: &[u8], filter: &RowFilter, slots: &[Slot], ints: &[Option<i64>]) -> bool {
+    let text = |column: usize| match slots[column] {
+        Slot::Field(f) => Some(field_bytes(buf, &f)),
+        _ => None,
+    };
+    let is_main = ints[KIND_COLUMN] == Some(0);
+    !is_main && filter.keep(text(SRC_COLUMN).as_deref(), text(DST_COLUMN).as_deref(), ints[START_COLUMN], ints[BILLSEC_COLUMN])
+}
+
 /// Maps a record's fields to columns and checks typed values; on failure
 /// returns the offending offset and the reason.
 fn check_record(
@@ -427,15 +499,15 @@ fn check_record(
     // The CDR API guide's trailing `, `: a whitespace-only last field is
     // empty. (The web UI's download has no such quirk: values as written.)
     if let Some(last) = fields.last_mut()
-        && ctx.dialect == Dialect::Api
+        && ctx.plan.dialect == Dialect::Api
         && last.kind == FieldKind::Plain
         && buf[last.start..last.end].iter().all(|b| *b == b' ' || *b == b'\t')
     {
         last.end = last.start;
     }
-    let Some((layout, rejoin)) = ctx.layout.for_record(n) else {
+    let Some((layout, rejoin)) = ctx.plan.layout.for_record(n) else {
         let at = fields.first().map_or(0, |f| f.start);
-        return Err((at, format!("expected {}, found {n}", ctx.layout.expected())));
+        return Err((at, format!("expected {}, found {n}", ctx.plan.layout.expected())));
     };
 
     slots.fill(Slot::Null);
@@ -448,16 +520,16 @@ fn check_record(
         };
     }
 
-    let webui = ctx.dialect == Dialect::WebUi;
-    for &column in &ctx.checked {
+    let webui = ctx.plan.dialect == Dialect::WebUi;
+    for &column in &ctx.plan.checked {
         ints[column] = None;
-        let ty = ctx.types[column];
+        let ty = ctx.plan.types[column];
         let Slot::Field(f) = slots[column] else { continue };
         if f.start == f.end {
             continue;
         }
         let value = field_bytes(buf, &f);
-        let name = &ctx.names[column];
+        let name = &ctx.plan.names[column];
         let shown = || String::from_utf8_lossy(&value).into_owned();
         if column == KIND_COLUMN {
             let kind = webui::parse_kind(&value)
@@ -509,10 +581,6 @@ fn append_record(
             continue;
         }
         if column == LEG_COLUMN {
-            chunk.legs = match ints[KIND_COLUMN] {
-                Some(1) => chunk.legs + 1,
-                _ => 0,
-            };
             builder.push_i64(chunk.legs);
             continue;
         }
@@ -572,6 +640,7 @@ mod tests {
             on_error,
             tz: Some("UTC".into()),
             chunk_bytes: Some(if threads == 1 { usize::MAX } else { 512 }),
+            pushdown: None,
         };
         super::super::read(&input, super::super::Format::UcmCsv, &options)
     }

@@ -4,8 +4,10 @@ pub mod builder;
 pub mod csv;
 pub mod json;
 pub mod portsip;
+pub mod pushdown;
 pub mod records;
 pub mod split;
+pub mod stream;
 pub mod values;
 pub mod webui;
 pub mod xml;
@@ -20,11 +22,15 @@ use arrow_buffer::Buffer;
 use arrow_schema::SchemaRef;
 
 use crate::error::{Error, Reject, Result};
+use pushdown::Pushdown;
 
 /// The bytes of one source and the name errors give it.
 pub struct Input {
     pub name: String,
     pub data: Buffer,
+    /// The memory map behind `data`, for a file: a scan tells the kernel
+    /// when it is done with a range of it.
+    pub map: Option<Arc<memmap2::Mmap>>,
 }
 
 impl Input {
@@ -35,16 +41,38 @@ impl Input {
         let file = File::open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
         if len == 0 {
-            return Ok(Self { name, data: Buffer::from_vec(Vec::<u8>::new()) });
+            return Ok(Self::from_vec(name, Vec::new()));
         }
         // SAFETY: the map is read-only; a file truncated by another process
         // while mapped is outside what any mmap-based reader can guard.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
-        Ok(Self { data: buffer_from_owner(Arc::new(map)), name })
+        let map = Arc::new(map);
+        Ok(Self { data: buffer_from_owner(Arc::clone(&map)), name, map: Some(map) })
     }
 
     pub fn from_vec(name: impl Into<String>, bytes: Vec<u8>) -> Self {
-        Self { name: name.into(), data: Buffer::from_vec(bytes) }
+        Self::from_buffer(name, Buffer::from_vec(bytes))
+    }
+
+    pub fn from_buffer(name: impl Into<String>, data: Buffer) -> Self {
+        Self { name: name.into(), data, map: None }
+    }
+
+    /// Tells the kernel that bytes `start..end` are not needed soon, so a
+    /// scan's resident memory stays near one window. Arrays still pointing
+    /// there read the file's pages again if touched: nothing is lost.
+    pub fn release(&self, start: usize, end: usize) {
+        #[cfg(unix)]
+        if let Some(map) = &self.map
+            && start < end
+            && end <= map.len()
+        {
+            // SAFETY: the map is read-only, so dropping its pages discards
+            // nothing: the next access reads the file again.
+            let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+        }
+        #[cfg(not(unix))]
+        let _ = (start, end);
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -155,11 +183,13 @@ pub struct ReadOptions {
     /// Bytes per parallel chunk; `None` picks by input size and threads.
     /// Tests set it small to exercise chunk boundaries on small inputs.
     pub chunk_bytes: Option<usize>,
+    /// Columns to build and rows to keep; `None` builds everything.
+    pub pushdown: Option<Arc<Pushdown>>,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        Self { threads: None, on_error: OnError::Raise, tz: Some("UTC".into()), chunk_bytes: None }
+        Self { threads: None, on_error: OnError::Raise, tz: Some("UTC".into()), chunk_bytes: None, pushdown: None }
     }
 }
 

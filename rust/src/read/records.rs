@@ -10,14 +10,17 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, new_null_array};
+use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
 use arrow_buffer::Buffer;
 
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER};
+use super::pushdown::{COUNTERS, Pushdown};
 use super::values::{Timestamp, parse_int, parse_timestamp};
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput};
 use crate::error::{Error, Result};
-use crate::schema::{self, BASE_COLUMNS, ColumnType, KIND_COLUMN, LEG_COLUMN};
+use crate::schema::{
+    self, BASE_COLUMNS, BILLSEC_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN, LEG_COLUMN, SRC_COLUMN, START_COLUMN,
+};
 
 /// A field's value.
 #[derive(Clone, Copy, Debug)]
@@ -177,7 +180,11 @@ pub fn build(input: &Input, options: &ReadOptions, set: RecordSet, range: Range<
     let strict = options.on_error == OnError::Raise;
     let tz = options.tz.as_deref();
     let types: Vec<ColumnType> = set.names.iter().map(|n| schema::column_type(n)).collect();
-    let mut columns: Vec<ColumnBuilder> = types.iter().map(|&t| ColumnBuilder::new(t, set.rows.len())).collect();
+    let wanted = Pushdown::wanted(options.pushdown.as_deref(), &set.names);
+    let filter = options.pushdown.as_deref().and_then(|p| p.filter.as_ref());
+    let mut columns: Vec<Option<ColumnBuilder>> =
+        types.iter().zip(&wanted).map(|(&t, &w)| w.then(|| ColumnBuilder::new(t, set.rows.len()))).collect();
+    let (mut records, mut rows) = (0, 0);
     let mut rejects = Vec::new();
     let mut slots = vec![Value::Null; set.names.len()];
     let mut ints: Vec<Option<i64>> = vec![None; set.names.len()];
@@ -196,7 +203,17 @@ pub fn build(input: &Input, options: &ReadOptions, set: RecordSet, range: Range<
             rejects.push(reject);
             continue;
         }
+        records += 1;
+        if let Some(filter) = filter {
+            let text = |column: usize| set.bytes(buf, slots[column]);
+            let (src, dst) = (text(SRC_COLUMN), text(DST_COLUMN));
+            if row.kind == Kind::Main || !filter.keep(src, dst, ints[START_COLUMN], ints[BILLSEC_COLUMN]) {
+                continue;
+            }
+        }
+        rows += 1;
         for (column, builder) in columns.iter_mut().enumerate() {
+            let Some(builder) = builder else { continue };
             match column {
                 KIND_COLUMN => {
                     let kind: &[u8] = match row.kind {
@@ -234,11 +251,14 @@ pub fn build(input: &Input, options: &ReadOptions, set: RecordSet, range: Range<
     if range.len() > u32::MAX as usize || set.decoded.len() > u32::MAX as usize {
         return Err(Error::Input { source: input.name.clone(), reason: "a record run over 4 GiB".into() });
     }
-    let schema = schema::arrow_schema(&set.names, tz);
+    let names: Vec<String> = set.names.iter().zip(&wanted).filter(|(_, w)| **w).map(|(n, _)| n.clone()).collect();
+    COUNTERS.add(records, rows, names.len());
+    let schema = schema::arrow_schema(&names, tz);
     let input_slice = input.data.slice_with_length(base, range.len());
     let buffers: Arc<[Buffer]> = Arc::from([input_slice, Buffer::from_vec(set.decoded)]);
-    let arrays: Vec<ArrayRef> = columns.into_iter().map(|c| c.finish(&buffers, tz)).collect();
-    let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)
+    let arrays: Vec<ArrayRef> = columns.into_iter().flatten().map(|c| c.finish(&buffers, tz)).collect();
+    let batch_options = RecordBatchOptions::new().with_row_count(Some(rows));
+    let batch = RecordBatch::try_new_with_options(Arc::clone(&schema), arrays, &batch_options)
         .map_err(|e| Error::Input { source: input.name.clone(), reason: e.to_string() })?;
     let batches = if batch.num_rows() > 0 { vec![batch] } else { Vec::new() };
     Ok(ReadOutput { schema, batches, rejects })
@@ -308,8 +328,9 @@ pub fn merge(outputs: Vec<ReadOutput>) -> Result<ReadOutput> {
                     None => new_null_array(f.data_type(), batch.num_rows()),
                 })
                 .collect();
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
             batches.push(
-                RecordBatch::try_new(Arc::clone(&schema), columns)
+                RecordBatch::try_new_with_options(Arc::clone(&schema), columns, &options)
                     .map_err(|e| Error::Input { source: "cdrq".into(), reason: e.to_string() })?,
             );
         }

@@ -1,0 +1,191 @@
+"""`cdrq.convert`: archives → a month-partitioned Parquet dataset.
+
+Layout of a dataset directory::
+
+    DIR/_cdrq_manifest.jsonl          one line per source read, per run
+    DIR/_rejects/run-000001.parquet   the records a run could not read
+    DIR/year=2024/month=05/part-000001-000000.parquet
+
+Months are those of ``start`` in the archive zone; records without a start
+go to ``year=__HIVE_DEFAULT_PARTITION__`` (null when read back). A run
+appends: a record already in the dataset is not written again. Records are
+the same when ``session``, ``AcctId``, ``cdr_kind`` and ``leg`` are (PortSIP
+records carry their own ``id`` as ``AcctId`` and ``call_id`` as
+``session``); a record with neither ``session`` nor ``AcctId`` is the same
+only as an identical record. Part files are written under a temporary name
+and renamed, and the manifest line follows its parts, so an interrupted run
+leaves nothing half-written and a re-run completes it without duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+
+from cdrq._core import CdrqError
+from cdrq.read import REJECT_SCHEMA, Source, check_tz, default_threads, expand, localise, open_source
+
+MANIFEST = "_cdrq_manifest.jsonl"
+KEY = ["session", "AcctId", "cdr_kind", "leg"]
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+
+
+def is_dataset(source: Any) -> bool:
+    """Whether ``source`` is a directory written by :func:`convert`."""
+    return isinstance(source, (str, os.PathLike)) and os.path.isfile(os.path.join(source, MANIFEST))
+
+
+def scan_dataset(directory: str | os.PathLike[str], tz: str | None = "UTC") -> pl.LazyFrame:
+    """A dataset's records, months in order, as a LazyFrame in zone ``tz``."""
+    files = parts(pathlib.Path(directory))
+    if not files:
+        raise CdrqError(f"dataset {os.fspath(directory)!r} holds no records yet")
+    frame = pl.scan_parquet(files, hive_partitioning=True).drop("year", "month", strict=False)
+    return localise(frame, tz)
+
+
+def parts(root: pathlib.Path) -> list[str]:
+    """Part files in month order, then in the order they were written."""
+    return sorted(str(p) for p in root.glob("year=*/month=*/part-*.parquet"))
+
+
+def convert(
+    source: Source,
+    to: str | os.PathLike[str],
+    format: str = "auto",
+    tz: str | None = "UTC",
+    *,
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict[str, int]:
+    """Reads ``source`` (anything :func:`cdrq.read` takes) a window at a
+    time into the Parquet dataset ``to`` (created if needed), appending to
+    what is there without duplicating records. Unreadable records never
+    stop the run: they are written to ``to/_rejects/``. Returns the counts:
+    ``records`` read, ``written``, ``duplicates`` skipped, ``rejects``."""
+    from cdrq.scan import ScanSpec
+
+    check_tz(tz)
+    root = pathlib.Path(to)
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = root / MANIFEST
+    runs = [json.loads(line) for line in manifest.read_text().splitlines()] if manifest.exists() else []
+    run = max((r["run"] for r in runs), default=0) + 1
+    writer = MonthWriter(root, run, tz)
+    totals = {"records": 0, "written": 0, "duplicates": 0, "rejects": 0}
+    rejects: list[tuple] = []
+    for one in expand(source):
+        data, name = open_source(one)
+        label = name or (os.fspath(one) if isinstance(one, (str, os.PathLike)) else "<bytes>")
+        spec = ScanSpec(
+            sources=(data,),
+            names=(name,),
+            format=format,
+            tz=tz,
+            threads=default_threads(threads),
+            window_bytes=None,
+            progress=progress,
+        )
+        counts = {"records": 0, "written": 0, "duplicates": 0, "rejects": 0}
+        for frame, bad in spec.windows(None, on_error="collect"):
+            written = writer.write(frame)
+            counts["records"] += frame.height
+            counts["written"] += written
+            counts["duplicates"] += frame.height - written
+            counts["rejects"] += len(bad)
+            rejects.extend(bad)
+        for k, v in counts.items():
+            totals[k] += v
+        stat = os.stat(one) if isinstance(one, (str, os.PathLike)) else None
+        line = {
+            "run": run,
+            "source": label,
+            "size": stat.st_size if stat else len(data),
+            "mtime": stat.st_mtime if stat else None,
+            "format": format,
+            "tz": tz,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **counts,
+        }
+        with manifest.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    if rejects:
+        (root / "_rejects").mkdir(exist_ok=True)
+        atomic_parquet(pl.DataFrame(rejects, schema=REJECT_SCHEMA, orient="row"), root / "_rejects" / f"run-{run:06d}.parquet")
+    return totals
+
+
+class MonthWriter:
+    """Writes frames into month partitions, skipping records the dataset
+    (or this run) already holds; keeps the keys of the months it touched."""
+
+    def __init__(self, root: pathlib.Path, run: int, tz: str | None) -> None:
+        self.root, self.run, self.tz = root, run, tz
+        self.keys: dict[tuple[str, str], pl.DataFrame] = {}
+        self.whole: dict[tuple[str, str], pl.DataFrame] = {}
+        self.sequence = 0
+
+    def write(self, frame: pl.DataFrame) -> int:
+        written = 0
+        for (year, month), part in self.months(frame):
+            fresh = self.fresh((year, month), part)
+            if fresh.height:
+                directory = self.root / f"year={year}" / f"month={month}"
+                directory.mkdir(parents=True, exist_ok=True)
+                atomic_parquet(fresh, directory / f"part-{self.run:06d}-{self.sequence:06d}.parquet")
+                self.sequence += 1
+                written += fresh.height
+        return written
+
+    def months(self, frame: pl.DataFrame) -> Iterator[tuple[tuple[str, str], pl.DataFrame]]:
+        start = pl.col("start")
+        labelled = frame.with_columns(
+            _year=start.dt.year().cast(pl.String).str.zfill(4).fill_null(NULL_PARTITION),
+            _month=start.dt.month().cast(pl.String).str.zfill(2).fill_null(NULL_PARTITION),
+        )
+        for (year, month), part in labelled.group_by("_year", "_month", maintain_order=True):
+            yield (str(year), str(month)), part.drop("_year", "_month")
+
+    def fresh(self, month: tuple[str, str], part: pl.DataFrame) -> pl.DataFrame:
+        """The rows of ``part`` not yet in the month, each once."""
+        if month not in self.keys:
+            self.load(month)
+        keyed = pl.col("session").is_not_null() | pl.col("AcctId").is_not_null()
+        with_key = part.filter(keyed).unique(KEY, keep="first", maintain_order=True)
+        with_key = with_key.join(self.keys[month], on=KEY, how="anti", nulls_equal=True)
+        without = part.filter(~keyed).unique(keep="first", maintain_order=True)
+        if self.whole[month].height:
+            without = without.join(self.whole[month], on=without.columns, how="anti", nulls_equal=True)
+        self.keys[month] = pl.concat([self.keys[month], with_key.select(KEY)])
+        self.whole[month] = pl.concat([self.whole[month], without], how="diagonal_relaxed")
+        if not without.height:
+            return with_key
+        return pl.concat([with_key, without], how="diagonal_relaxed")
+
+    def load(self, month: tuple[str, str]) -> None:
+        files = sorted((self.root / f"year={month[0]}" / f"month={month[1]}").glob("part-*.parquet"))
+        empty = pl.DataFrame(schema={"session": pl.String, "AcctId": pl.Int64, "cdr_kind": pl.String, "leg": pl.Int64})
+        if not files:
+            self.keys[month], self.whole[month] = empty, pl.DataFrame()
+            return
+        existing = localise(pl.scan_parquet(files, hive_partitioning=False), self.tz)
+        keyed = pl.col("session").is_not_null() | pl.col("AcctId").is_not_null()
+        self.keys[month] = existing.filter(keyed).select(KEY).collect()
+        self.whole[month] = existing.filter(~keyed).collect()
+
+
+def atomic_parquet(frame: pl.DataFrame, path: pathlib.Path) -> None:
+    """Writes ``path`` whole or not at all."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.write_parquet(tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,0 +1,220 @@
+"""`cdrq.scan`: any source as a streaming Polars LazyFrame.
+
+The scan is a Polars IO source (``register_io_source``) fed by the Rust
+reader a window at a time. Polars tells it which columns the query needs
+(only those are built) and the filter it can apply; ``cdrq.query`` on a
+scan goes further and hands the compiled query to the reader itself, which
+drops non-matching records before building any column of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import weakref
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import polars as pl
+from polars.io.plugins import register_io_source
+
+from cdrq import _core
+from cdrq._core import CdrqError
+from cdrq.read import Source, check_tz, default_threads, expand, localise, open_source
+
+#: How far a UCM wall clock can be from UTC (zones run from −12 h to +14 h,
+#: with room to spare): the reader's time bounds are widened by this unless
+#: the archive zone is UTC, and the exact bounds applied afterwards.
+ZONE_MARGIN_US = 26 * 3600 * 1_000_000
+
+INT_COLUMNS = frozenset({"AcctId", "duration", "billsec", "leg"})
+TIME_COLUMNS = frozenset({"start", "answer", "end"})
+
+
+def dtype_of(name: str, tz: str | None) -> pl.DataType:
+    """The type cdrq gives a column, by its name."""
+    if name in INT_COLUMNS:
+        return pl.Int64()
+    if name in TIME_COLUMNS:
+        return pl.Datetime("us", tz)
+    return pl.String()
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanSpec:
+    """Everything a scan reads; a query pushed into it makes a new one."""
+
+    sources: tuple[str | bytes, ...]
+    names: tuple[str | None, ...]
+    format: str
+    tz: str | None
+    threads: int | None
+    window_bytes: int | None
+    progress: bool
+    query: str | None = None
+    now_us: int = 0
+    library: bool = True
+    schema_cache: dict[str, pl.Schema] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def schema(self) -> pl.Schema:
+        """The union of the sources' columns, in order of first appearance."""
+        if "schema" not in self.schema_cache:
+            names: dict[str, None] = {}
+            for source, name in zip(self.sources, self.names):
+                columns, _ = _core.column_names(source, name=name, format=self.format)
+                names.update(dict.fromkeys(columns))
+            self.schema_cache["schema"] = pl.Schema({n: dtype_of(n, self.tz) for n in names})
+        return self.schema_cache["schema"]
+
+    def windows(self, columns: Sequence[str] | None, on_error: str = "raise") -> Iterator[tuple[pl.DataFrame, list]]:
+        """Each window of each source as a frame of ``columns`` (all when
+        ``None``; absent ones null), and its rejects."""
+        schema = self.schema()
+        wanted = list(schema) if columns is None else list(columns)
+        margin = 0 if self.tz in (None, "UTC") else ZONE_MARGIN_US
+        with Progress(self) as progress:
+            for source, name in zip(self.sources, self.names):
+                scanner = _core.Scanner(
+                    source,
+                    name=name,
+                    format=self.format,
+                    threads=self.threads,
+                    on_error=on_error,
+                    tz_label="UTC" if self.tz == "UTC" else None,
+                    columns=wanted,
+                    query=self.query,
+                    now_us=self.now_us,
+                    library=self.library,
+                    margin_us=margin,
+                    window_bytes=self.window_bytes,
+                )
+                while (window := scanner.next_window()) is not None:
+                    stream, rejects = window
+                    frame = localise(pl.DataFrame(stream), self.tz)
+                    missing = [pl.lit(None, schema[c]).alias(c) for c in wanted if c not in frame.schema]
+                    frame = frame.with_columns(missing).select(wanted) if missing else frame.select(wanted)
+                    progress.advance(scanner, frame.height)
+                    yield frame, rejects
+
+
+def scan(
+    source: Source,
+    format: str = "auto",
+    tz: str | None = "UTC",
+    *,
+    threads: int | None = None,
+    window_bytes: int | None = None,
+    progress: bool = False,
+) -> pl.LazyFrame:
+    """A lazy, streaming read of ``source`` (anything :func:`cdrq.read`
+    takes, or a dataset directory written by :func:`cdrq.convert`).
+
+    Nothing is read until the frame is collected; then each file is read a
+    window at a time (``window_bytes``, default 16 MiB per thread, for the
+    CDR API CSV; other formats a file at a time), only the columns the
+    query uses are built, and ``cdrq.query(scan, qs)`` filters records in
+    the reader before building them. ``progress=True`` shows bytes,
+    records/s and the time left on stderr. Works with
+    ``collect(engine="streaming")`` and ``sink_parquet``.
+    """
+    from cdrq import dataset
+
+    check_tz(tz)
+    if dataset.is_dataset(source):
+        return dataset.scan_dataset(source, tz)
+    sources, names = [], []
+    for one in expand(source):
+        data, name = open_source(one)
+        sources.append(data)
+        names.append(name)
+    spec = ScanSpec(
+        sources=tuple(sources),
+        names=tuple(names),
+        format=format,
+        tz=tz,
+        threads=default_threads(threads),
+        window_bytes=window_bytes,
+        progress=progress,
+    )
+    return register(spec)
+
+
+#: The scans made here, so that ``cdrq.query`` can push its filter into
+#: them; by ``id`` (a LazyFrame is not hashable), dropped with the frame.
+SCANS: dict[int, tuple[weakref.ref[pl.LazyFrame], ScanSpec]] = {}
+
+
+def register(spec: ScanSpec) -> pl.LazyFrame:
+    def source(
+        with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        wanted = list(spec.schema()) if with_columns is None else list(with_columns)
+        needed = wanted + [c for c in _roots(predicate) if c not in wanted]
+        for frame, _ in spec.windows(needed):
+            if predicate is not None:
+                frame = frame.filter(predicate)
+            frame = frame.select(wanted)
+            if n_rows is not None:
+                frame = frame.head(n_rows)
+                n_rows -= frame.height
+            yield frame
+            if n_rows is not None and n_rows <= 0:
+                return
+
+    detail = f"{len(spec.sources)} source(s), format={spec.format}" + (f", query={spec.query}" if spec.query else "")
+    frame = register_io_source(source, schema=spec.schema, explain_name="cdrq", explain_detail=detail)
+    key = id(frame)
+    SCANS[key] = (weakref.ref(frame, lambda _: SCANS.pop(key, None)), spec)
+    return frame
+
+
+def _roots(predicate: pl.Expr | None) -> list[str]:
+    return [] if predicate is None else predicate.meta.root_names()
+
+
+def with_query(frame: Any, qs: str, now_us: int, library: bool) -> Any:
+    """``frame`` with the query pushed into its reader, if it is a scan of
+    cdrq's not already carrying one; else ``frame`` itself."""
+    ref, spec = SCANS.get(id(frame), (None, None))
+    if ref is None or ref() is not frame or spec is None or spec.query is not None:
+        return frame
+    return register(dataclasses.replace(spec, query=qs, now_us=now_us, library=library, schema_cache=spec.schema_cache))
+
+
+class Progress:
+    """Bytes read of all sources, records/s and time left, on stderr (via
+    tqdm), when asked for."""
+
+    def __init__(self, spec: ScanSpec) -> None:
+        self.enabled = spec.progress
+        self.bar: Any = None
+        self.records = 0
+        if self.enabled:
+            from tqdm import tqdm
+
+            total = sum(os.path.getsize(s) if isinstance(s, str) else len(s) for s in spec.sources)
+            self.bar = tqdm(total=total, unit="B", unit_scale=True, desc="cdrq", file=sys.stderr, leave=True)
+        self.done: dict[int, int] = {}
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def advance(self, scanner: Any, records: int) -> None:
+        if self.bar is None:
+            return
+        done, total = scanner.progress()
+        self.records += records
+        step = done - self.done.get(id(scanner), 0)
+        self.done[id(scanner)] = done
+        # A compressed source has more bytes to read than it has on disk.
+        if self.bar.n + step > self.bar.total:
+            self.bar.total = self.bar.n + step
+        rate = self.records / max(self.bar.format_dict["elapsed"], 1e-9)
+        self.bar.set_postfix(records=self.records, rec_s=f"{rate:,.0f}", refresh=False)
+        self.bar.update(step)
+

@@ -1,0 +1,106 @@
+//! Scans: a source read window by window, with projection and a query's
+//! row filter pushed into the reader.
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::prelude::*;
+
+use super::arrow_export::ArrowStream;
+use super::errors::CdrqError;
+use super::query::query_error;
+use super::{RejectRow, Source, guarded, parse_format, parse_on_error, reject_rows};
+use crate::query::compile::{Surface, compile};
+use crate::read::pushdown::{COUNTERS, Pushdown, RowFilter};
+use crate::read::stream::{self, Stream};
+use crate::read::{OnError, ReadOptions};
+
+/// One source being read a window at a time.
+#[pyclass(module = "cdrq._core")]
+pub struct Scanner {
+    stream: Mutex<Stream>,
+}
+
+#[pymethods]
+impl Scanner {
+    /// Opens `source` (a path or bytes). `columns` limits the columns built;
+    /// `query` (with `now_us`, `library`) filters records before they are
+    /// built, its time bounds widened by `margin_us` (see `pushdown.rs`).
+    #[new]
+    #[allow(clippy::too_many_arguments)] // keyword-only options of one Python call
+    #[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, columns = None, query = None, now_us = 0, library = false, margin_us = 0, window_bytes = None))]
+    fn new(
+        py: Python<'_>,
+        source: &Bound<'_, PyAny>,
+        name: Option<String>,
+        format: &str,
+        threads: Option<usize>,
+        on_error: &str,
+        tz_label: Option<String>,
+        columns: Option<Vec<String>>,
+        query: Option<&str>,
+        now_us: i64,
+        library: bool,
+        margin_us: i64,
+        window_bytes: Option<usize>,
+    ) -> PyResult<Self> {
+        let format = parse_format(format)?;
+        let on_error = parse_on_error(on_error)?;
+        let surface = if library { Surface::Library } else { Surface::Cdrapi };
+        let filter = match query {
+            None => None,
+            Some(q) => {
+                let plan = compile(q, now_us, surface, &[]).map_err(|e| query_error(py, &e))?;
+                Some(RowFilter::from_plan(&plan, margin_us))
+            }
+        };
+        let pushdown = Some(Arc::new(Pushdown { columns, filter }));
+        let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes: None, pushdown };
+        let source = Source::extract(source, name)?;
+        let stream = guarded(py, || Stream::open(source.open()?, format, options, window_bytes))?;
+        Ok(Self { stream: Mutex::new(stream) })
+    }
+
+    /// The next window as an Arrow stream and its rejects, or `None` at the end.
+    fn next_window(&self, py: Python<'_>) -> PyResult<Option<(ArrowStream, Vec<RejectRow>)>> {
+        let mut stream = self.stream.lock().map_err(|_| CdrqError::new_err("scanner lock poisoned"))?;
+        let stream: &mut Stream = &mut stream;
+        let output = guarded(py, || stream.next_window())?;
+        Ok(output.map(|o| (ArrowStream::new(o.schema, o.batches), reject_rows(o.rejects))))
+    }
+
+    /// (bytes read, bytes in all) of the decompressed input.
+    fn progress(&self) -> PyResult<(usize, usize)> {
+        let stream = self.stream.lock().map_err(|_| CdrqError::new_err("scanner lock poisoned"))?;
+        Ok(stream.progress())
+    }
+
+    /// The format being read (`auto` resolved).
+    #[getter]
+    fn format(&self) -> PyResult<&'static str> {
+        let stream = self.stream.lock().map_err(|_| CdrqError::new_err("scanner lock poisoned"))?;
+        Ok(stream.format().name())
+    }
+}
+
+/// The names of every column of a source, and its format.
+#[pyfunction]
+#[pyo3(signature = (source, *, name = None, format = "auto"))]
+pub fn column_names(
+    py: Python<'_>,
+    source: &Bound<'_, PyAny>,
+    name: Option<String>,
+    format: &str,
+) -> PyResult<(Vec<String>, &'static str)> {
+    let format = parse_format(format)?;
+    let source = Source::extract(source, name)?;
+    let options = ReadOptions { on_error: OnError::Collect, ..ReadOptions::default() };
+    let (names, format) = guarded(py, || stream::column_names(source.open()?, format, &options))?;
+    Ok((names, format.name()))
+}
+
+/// (records parsed, rows built, values built) since the last call: how
+/// tests see that pushdown happened.
+#[pyfunction]
+pub fn take_counters() -> (u64, u64, u64) {
+    COUNTERS.take()
+}
