@@ -8,8 +8,8 @@
 """
 
 from cdrq._core import CdrqError, ParseError, QueryError, __version__
-from cdrq.query import Pattern, compile_pattern, query
 from cdrq.dataset import convert
+from cdrq.query import Pattern, compile_pattern, query
 from cdrq.read import FORMATS, read
 from cdrq.render import cdrapi, render
 from cdrq.scan import scan

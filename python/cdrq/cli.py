@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import datetime, timezone
 
+import polars as pl
+
 from cdrq import _core
+from cdrq.dataset import convert
 from cdrq.query import query
 from cdrq.read import read
 from cdrq.render import cdrapi, render
+from cdrq.scan import scan
 
 EXAMPLES = """examples:
   cdrq query archive/ 'format=json&caller=5300,6300-6399&callee=5@&minDur=8'
   cdrq query cdrs-2024-*.csv.gz 'startTime=2024-05-01&endTime=2024-05-31T23:59:59' --tz Europe/Berlin
   cdrq query --library cdrs.json 'callerNumber=3XXX&status=answered&order=desc'
+  cdrq convert archive/ --to dataset/ --tz Europe/Berlin
+  cdrq query --library dataset/ 'caller=5300&startTime=2024-05-01'
 
 exit status: 0 ok, 1 unreadable input, 2 bad query
 """
@@ -44,7 +51,35 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="library semantics: the web UI filters, every match unless numRecords/offset, errors reported",
     )
+    c = commands.add_parser(
+        "convert",
+        help="write archives into a month-partitioned Parquet dataset",
+        description="Reads SOURCE files (paths, globs, directories) into the Parquet dataset DIR "
+        "(year=YYYY/month=MM/), appending without duplicating records; rejects go to DIR/_rejects/.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("source", nargs="+", help="files, globs or directories")
+    c.add_argument("--to", required=True, metavar="DIR", help="the dataset directory")
+    c.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
+    c.add_argument("--format", default="auto", help="input format (default: auto)")
+    for sub in (q, c):
+        sub.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            default=sys.stderr.isatty(),
+            help="show progress on stderr (default: when it is a terminal)",
+        )
     args = parser.parse_args(argv)
+    if args.command == "convert":
+        try:
+            source = args.source if len(args.source) > 1 else args.source[0]
+            counts = convert(source, args.to, format=args.format, tz=args.tz, progress=args.progress)
+        except _core.CdrqError as e:
+            print(f"cdrq: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(counts))
+        return 0
     if len(args.archive) < 2:
         parser.error("give at least one archive and the query")
     *sources, qs = args.archive
@@ -52,23 +87,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.now:
         now = datetime.fromisoformat(args.now)
         now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
-    try:
-        frame = read(sources if len(sources) > 1 else sources[0], format=args.format, tz=args.tz)
-    except _core.CdrqError as e:
-        print(f"cdrq: {e}", file=sys.stderr)
-        return 1
+    source = sources if len(sources) > 1 else sources[0]
     try:
         if args.library:
-            selected = query(frame, qs, now=now)
+            # Streams: only the matching legs (and main rows, for sessions) are kept.
+            archive = scan(source, format=args.format, tz=args.tz, progress=args.progress)
+            selected = query(archive, qs, now=now).collect()
+            mains = archive.filter(pl.col("cdr_kind") == "main").collect()
             fmt = next((v for k, _, v in (p.partition("=") for p in qs.split("&")) if k.lower() == "format"), "csv")
             sys.stdout.write(
-                render(selected, fmt.lower() if fmt.lower() in ("csv", "json", "xml") else "csv", legs_of=frame)
+                render(selected, fmt.lower() if fmt.lower() in ("csv", "json", "xml") else "csv", legs_of=mains)
             )
         else:
+            frame = read(source, format=args.format, tz=args.tz)
             sys.stdout.write(cdrapi(frame, qs, now=now))
     except _core.QueryError as e:
         print(f"cdrq: bad query: {e}", file=sys.stderr)
         return 2
+    except _core.CdrqError as e:
+        print(f"cdrq: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

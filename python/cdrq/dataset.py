@@ -119,7 +119,9 @@ def convert(
             os.fsync(f.fileno())
     if rejects:
         (root / "_rejects").mkdir(exist_ok=True)
-        atomic_parquet(pl.DataFrame(rejects, schema=REJECT_SCHEMA, orient="row"), root / "_rejects" / f"run-{run:06d}.parquet")
+        atomic_parquet(
+            pl.DataFrame(rejects, schema=REJECT_SCHEMA, orient="row"), root / "_rejects" / f"run-{run:06d}.parquet"
+        )
     return totals
 
 

@@ -20,10 +20,9 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from cdrq import _core
-from cdrq._core import CdrqError
 from cdrq.read import Source, check_tz, default_threads, expand, localise, open_source
 
-#: How far a UCM wall clock can be from UTC (zones run from −12 h to +14 h,
+#: How far a UCM wall clock can be from UTC (zones run from -12 h to +14 h,
 #: with room to spare): the reader's time bounds are widened by this unless
 #: the archive zone is UTC, and the exact bounds applied afterwards.
 ZONE_MARGIN_US = 26 * 3600 * 1_000_000
@@ -61,7 +60,7 @@ class ScanSpec:
         """The union of the sources' columns, in order of first appearance."""
         if "schema" not in self.schema_cache:
             names: dict[str, None] = {}
-            for source, name in zip(self.sources, self.names):
+            for source, name in zip(self.sources, self.names, strict=True):
                 columns, _ = _core.column_names(source, name=name, format=self.format)
                 names.update(dict.fromkeys(columns))
             self.schema_cache["schema"] = pl.Schema({n: dtype_of(n, self.tz) for n in names})
@@ -74,7 +73,7 @@ class ScanSpec:
         wanted = list(schema) if columns is None else list(columns)
         margin = 0 if self.tz in (None, "UTC") else ZONE_MARGIN_US
         with Progress(self) as progress:
-            for source, name in zip(self.sources, self.names):
+            for source, name in zip(self.sources, self.names, strict=True):
                 scanner = _core.Scanner(
                     source,
                     name=name,
@@ -207,7 +206,7 @@ class Progress:
     def advance(self, scanner: Any, records: int) -> None:
         if self.bar is None:
             return
-        done, total = scanner.progress()
+        done, _ = scanner.progress()
         self.records += records
         step = done - self.done.get(id(scanner), 0)
         self.done[id(scanner)] = done
@@ -217,4 +216,3 @@ class Progress:
         rate = self.records / max(self.bar.format_dict["elapsed"], 1e-9)
         self.bar.set_postfix(records=self.records, rec_s=f"{rate:,.0f}", refresh=False)
         self.bar.update(step)
-

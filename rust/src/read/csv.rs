@@ -23,8 +23,8 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, StringV
 use arrow_buffer::Buffer;
 use arrow_schema::SchemaRef;
 
-use super::pushdown::{COUNTERS, Pushdown, RowFilter};
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER, make_view};
+use super::pushdown::{COUNTERS, Pushdown, RowFilter};
 use super::split::{FieldKind, FieldSpan, skip_blank_lines, split_record, unescape_into};
 use super::values::{Timestamp, parse_int, parse_timestamp};
 use super::webui;
@@ -483,7 +483,13 @@ fn keep(buf: &[u8], filter: &RowFilter, slots: &[Slot], ints: &[Option<i64>]) ->
         _ => None,
     };
     let is_main = ints[KIND_COLUMN] == Some(0);
-    !is_main && filter.keep(text(SRC_COLUMN).as_deref(), text(DST_COLUMN).as_deref(), ints[START_COLUMN], ints[BILLSEC_COLUMN])
+    !is_main
+        && filter.keep(
+            text(SRC_COLUMN).as_deref(),
+            text(DST_COLUMN).as_deref(),
+            ints[START_COLUMN],
+            ints[BILLSEC_COLUMN],
+        )
 }
 
 /// Maps a record's fields to columns and checks typed values; on failure

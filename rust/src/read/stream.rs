@@ -26,7 +26,7 @@ pub struct Stream {
 }
 
 enum State {
-    Csv { plan: CsvPlan, pos: usize, released: usize },
+    Csv { plan: Box<CsvPlan>, pos: usize, released: usize },
     Whole,
     Done,
 }
@@ -51,7 +51,7 @@ impl Stream {
         let window_bytes = window_bytes.unwrap_or(WINDOW_BYTES_PER_THREAD * threads).max(1);
         let state = match format {
             Format::UcmCsv => {
-                let plan = CsvPlan::new(&input, &options, Dialect::Api)?;
+                let plan = Box::new(CsvPlan::new(&input, &options, Dialect::Api)?);
                 let pos = plan.data_start;
                 State::Csv { plan, pos, released: 0 }
             }
@@ -68,7 +68,9 @@ impl Stream {
     /// The next window's batches and rejects; `None` once the input is done.
     pub fn next_window(&mut self) -> Result<Option<ReadOutput>> {
         let result = match &self.pool {
-            Some(pool) => pool.install(|| step(&self.input, &self.options, self.format, self.window_bytes, &mut self.state)),
+            Some(pool) => {
+                pool.install(|| step(&self.input, &self.options, self.format, self.window_bytes, &mut self.state))
+            }
             None => step(&self.input, &self.options, self.format, self.window_bytes, &mut self.state),
         };
         if result.is_err() {
@@ -89,7 +91,13 @@ impl Stream {
     }
 }
 
-fn step(input: &Input, options: &ReadOptions, format: Format, window: usize, state: &mut State) -> Result<Option<ReadOutput>> {
+fn step(
+    input: &Input,
+    options: &ReadOptions,
+    format: Format,
+    window: usize,
+    state: &mut State,
+) -> Result<Option<ReadOutput>> {
     match state {
         State::Done => Ok(None),
         State::Whole => {

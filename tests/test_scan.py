@@ -1,0 +1,174 @@
+"""`cdrq.scan`: the same rows as `cdrq.read`, a window at a time, with
+projection and the query's filter applied in the reader (checked by what
+the reader built, not by timing)."""
+
+from __future__ import annotations
+
+import shutil
+import string
+from datetime import datetime, timedelta
+
+import polars as pl
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_grammar_agreement import NOW, queries
+
+import cdrq
+from cdrq import _core
+
+SAMPLE_FILES = [
+    "ucm6510-fw1.0.2.5-cdrapi.csv",
+    "ucm6xxx-fw1.0.11-cdrapi.csv",
+    "ucm6100-fw1.0.x-cdrapi.json",
+    "ucm6xxx-fw1.0.11-cdrapi-transfer.json",
+    "portsip-v22-api-cdrs-response.partial.json",
+    "portsip-webhook-call_start.json",
+]
+
+HEADER = "AcctId,src,dst,start,billsec,disposition,caller_name,lastdata"
+
+
+def csv_archive(n: int, seed: int = 0) -> str:
+    """A CDR API CSV with a header, quoted fields and commas in lastdata."""
+    lines = [HEADER]
+    start = datetime(2024, 1, 30, 22, 0, 0)
+    for i in range(n):
+        k = (i * 7919 + seed) % 1000
+        when = (start + timedelta(minutes=37 * i)).strftime("%Y-%m-%d %H:%M:%S")
+        lastdata = f'"SIP/{k},60,"' if i % 3 else f"SIP/{k},60,"
+        lines.append(f'{i + 1},{5300 + k % 200},6{k:03},{when},{k % 90},ANSWERED,"n,{k}",{lastdata}')
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(autouse=True)
+def reset_counters():
+    _core.take_counters()
+
+
+@pytest.mark.parametrize("name", SAMPLE_FILES)
+def test_scan_equals_read_for_every_sample(samples, name):
+    assert cdrq.scan(samples / name).collect().equals(cdrq.read(samples / name))
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin", None])
+@pytest.mark.parametrize("fmt", ["csv", "json", "xml"])
+def test_scan_equals_read_for_every_format_in_small_windows(tmp_path, fmt, tz):
+    base = cdrq.read(csv_archive(300).encode())
+    path = tmp_path / f"a.{fmt}"
+    path.write_text(cdrq.render(base, fmt) if fmt != "csv" else csv_archive(300))
+    read = cdrq.read(path, tz=tz)
+    scanned = cdrq.scan(path, tz=tz, window_bytes=997)
+    assert scanned.collect().equals(read)
+    assert scanned.collect(engine="streaming").equals(read)
+
+
+def test_many_files_directory_and_missing_columns(tmp_path, samples):
+    shutil.copy(samples / "ucm6510-fw1.0.2.5-cdrapi.csv", tmp_path / "a.csv")
+    (tmp_path / "b.json").write_text('{"cdr": [{"src": "2", "gds_call": "no"}]}')
+    assert cdrq.scan(tmp_path).collect().equals(cdrq.read(tmp_path))
+    assert cdrq.scan(str(tmp_path / "*.csv")).collect().equals(cdrq.read(str(tmp_path / "*.csv")))
+
+
+def test_projection_builds_only_the_columns_asked_for(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(csv_archive(1000))
+    out = cdrq.scan(path, window_bytes=4096).select("src", "billsec").collect()
+    assert out.shape == (1000, 2)
+    records, rows, cells = _core.take_counters()
+    assert (records, rows, cells) == (1000, 1000, 2000)
+
+
+def test_query_on_a_scan_filters_in_the_reader(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(csv_archive(1000))
+    qs = "caller=5300-5309,5350&callee=6@&minDur=10&maxDur=60"
+    expected = cdrq.query(cdrq.read(path), qs)
+    _core.take_counters()
+    got = cdrq.query(cdrq.scan(path, window_bytes=4096), qs).collect()
+    assert got.equals(expected)
+    assert 0 < got.height < 100
+    records, rows, _ = _core.take_counters()
+    # Every record was parsed; only the matching ones were built.
+    assert (records, rows) == (1000, got.height)
+
+
+def test_regex_items_and_zones_keep_a_superset_then_filter_exactly(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(csv_archive(500))
+    qs = "caller=53_1,@9&startTime=2024-02-01T00:00:00&endTime=2024-02-03T12:00:00"
+    for tz in ["UTC", "America/New_York"]:
+        expected = cdrq.query(cdrq.read(path, tz=tz), qs)
+        _core.take_counters()
+        assert cdrq.query(cdrq.scan(path, tz=tz), qs).collect().equals(expected)
+        _, rows, _ = _core.take_counters()
+        assert expected.height <= rows < 500
+
+
+def test_n_rows_stops_early_and_rejects_raise(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(csv_archive(2000))
+    expected = cdrq.read(path).head(7)
+    _core.take_counters()
+    assert cdrq.scan(path, window_bytes=4096).head(7).collect().equals(expected)
+    _, rows, _ = _core.take_counters()
+    assert rows < 200
+    bad = tmp_path / "bad.csv"
+    bad.write_text(csv_archive(5).replace("\n1,", "\nx,", 1))
+    with pytest.raises(cdrq.ParseError) as e:
+        cdrq.scan(bad).collect()
+    assert e.value.line == 2
+
+
+def test_sink_parquet_streams_a_scan(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(csv_archive(400))
+    cdrq.query(cdrq.scan(path), "minDur=30").sink_parquet(tmp_path / "out.parquet")
+    assert pl.read_parquet(tmp_path / "out.parquet").equals(cdrq.query(cdrq.read(path), "minDur=30"))
+
+
+def test_progress_goes_to_stderr_only_when_asked(tmp_path, capsys):
+    path = tmp_path / "a.csv"
+    path.write_text(csv_archive(300))
+    cdrq.scan(path).collect()
+    assert capsys.readouterr().err == ""
+    cdrq.scan(path, progress=True, window_bytes=2048).collect()
+    err = capsys.readouterr().err
+    assert "cdrq" in err and "records=300" in err
+
+
+def test_threads_do_not_change_the_result(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(csv_archive(3000))
+    one = cdrq.scan(path, threads=1, window_bytes=50_000).collect()
+    assert cdrq.scan(path, threads=4, window_bytes=50_000).collect().equals(one)
+
+
+text = st.text(string.digits + "ab", max_size=6)
+
+
+@given(
+    st.lists(st.tuples(text, text, st.integers(0, 400 * 86_400), st.none() | st.integers(0, 900)), max_size=30),
+    queries(),
+    st.sampled_from(["UTC", "Europe/Berlin", None]),
+    st.sampled_from(["csv", "json", "xml"]),
+    st.integers(1, 400),
+)
+def test_scan_query_equals_read_query(tmp_path_factory, rows, qs, tz, fmt, window):
+    lines = [HEADER]
+    for i, (src, dst, offset, billsec) in enumerate(rows):
+        when = (datetime(2013, 6, 1) + timedelta(seconds=offset)).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"{i + 1},{src},{dst},{when},{'' if billsec is None else billsec},ANSWERED,,")
+    data = ("\n".join(lines) + "\n").encode()
+    if fmt != "csv":
+        data = cdrq.render(cdrq.read(data, tz=None), fmt).encode()
+    path = tmp_path_factory.mktemp("scan") / f"a.{fmt}"
+    path.write_bytes(data)
+    try:
+        expected = cdrq.query(cdrq.read(path, tz=tz), qs, now=NOW)
+    except cdrq.CdrqError as e:
+        # A wall time the zone skips fails both ways.
+        with pytest.raises(type(e)):
+            cdrq.query(cdrq.scan(path, tz=tz, window_bytes=window), qs, now=NOW).collect()
+        return
+    assert cdrq.query(cdrq.scan(path, tz=tz, window_bytes=window), qs, now=NOW).collect().equals(expected)
