@@ -172,3 +172,12 @@ def test_scan_query_equals_read_query(tmp_path_factory, rows, qs, tz, fmt, windo
             cdrq.query(cdrq.scan(path, tz=tz, window_bytes=window), qs, now=NOW).collect()
         return
     assert cdrq.query(cdrq.scan(path, tz=tz, window_bytes=window), qs, now=NOW).collect().equals(expected)
+
+
+def test_many_small_files_read_side_by_side_keep_their_order(tmp_path):
+    for i in range(40):
+        (tmp_path / f"{i:02}.csv").write_text(csv_archive(20 + i, seed=i))
+    read = cdrq.read(tmp_path, threads=3)
+    assert read.height == sum(20 + i for i in range(40))
+    assert cdrq.scan(tmp_path, threads=3).collect().equals(read)
+    assert cdrq.read(sorted(tmp_path.iterdir()), threads=1).equals(read)

@@ -7,7 +7,9 @@ import os
 import pathlib
 import warnings
 import zoneinfo
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Literal, TypeVar, Union, overload
 
 import polars as pl
@@ -88,8 +90,7 @@ def read(
         return frame if on_error == "raise" else (frame, pl.DataFrame(schema=REJECT_SCHEMA))
     threads = default_threads(threads)
 
-    frames, rejects = [], []
-    for one in expand(source):
+    def read_one(one: Source) -> tuple[pl.DataFrame, list]:
         data, name = open_source(one)
         stream, bad = _core.read(
             data,
@@ -103,6 +104,11 @@ def read(
         if include_source:
             label = name or (os.fspath(one) if isinstance(one, (str, os.PathLike)) else "<bytes>")
             frame = frame.with_columns(source=pl.lit(label, pl.String))
+        return frame, bad
+
+    frames, rejects = [], []
+    # Many files are read side by side (the core releases the GIL).
+    for frame, bad in ordered_map(read_one, expand(source), threads):
         frames.append(frame)
         rejects.extend(bad)
     # Columns missing from one source are null in its rows.
@@ -110,6 +116,24 @@ def read(
     if on_error == "raise":
         return frame
     return frame, pl.DataFrame(rejects, schema=REJECT_SCHEMA, orient="row")
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int | None) -> Iterator[R]:
+    """``fn`` over ``items`` on up to ``threads`` (default: all cores)
+    threads, results in order, at most two per thread waiting."""
+    workers = max(1, threads or os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Future[R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def check_tz(tz: str | None) -> None:

@@ -20,12 +20,15 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from cdrq import _core
-from cdrq.read import Source, check_tz, default_threads, expand, localise, open_source
+from cdrq.read import Source, check_tz, default_threads, expand, localise, open_source, ordered_map
 
 #: How far a UCM wall clock can be from UTC (zones run from -12 h to +14 h,
 #: with room to spare): the reader's time bounds are widened by this unless
 #: the archive zone is UTC, and the exact bounds applied afterwards.
 ZONE_MARGIN_US = 26 * 3600 * 1_000_000
+
+#: Sources up to this size are read whole, several at once.
+EAGER_BYTES = 8 << 20
 
 INT_COLUMNS = frozenset({"AcctId", "duration", "billsec", "leg"})
 TIME_COLUMNS = frozenset({"start", "answer", "end"})
@@ -72,24 +75,34 @@ class ScanSpec:
         schema = self.schema()
         wanted = list(schema) if columns is None else list(columns)
         margin = 0 if self.tz in (None, "UTC") else ZONE_MARGIN_US
+
+        def open_scanner(source: str | bytes, name: str | None) -> Any:
+            return _core.Scanner(
+                source,
+                name=name,
+                format=self.format,
+                threads=self.threads,
+                on_error=on_error,
+                tz_label="UTC" if self.tz == "UTC" else None,
+                columns=wanted,
+                query=self.query,
+                now_us=self.now_us,
+                library=self.library,
+                margin_us=margin,
+                window_bytes=self.window_bytes,
+            )
+
+        def load(pair: tuple[str | bytes, str | None]) -> tuple[Any, list | None]:
+            """Of many sources, a small one is read whole, side by side with
+            others; the rest stream a window at a time."""
+            scanner = open_scanner(*pair)
+            size = len(pair[0]) if isinstance(pair[0], bytes) else os.path.getsize(pair[0])
+            eager = len(self.sources) > 1 and size <= EAGER_BYTES
+            return scanner, list(iter(scanner.next_window, None)) if eager else None
+
         with Progress(self) as progress:
-            for source, name in zip(self.sources, self.names, strict=True):
-                scanner = _core.Scanner(
-                    source,
-                    name=name,
-                    format=self.format,
-                    threads=self.threads,
-                    on_error=on_error,
-                    tz_label="UTC" if self.tz == "UTC" else None,
-                    columns=wanted,
-                    query=self.query,
-                    now_us=self.now_us,
-                    library=self.library,
-                    margin_us=margin,
-                    window_bytes=self.window_bytes,
-                )
-                while (window := scanner.next_window()) is not None:
-                    stream, rejects = window
+            for scanner, loaded in ordered_map(load, zip(self.sources, self.names, strict=True), self.threads):
+                for stream, rejects in loaded if loaded is not None else iter(scanner.next_window, None):
                     frame = localise(pl.DataFrame(stream), self.tz)
                     missing = [pl.lit(None, schema[c]).alias(c) for c in wanted if c not in frame.schema]
                     frame = frame.with_columns(missing).select(wanted) if missing else frame.select(wanted)
