@@ -29,9 +29,10 @@ FIELDS = [
 EPOCH = 1_700_000_000  # 2023-11-14 22:13:20
 
 
-def records(n: int, seed: int = 0) -> pl.DataFrame:
-    """``n`` realistic records as strings, in the fw 1.0.11 field order."""
-    i = pl.int_range(0, n, dtype=pl.Int64, eager=False)
+def records(n: int, seed: int = 0, first: int = 0) -> pl.DataFrame:
+    """``n`` realistic records as strings, in the fw 1.0.11 field order;
+    ``first`` numbers them on from an earlier batch (ids and times go on)."""
+    i = pl.int_range(first, first + n, dtype=pl.Int64, eager=False)
     h = (i * 2_654_435_761 + seed) % 1_000_003  # a cheap deterministic scramble
     src = (
         pl.when(h % 5 == 0)
@@ -110,6 +111,24 @@ def cached_archive(n: int, directory: Path) -> tuple[Path, Path]:
     path, twin = directory / f"ucm-{n}.csv", directory / f"twin-{n}.csv"
     if not (path.exists() and twin.exists()):
         write_archive(n, path, twin)
+    return path, twin
+
+
+def cached_big_archive(n: int, directory: Path, batch: int = 2_000_000) -> tuple[Path, Path]:
+    """Like :func:`cached_archive`, written ``batch`` records at a time so
+    that archives larger than memory can be made."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path, twin = directory / f"ucm-big-{n}.csv", directory / f"twin-big-{n}.csv"
+    if path.exists() and twin.exists():
+        return path, twin
+    partial, partial_twin = path.with_suffix(".partial"), twin.with_suffix(".partial")
+    with partial.open("w", encoding="utf-8") as out, partial_twin.open("w", encoding="utf-8") as out_twin:
+        for first in range(0, n, batch):
+            df = records(min(batch, n - first), first=first)
+            out.write("\n".join(ucm_lines(df)) + "\n")
+            df.with_columns(pl.all().replace("", None)).write_csv(out_twin, include_header=first == 0)
+    partial.rename(path)
+    partial_twin.rename(twin)
     return path, twin
 
 
