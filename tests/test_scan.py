@@ -181,3 +181,11 @@ def test_many_small_files_read_side_by_side_keep_their_order(tmp_path):
     assert read.height == sum(20 + i for i in range(40))
     assert cdrq.scan(tmp_path, threads=3).collect().equals(read)
     assert cdrq.read(sorted(tmp_path.iterdir()), threads=1).equals(read)
+
+
+def test_batch_size_caps_the_frames_handed_to_polars(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(csv_archive(1000))
+    batches = list(cdrq.scan(path, batch_size=128).collect_batches())
+    assert sum(b.height for b in batches) == 1000
+    assert max(b.height for b in batches) <= 128

@@ -43,6 +43,35 @@ def read(
 ) -> tuple[ArrowStream, list[tuple[str, int, int, str, str]]]:
     """Read one source (a path, or the bytes) into Arrow batches and rejects."""
 
+class Scanner:
+    """One source read a window at a time, with projection and a query's row filter pushed down."""
+
+    format: str
+    def __init__(
+        self,
+        source: str | bytes,
+        *,
+        name: str | None = None,
+        format: str = "auto",
+        threads: int | None = None,
+        on_error: str = "raise",
+        tz_label: str | None = None,
+        columns: list[str] | None = None,
+        query: str | None = None,
+        now_us: int = 0,
+        library: bool = False,
+        margin_us: int = 0,
+        window_bytes: int | None = None,
+    ) -> None: ...
+    def next_window(self) -> tuple[ArrowStream, list[tuple[str, int, int, str, str]]] | None: ...
+    def progress(self) -> tuple[int, int]: ...
+
+def column_names(source: str | bytes, *, name: str | None = None, format: str = "auto") -> tuple[list[str], str]:
+    """Every column a source holds, and its format (auto resolved)."""
+
+def take_counters() -> tuple[int, int, int]:
+    """(records parsed, rows built, values built) since the last call."""
+
 def is_debug_build() -> bool: ...
 def _panic_for_test() -> None: ...
 def compile_query(query: str, *, now_us: int, library: bool, groups: list[str] = ...) -> dict[str, Any]:

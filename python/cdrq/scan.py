@@ -54,6 +54,7 @@ class ScanSpec:
     threads: int | None
     window_bytes: int | None
     progress: bool
+    batch_size: int | None = None
     query: str | None = None
     now_us: int = 0
     library: bool = True
@@ -115,6 +116,7 @@ def scan(
     format: str = "auto",
     tz: str | None = "UTC",
     *,
+    batch_size: int | None = None,
     threads: int | None = None,
     window_bytes: int | None = None,
     progress: bool = False,
@@ -126,7 +128,8 @@ def scan(
     window at a time (``window_bytes``, default 16 MiB per thread, for the
     CDR API CSV; other formats a file at a time), only the columns the
     query uses are built, and ``cdrq.query(scan, qs)`` filters records in
-    the reader before building them. ``progress=True`` shows bytes,
+    the reader before building them. ``batch_size`` caps the rows of each
+    frame handed to Polars (default: Polars's hint, else a window's rows). ``progress=True`` shows bytes,
     records/s and the time left on stderr. Works with
     ``collect(engine="streaming")`` and ``sink_parquet``.
     """
@@ -148,6 +151,7 @@ def scan(
         threads=default_threads(threads),
         window_bytes=window_bytes,
         progress=progress,
+        batch_size=batch_size,
     )
     return register(spec)
 
@@ -161,6 +165,7 @@ def register(spec: ScanSpec) -> pl.LazyFrame:
     def source(
         with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
     ) -> Iterator[pl.DataFrame]:
+        rows_per_batch = spec.batch_size or batch_size
         wanted = list(spec.schema()) if with_columns is None else list(with_columns)
         needed = wanted + [c for c in _roots(predicate) if c not in wanted]
         for frame, _ in spec.windows(needed):
@@ -170,7 +175,7 @@ def register(spec: ScanSpec) -> pl.LazyFrame:
             if n_rows is not None:
                 frame = frame.head(n_rows)
                 n_rows -= frame.height
-            yield frame
+            yield from frame.iter_slices(rows_per_batch) if rows_per_batch else [frame]
             if n_rows is not None and n_rows <= 0:
                 return
 

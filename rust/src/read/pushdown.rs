@@ -164,3 +164,36 @@ impl Counters {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::compile::{Surface, compile};
+
+    fn filter(query: &str, margin: i64) -> RowFilter {
+        RowFilter::from_plan(&compile(query, 0, Surface::Library, &[]).unwrap(), margin)
+    }
+
+    #[test]
+    fn items_nulls_and_bounds() {
+        let f = filter("caller=5300,61@,@99,6300-6399&callee=@", 0);
+        for (src, keep) in [("5300", true), ("6100", true), ("1299", true), ("63-45", true), ("5301", false)] {
+            assert_eq!(f.keep(Some(src.as_bytes()), None, None, None), keep, "{src}");
+        }
+        assert!(!f.keep(None, None, None, None), "null is empty, which no caller item matches");
+        assert!(filter("caller=0-9", 0).keep(None, None, None, None), "empty has digits 0");
+        assert!(filter("caller=_1@5", 0).keep(Some(b"x"), None, None, None), "regex items keep everything");
+        let billsec = filter("minDur=10&maxDur=20", 0);
+        assert!(billsec.keep(None, None, None, Some(10)) && !billsec.keep(None, None, None, Some(21)));
+        assert!(!billsec.keep(None, None, None, None), "null billsec fails a bound");
+    }
+
+    #[test]
+    fn time_bounds_are_widened_by_the_margin() {
+        let f = filter("startTime=1970-01-02T00:00:00", ZONE_MARGIN_US);
+        let day = 86_400_000_000;
+        assert!(f.keep(None, None, Some(day - ZONE_MARGIN_US), None));
+        assert!(!f.keep(None, None, Some(day - ZONE_MARGIN_US - 1), None));
+        assert!(!f.keep(None, None, None, None));
+    }
+}
