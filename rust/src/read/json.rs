@@ -21,7 +21,7 @@
 
 use super::portsip;
 use super::records::{self, Kind, RecordSet, Row, Value};
-use super::{Input, Locator, ReadOptions, ReadOutput};
+use super::{Emit, Input, Locator, ReadOptions, ReadOutput, STOPPED};
 use crate::error::{Error, Result};
 
 struct SyntaxError {
@@ -45,6 +45,9 @@ struct Document<'a> {
     /// PortSIP: flat records under `items` (or one event object), each
     /// mapped into the UCM fields by [`portsip::derive`].
     portsip: bool,
+    /// A scan's consumer: record arrays are handed over a group of chunks
+    /// at a time instead of gathered in `done`.
+    emit: Option<Emit<'a>>,
 }
 
 /// One chunk of a record array: where it really started and ended, and
@@ -80,7 +83,18 @@ pub fn read_portsip_json(input: &Input, options: &ReadOptions) -> Result<ReadOut
     read_json(input, &options, true)
 }
 
+/// Reads UCM (or PortSIP) JSON handing record arrays to `emit` a window at
+/// a time; returns what is left (records outside the arrays, rejects).
+pub fn stream_json(input: &Input, options: &ReadOptions, portsip: bool, emit: Emit<'_>) -> Result<ReadOutput> {
+    let options = if portsip { ReadOptions { tz: Some("UTC".into()), ..options.clone() } } else { options.clone() };
+    run(input, &options, portsip, Some(emit))
+}
+
 fn read_json(input: &Input, options: &ReadOptions, portsip: bool) -> Result<ReadOutput> {
+    run(input, options, portsip, None)
+}
+
+fn run(input: &Input, options: &ReadOptions, portsip: bool, emit: Option<Emit<'_>>) -> Result<ReadOutput> {
     let buf = input.bytes();
     let syntax = |e: SyntaxError| Error::Parse(Box::new(Locator::new(input).reject(e.at, e.at, e.at, e.reason)));
     if let Err(e) = std::str::from_utf8(buf) {
@@ -88,7 +102,11 @@ fn read_json(input: &Input, options: &ReadOptions, portsip: bool) -> Result<Read
     }
     let pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
     let mut doc = Document::new(input, options, pos, portsip);
-    doc.document().map_err(syntax)?;
+    doc.emit = emit;
+    doc.document().map_err(|e| match e.reason.as_str() {
+        STOPPED => Error::Input { source: input.name.clone(), reason: e.reason },
+        _ => syntax(e),
+    })?;
     let set = std::mem::take(&mut doc.set);
     doc.done.push(records::build(input, options, set, 0..buf.len()));
     records::merge(doc.done.into_iter().collect::<Result<Vec<_>>>()?)
@@ -124,7 +142,7 @@ fn element_bounds(buf: &[u8], first: usize, target: usize) -> Vec<usize> {
 impl<'a> Document<'a> {
     fn new(input: &'a Input, options: &'a ReadOptions, pos: usize, portsip: bool) -> Self {
         let buf = input.bytes();
-        Self { input, options, buf, pos, set: RecordSet::default(), done: Vec::new(), portsip }
+        Self { input, options, buf, pos, set: RecordSet::default(), done: Vec::new(), portsip, emit: None }
     }
 
     /// An array of records at `pos`: split into chunks at element starts,
@@ -161,11 +179,30 @@ impl<'a> Document<'a> {
                 Err(e) => Chunk { start, end: doc.pos, closed: true, result: Err(e) },
             }
         };
-        let chunks = super::parse_chunks(&bounds, parse);
-        let last = chunks.len() - 1;
-        let end = chunks[last].end;
-        for chunk in chunks {
-            self.done.push(chunk.result?);
+        // Read whole: every chunk at once. Scanned: a group at a time, each
+        // handed over before the next is parsed.
+        let group = if self.emit.is_some() { 4 * threads } else { usize::MAX };
+        let (mut end, mut failed, mut stopped) = (first, None, false);
+        let (emit, done) = (self.emit, &mut self.done);
+        super::parse_chunk_groups(&bounds, group, parse, |chunks| {
+            for chunk in chunks {
+                end = chunk.end;
+                match (chunk.result, emit) {
+                    (Err(e), _) => failed = Some(e),
+                    (Ok(output), Some(emit)) => stopped = !emit(output, chunk.end),
+                    (Ok(output), None) => done.push(output),
+                }
+                if failed.is_some() || stopped {
+                    return false;
+                }
+            }
+            true
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if stopped {
+            return Err(SyntaxError { at: end, reason: STOPPED.into() });
         }
         self.pos = end;
         self.eat(b']')

@@ -25,6 +25,7 @@ use crate::error::{Error, Reject, Result};
 use pushdown::Pushdown;
 
 /// The bytes of one source and the name errors give it.
+#[derive(Clone)]
 pub struct Input {
     pub name: String,
     pub data: Buffer,
@@ -221,6 +222,46 @@ pub fn parse_chunks<C: Chunk + Send>(bounds: &[usize], parse: impl Fn(usize, usi
     chunks.truncate(last + 1);
     chunks
 }
+
+/// [`parse_chunks`] over `bounds` a group of `group` chunks at a time,
+/// each group starting where the last one really ended; `on_group` gets
+/// each group's chunks in order and returns `false` to stop. A scan uses
+/// this to hand over a window of records while the next is parsed later.
+pub fn parse_chunk_groups<C: Chunk + Send>(
+    bounds: &[usize],
+    group: usize,
+    parse: impl Fn(usize, usize) -> C + Sync,
+    mut on_group: impl FnMut(Vec<C>) -> bool,
+) {
+    let last_index = bounds.len() - 1;
+    let (mut pos, mut i) = (bounds[0], 0);
+    loop {
+        // Skip the nominal starts a long element already ran past.
+        while i < last_index && bounds[i + 1] <= pos {
+            i += 1;
+        }
+        if i >= last_index {
+            return;
+        }
+        let end = i.saturating_add(group.max(1)).min(last_index);
+        let window: Vec<usize> = std::iter::once(pos).chain(bounds[i + 1..=end].iter().copied()).collect();
+        let chunks = parse_chunks(&window, &parse);
+        let last = &chunks[chunks.len() - 1];
+        let finished = last.is_last() || end == last_index;
+        pos = last.span().1;
+        if !on_group(chunks) || finished {
+            return;
+        }
+        i = end;
+    }
+}
+
+/// Receives each window of records a nested-format reader built and the
+/// input offset it reached; returns `false` to stop the read.
+pub type Emit<'a> = &'a dyn Fn(Result<ReadOutput>, usize) -> bool;
+
+/// The reason of the error a reader returns when its [`Emit`] stopped it.
+pub const STOPPED: &str = "stopped by the reader's consumer";
 
 /// Turns byte offsets into 1-based lines and character columns, sweeping
 /// forward through the input (restarting only if asked to go back).

@@ -5,12 +5,18 @@
 //! parsed in parallel chunks, exactly as a whole-file read would), and the
 //! pages of a window already handed over are given back to the kernel, so
 //! resident memory follows the window size, not the file size. The nested
-//! formats (JSON, XML) and the web UI download are read whole, as one
-//! window: their records are only known once their document is parsed.
+//! formats (JSON, XML) are parsed on a worker thread that hands over a
+//! group of chunks at a time through a channel of one slot, so it runs at
+//! most one window ahead of the consumer. The web UI download (small, and
+//! its legs numbered from the last main row) is read whole.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
 
 use super::csv::{CsvPlan, Dialect, read_window};
 use super::pushdown::{Pushdown, RowFilter};
-use super::{Format, Input, ReadOptions, ReadOutput, decompress};
+use super::{Format, Input, ReadOptions, ReadOutput, STOPPED, decompress, json, xml};
 use crate::error::{Error, Result};
 
 /// Bytes of CSV per window and worker thread.
@@ -20,13 +26,24 @@ pub struct Stream {
     input: Input,
     format: Format,
     options: ReadOptions,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Arc<rayon::ThreadPool>>,
     window_bytes: usize,
     state: State,
 }
 
 enum State {
-    Csv { plan: Box<CsvPlan>, pos: usize, released: usize },
+    Csv {
+        plan: Box<CsvPlan>,
+        pos: usize,
+        released: usize,
+    },
+    /// A worker parsing JSON or XML; each message is a window and the
+    /// input offset it reached.
+    Worker {
+        windows: Receiver<(Result<ReadOutput>, usize)>,
+        reached: usize,
+        released: usize,
+    },
     Whole,
     Done,
 }
@@ -40,12 +57,12 @@ impl Stream {
         let format = if format == Format::Auto { Format::sniff(input.bytes()) } else { format };
         let pool = match options.threads {
             None => None,
-            Some(n) => Some(
+            Some(n) => Some(Arc::new(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n.max(1))
                     .build()
                     .map_err(|e| Error::Input { source: input.name.clone(), reason: e.to_string() })?,
-            ),
+            )),
         };
         let threads = pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
         let window_bytes = window_bytes.unwrap_or(WINDOW_BYTES_PER_THREAD * threads).max(1);
@@ -54,6 +71,13 @@ impl Stream {
                 let plan = Box::new(CsvPlan::new(&input, &options, Dialect::Api)?);
                 let pos = plan.data_start;
                 State::Csv { plan, pos, released: 0 }
+            }
+            Format::UcmJson | Format::PortsipJson | Format::UcmXml => {
+                // A window is a group of 4 chunks per thread.
+                let chunk_bytes = options.chunk_bytes.or(Some((window_bytes / (4 * threads)).clamp(1, 32 << 20)));
+                let options = ReadOptions { chunk_bytes, ..options.clone() };
+                let windows = spawn_worker(input.clone(), format, options, pool.clone());
+                State::Worker { windows, reached: 0, released: 0 }
             }
             _ => State::Whole,
         };
@@ -84,11 +108,52 @@ impl Stream {
         let total = self.input.bytes().len();
         let done = match &self.state {
             State::Csv { pos, .. } => *pos,
+            State::Worker { reached, .. } => *reached,
             State::Whole => 0,
             State::Done => total,
         };
         (done, total)
     }
+}
+
+/// Starts the worker that parses a JSON or XML input and sends its windows.
+fn spawn_worker(
+    input: Input,
+    format: Format,
+    options: ReadOptions,
+    pool: Option<Arc<rayon::ThreadPool>>,
+) -> Receiver<(Result<ReadOutput>, usize)> {
+    // One window in the channel, one being built: the worker stays close.
+    let (sender, receiver) = sync_channel(1);
+    std::thread::spawn(move || {
+        let len = input.bytes().len();
+        // An error window stops the read: nothing after it is sent.
+        let emit = |output: Result<ReadOutput>, end: usize| {
+            let ok = output.is_ok();
+            sender.send((output, end)).is_ok() && ok
+        };
+        let work = || match format {
+            Format::UcmXml => xml::stream_xml(&input, &options, &emit),
+            _ => json::stream_json(&input, &options, format == Format::PortsipJson, &emit),
+        };
+        let rest = catch_unwind(AssertUnwindSafe(|| match &pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::Input {
+                source: input.name.clone(),
+                reason: format!("internal error (please report): {message}"),
+            })
+        });
+        let _ = sender.send((rest, len));
+    });
+    receiver
 }
 
 fn step(
@@ -100,6 +165,24 @@ fn step(
 ) -> Result<Option<ReadOutput>> {
     match state {
         State::Done => Ok(None),
+        State::Worker { windows, reached, released } => match windows.recv() {
+            Ok((Ok(output), end)) => {
+                // The window before this one has been handed over by now.
+                input.release(*released, *reached);
+                *released = *reached;
+                *reached = end;
+                Ok(Some(output))
+            }
+            Ok((Err(Error::Input { reason, .. }), _)) if reason == STOPPED => {
+                *state = State::Done;
+                Ok(None)
+            }
+            Ok((Err(e), _)) => Err(e),
+            Err(_) => {
+                *state = State::Done;
+                Ok(None)
+            }
+        },
         State::Whole => {
             *state = State::Done;
             super::read(input, format, options).map(Some)
@@ -132,8 +215,16 @@ pub fn column_names(input: Input, format: Format, options: &ReadOptions) -> Resu
     let names = match &stream.state {
         State::Csv { plan, .. } => plan.names().to_vec(),
         _ => {
-            let output = stream.next_window()?.unwrap_or_else(|| unreachable!("a whole read yields once"));
-            output.schema.fields().iter().map(|f| f.name().clone()).collect()
+            // Keys beyond the data model may first appear in any window.
+            let mut names: Vec<String> = Vec::new();
+            while let Some(output) = stream.next_window()? {
+                for field in output.schema.fields() {
+                    if !names.contains(field.name()) {
+                        names.push(field.name().clone());
+                    }
+                }
+            }
+            names
         }
     };
     Ok((names, stream.format))
@@ -197,6 +288,45 @@ mod tests {
         assert_eq!(got, expected);
         // Other tests run beside this one: the counters only grow.
         assert!(COUNTERS.rows.load(std::sync::atomic::Ordering::Relaxed) >= expected.len() as u64);
+    }
+
+    #[test]
+    fn json_and_xml_come_a_window_at_a_time_in_order() {
+        let records: Vec<String> = (1..=300).map(|i| format!(r#"{{"AcctId": "{i}", "src": "53{i}"}}"#)).collect();
+        let json = format!(r#"{{"cdr": [{}]}}"#, records.join(", ")).into_bytes();
+        let calls: Vec<String> = (1..=300).map(|i| format!("<cdr><AcctId>{i}</AcctId><src>x</src></cdr>")).collect();
+        let xml = format!("<cdr_root>{}</cdr_root>", calls.concat()).into_bytes();
+        for data in [json, xml] {
+            let options = ReadOptions { threads: Some(2), ..ReadOptions::default() };
+            let mut stream = Stream::open(Input::from_vec("t", data), Format::Auto, options, Some(2000)).unwrap();
+            let mut windows = 0;
+            let mut got = Vec::new();
+            while let Some(window) = stream.next_window().unwrap() {
+                windows += 1;
+                for batch in window.batches {
+                    let column = batch.column(batch.schema().index_of("AcctId").unwrap());
+                    got.extend(column.as_primitive::<Int64Type>().iter().flatten());
+                }
+            }
+            assert_eq!(got, (1..=300).collect::<Vec<_>>());
+            assert!(windows > 3, "{windows} windows");
+        }
+    }
+
+    #[test]
+    fn a_bad_record_stops_a_json_stream_with_its_error() {
+        let json = br#"{"cdr": [{"AcctId": "1"}, {"AcctId": "x"}, {"AcctId": "3"}]}"#.to_vec();
+        let mut stream =
+            Stream::open(Input::from_vec("t", json), Format::Auto, ReadOptions::default(), Some(1)).unwrap();
+        let error = loop {
+            match stream.next_window() {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the bad record was not reported"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        assert!(error.contains("AcctId is not an integer"), "{error}");
+        assert!(stream.next_window().unwrap().is_none());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 
 use super::records::{self, Kind, RecordSet, Row, Value};
-use super::{Input, Locator, ReadOptions, ReadOutput};
+use super::{Emit, Input, Locator, ReadOptions, ReadOutput, STOPPED};
 use crate::error::{Error, Result};
 
 /// The text of the field element being read.
@@ -90,6 +90,16 @@ struct OpenCall {
 /// does not start where its predecessor ended (its `<cdr` was not a call)
 /// is parsed again from there, so the result is the one-pass result.
 pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {
+    run(input, options, None)
+}
+
+/// Reads UCM XML handing calls to `emit` a window at a time; returns what
+/// is left (nothing but an empty output, for XML).
+pub fn stream_xml(input: &Input, options: &ReadOptions, emit: Emit<'_>) -> Result<ReadOutput> {
+    run(input, options, Some(emit))
+}
+
+fn run(input: &Input, options: &ReadOptions, emit: Option<Emit<'_>>) -> Result<ReadOutput> {
     let buf = input.bytes();
     let syntax = |at: usize, reason: String| Error::Parse(Box::new(Locator::new(input).reject(at, at, at, reason)));
     let text = std::str::from_utf8(buf).map_err(|e| syntax(e.valid_up_to(), "invalid UTF-8".into()))?;
@@ -102,14 +112,35 @@ pub fn read_ucm_xml(input: &Input, options: &ReadOptions) -> Result<ReadOutput> 
         return records::merge(part.result?);
     }
     let parse = |start: usize, nominal_end: usize| parse_part(input, options, text, start, nominal_end, 1);
-    let chunks = super::parse_chunks(&bounds, parse);
-    let last = chunks.len() - 1;
-    if chunks[last].result.is_ok() && !chunks[last].closed {
-        return Err(syntax(buf.len(), "invalid XML: unclosed element".into()));
+    // Read whole: every chunk at once. Scanned: a group at a time, each
+    // handed over before the next is parsed.
+    let group = if emit.is_some() { 4 * threads } else { usize::MAX };
+    let (mut outputs, mut closed, mut failed, mut stopped) = (Vec::new(), false, None, false);
+    super::parse_chunk_groups(&bounds, group, parse, |parts| {
+        for part in parts {
+            closed = part.closed;
+            match (part.result, emit) {
+                (Err(e), _) => failed = Some(e),
+                (Ok(built), Some(emit)) => {
+                    let end = part.end;
+                    stopped = !built.into_iter().all(|output| emit(Ok(output), end));
+                }
+                (Ok(built), None) => outputs.extend(built),
+            }
+            if failed.is_some() || stopped {
+                return false;
+            }
+        }
+        true
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
-    let mut outputs = Vec::new();
-    for chunk in chunks {
-        outputs.extend(chunk.result?);
+    if stopped {
+        return Err(Error::Input { source: input.name.clone(), reason: STOPPED.into() });
+    }
+    if !closed {
+        return Err(syntax(buf.len(), "invalid XML: unclosed element".into()));
     }
     records::merge(outputs)
 }
