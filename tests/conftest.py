@@ -15,6 +15,6 @@ settings.register_profile("slow", max_examples=1000, deadline=None, suppress_hea
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def samples() -> Path:
     return SAMPLES

@@ -63,6 +63,27 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--to", required=True, metavar="DIR", help="the dataset directory")
     c.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
     c.add_argument("--format", default="auto", help="input format (default: auto)")
+    s = commands.add_parser(
+        "serve",
+        help="answer the UCM's /cdrapi and /recapi (and the new /api) over HTTPS",
+        description="Serves ARCHIVE (files, globs, directories or a dataset) as a UCM serves its CDR API: "
+        "/cdrapi and /recapi with Digest authentication on --port, the UCM63xx JSON API on --api-port.",
+        epilog="example:\n  cdrq serve dataset/ --self-signed --user cdrapi --password s3cret "
+        "--permit 10.0.0.0/8 --recordings /var/spool/asterisk",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("archive", nargs="+", help="files, globs, directories or a dataset directory")
+    s.add_argument("--cert", help="TLS certificate (PEM)")
+    s.add_argument("--key", help="TLS private key (PEM)")
+    s.add_argument("--self-signed", action="store_true", help="make a throw-away certificate instead")
+    s.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    s.add_argument("--port", type=int, default=8443, help="legacy API port (default 8443)")
+    s.add_argument("--api-port", type=int, default=8089, help="new JSON API port (default 8089; 0: off)")
+    s.add_argument("--user", required=True)
+    s.add_argument("--password", required=True)
+    s.add_argument("--permit", nargs="*", default=[], metavar="CIDR", help="networks allowed in (none: nobody)")
+    s.add_argument("--recordings", help="the recordings root /recapi serves")
+    s.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
     for sub in (q, c):
         sub.add_argument(
             "--progress",
@@ -71,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             help="show progress on stderr (default: when it is a terminal)",
         )
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve_command(parser, args)
     if args.command == "convert":
         try:
             source = args.source if len(args.source) > 1 else args.source[0]
@@ -107,6 +130,35 @@ def main(argv: list[str] | None = None) -> int:
     except _core.CdrqError as e:
         print(f"cdrq: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    import asyncio
+    import tempfile
+    from pathlib import Path
+
+    from cdrq import server
+
+    if args.self_signed == bool(args.cert and args.key):
+        parser.error("give --cert and --key, or --self-signed")
+    if not args.permit:
+        print("cdrq: no --permit networks: every request will be refused (403), as on the UCM", file=sys.stderr)
+    try:
+        source = args.archive if len(args.archive) > 1 else args.archive[0]
+        archive = server.open_archive(
+            source, user=args.user, password=args.password, permit=args.permit, recordings=args.recordings, tz=args.tz
+        )
+    except _core.CdrqError as e:
+        print(f"cdrq: {e}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = server.self_signed(Path(tmp)) if args.self_signed else (args.cert, args.key)
+        servers = server.servers(
+            archive, cert=str(cert), key=str(key), host=args.host, port=args.port, api_port=args.api_port
+        )
+        print(f"cdrq: serving {archive.frame.height} records on https://{args.host}:{args.port}", file=sys.stderr)
+        asyncio.run(server.serve_forever(servers))
     return 0
 
 
