@@ -18,3 +18,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 @pytest.fixture(scope="session")
 def samples() -> Path:
     return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def tls(tmp_path_factory) -> Path:
+    """A test CA (``ca.pem``) and a loopback certificate it signed
+    (``cert.pem``, ``key.pem``)."""
+    import trustme
+
+    ca = trustme.CA()
+    directory = tmp_path_factory.mktemp("tls")
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    leaf.private_key_pem.write_to_path(directory / "key.pem")
+    leaf.cert_chain_pems[0].write_to_path(directory / "cert.pem")
+    ca.cert_pem.write_to_path(directory / "ca.pem")
+    return directory

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import trustme
 import uvicorn
 
 import cdrq
@@ -62,17 +61,6 @@ class Running:
             s.should_exit = True
         for t in self.threads:
             t.join(5)
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory):
-    ca = trustme.CA()
-    directory = tmp_path_factory.mktemp("tls")
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    leaf.private_key_pem.write_to_path(directory / "key.pem")
-    leaf.cert_chain_pems[0].write_to_path(directory / "cert.pem")
-    ca.cert_pem.write_to_path(directory / "ca.pem")
-    return directory
 
 
 @pytest.fixture(scope="module")

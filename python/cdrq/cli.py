@@ -84,6 +84,24 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--permit", nargs="*", default=[], metavar="CIDR", help="networks allowed in (none: nobody)")
     s.add_argument("--recordings", help="the recordings root /recapi serves")
     s.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
+    p = commands.add_parser(
+        "pull",
+        help="fetch every CDR (and recording) from a UCM into a dataset, incrementally",
+        description="Pulls the UCM at URL (https://host:8443 legacy API, https://host:8089 new API) month by month "
+        "into the Parquet dataset --to; resumes where the last pull stopped.",
+        epilog="example:\n  cdrq pull https://pbx.example:8443 --user cdrapi --password s3cret --to ds/ --recordings",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("url")
+    p.add_argument("--user", required=True)
+    p.add_argument("--password", required=True)
+    p.add_argument("--to", required=True, metavar="DIR", help="the dataset directory")
+    p.add_argument("--since", help="first day to pull (YYYY-MM-DD; default: where the last pull stopped)")
+    p.add_argument("--recordings", action="store_true", help="also download the recordings records name")
+    p.add_argument("--api", default="auto", choices=["auto", "legacy", "new"])
+    p.add_argument("--ca", help="CA certificate to verify the PBX with")
+    p.add_argument("--insecure", action="store_true", help="do not verify the PBX's certificate")
+    p.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
     for sub in (q, c):
         sub.add_argument(
             "--progress",
@@ -94,6 +112,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(parser, args)
+    if args.command == "pull":
+        from cdrq.pull import pull
+
+        try:
+            counts = pull(
+                args.url,
+                args.to,
+                user=args.user,
+                password=args.password,
+                since=args.since,
+                recordings=args.recordings,
+                api=args.api,
+                ca=args.ca,
+                insecure=args.insecure,
+                tz=args.tz,
+            )
+        except _core.CdrqError as e:
+            print(f"cdrq: {e}", file=sys.stderr)
+            return 1
+        print(json.dumps(counts))
+        return 0
     if args.command == "convert":
         try:
             source = args.source if len(args.source) > 1 else args.source[0]

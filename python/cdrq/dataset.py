@@ -75,8 +75,7 @@ def convert(
     root = pathlib.Path(to)
     root.mkdir(parents=True, exist_ok=True)
     manifest = root / MANIFEST
-    runs = [json.loads(line) for line in manifest.read_text().splitlines()] if manifest.exists() else []
-    run = max((r["run"] for r in runs), default=0) + 1
+    run = next_run(root)
     writer = MonthWriter(root, run, tz)
     totals = {"records": 0, "written": 0, "duplicates": 0, "rejects": 0}
     rejects: list[tuple] = []
@@ -131,6 +130,7 @@ class MonthWriter:
 
     def __init__(self, root: pathlib.Path, run: int, tz: str | None) -> None:
         self.root, self.run, self.tz = root, run, tz
+        (root / MANIFEST).touch()  # the directory is a dataset from its first part on
         self.keys: dict[tuple[str, str], pl.DataFrame] = {}
         self.whole: dict[tuple[str, str], pl.DataFrame] = {}
         self.sequence = 0
@@ -184,10 +184,27 @@ class MonthWriter:
         self.whole[month] = existing.filter(~keyed).collect()
 
 
+def next_run(root: pathlib.Path) -> int:
+    """The number of the next run writing into the dataset at ``root``."""
+    manifest = root / MANIFEST
+    runs = [json.loads(line) for line in manifest.read_text().splitlines()] if manifest.exists() else []
+    return max((r["run"] for r in runs), default=0) + 1
+
+
 def atomic_parquet(frame: pl.DataFrame, path: pathlib.Path) -> None:
     """Writes ``path`` whole or not at all."""
     tmp = path.with_name(f".{path.name}.tmp")
     frame.write_parquet(tmp)
     with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write(path: pathlib.Path, data: bytes) -> None:
+    """Writes ``path`` whole or not at all."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -61,7 +61,7 @@ def render(frame: pl.DataFrame | pl.LazyFrame, format: str = "csv", *, legs_of: 
         legs = frame.filter(pl.col("cdr_kind").ne_missing("main"))
         if "session" in source.columns:
             sessions = legs["session"].drop_nulls().unique()
-            mains = source.filter((pl.col("cdr_kind") == "main") & pl.col("session").is_in(sessions))
+            mains = source.filter((pl.col("cdr_kind") == "main") & pl.col("session").is_in(sessions.implode()))
     return _core.render(as_text(legs, columns), as_text(mains, columns), format)
 
 

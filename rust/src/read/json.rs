@@ -397,8 +397,7 @@ impl<'a> Document<'a> {
                     let last_field = self.set.fields.len();
                     self.set.rows.push(Row { kind: Kind::Record, start, end, first_field, last_field });
                 } else {
-                    // Main first, then legs by number (stable for duplicates).
-                    legs.sort_by_key(|leg| leg.kind.order());
+                    records::order_call(&mut legs);
                     self.set.rows.extend(legs);
                 }
                 Ok(())

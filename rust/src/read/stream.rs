@@ -92,10 +92,12 @@ impl Stream {
     /// The next window's batches and rejects; `None` once the input is done.
     pub fn next_window(&mut self) -> Result<Option<ReadOutput>> {
         let result = match &self.pool {
-            Some(pool) => {
+            // Waiting for the worker must not happen on a pool thread: one
+            // blocked there could hold a join the worker's parse needs.
+            Some(pool) if !matches!(self.state, State::Worker { .. }) => {
                 pool.install(|| step(&self.input, &self.options, self.format, self.window_bytes, &mut self.state))
             }
-            None => step(&self.input, &self.options, self.format, self.window_bytes, &mut self.state),
+            _ => step(&self.input, &self.options, self.format, self.window_bytes, &mut self.state),
         };
         if result.is_err() {
             self.state = State::Done;

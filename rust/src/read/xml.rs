@@ -375,7 +375,7 @@ fn close(
             let last_field = set.fields.len();
             set.rows.push(Row { kind: Kind::Record, start: c.start, end, first_field: c.first_field, last_field });
         } else {
-            c.legs.sort_by_key(|leg| leg.kind.order());
+            records::order_call(&mut c.legs);
             set.rows.extend(c.legs);
         }
     }
