@@ -102,6 +102,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ca", help="CA certificate to verify the PBX with")
     p.add_argument("--insecure", action="store_true", help="do not verify the PBX's certificate")
     p.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
+    li = commands.add_parser(
+        "listen",
+        help="receive the UCM's CDR real-time output (or PortSIP's webhook) into a dataset",
+        description="Accepts CDRs pushed by the PBX over TCP (or HTTP POST with --http), in JSON or XML, "
+        "journals each record durably before anything else and folds them into the dataset --to.",
+        epilog="example:\n  cdrq listen --port 9000 --to dataset/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    li.add_argument("--port", type=int, required=True)
+    li.add_argument("--host", default="0.0.0.0")
+    li.add_argument("--to", required=True, metavar="DIR", help="the dataset directory")
+    li.add_argument("--http", action="store_true", help="HTTP POSTs instead of raw TCP (PortSIP's webhook too)")
+    li.add_argument("--cert", help="TLS certificate (PEM)")
+    li.add_argument("--key", help="TLS private key (PEM)")
+    li.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
+    li.add_argument("--fold-every", type=float, default=5.0, help="seconds between folds into the dataset")
     for sub in (q, c):
         sub.add_argument(
             "--progress",
@@ -112,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(parser, args)
+    if args.command == "listen":
+        import asyncio
+
+        from cdrq.listen import Listener
+
+        listener = Listener(args.to, tz=args.tz, fold_every=args.fold_every)
+        print(f"cdrq: listening on {args.host}:{args.port} ({'http' if args.http else 'tcp'})", file=sys.stderr)
+        asyncio.run(listener.serve(args.host, args.port, http=args.http, cert=args.cert, key=args.key))
+        return 0
     if args.command == "pull":
         from cdrq.pull import pull
 

@@ -4,7 +4,7 @@ Layout of a dataset directory::
 
     DIR/_cdrq_manifest.jsonl          one line per source read, per run
     DIR/_rejects/run-000001.parquet   the records a run could not read
-    DIR/year=2024/month=05/part-000001-000000.parquet
+    DIR/year=2024/month=05/part-000001-000000-1a2b3c4d.parquet
 
 Months are those of ``start`` in the archive zone; records without a start
 go to ``year=__HIVE_DEFAULT_PARTITION__`` (null when read back). A run
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -46,7 +47,12 @@ def scan_dataset(directory: str | os.PathLike[str], tz: str | None = "UTC") -> p
     files = parts(pathlib.Path(directory))
     if not files:
         raise CdrqError(f"dataset {os.fspath(directory)!r} holds no records yet")
-    frame = pl.scan_parquet(files, hive_partitioning=True).drop("year", "month", strict=False)
+    # Parts of other sources may hold other columns: read them all by the union.
+    schema: dict[str, pl.DataType] = {}
+    for f in files:
+        for name, dtype in pl.read_parquet_schema(f).items():
+            schema.setdefault(name, dtype)
+    frame = pl.scan_parquet(files, schema=schema, missing_columns="insert", hive_partitioning=False)
     return localise(frame, tz)
 
 
@@ -142,7 +148,9 @@ class MonthWriter:
             if fresh.height:
                 directory = self.root / f"year={year}" / f"month={month}"
                 directory.mkdir(parents=True, exist_ok=True)
-                atomic_parquet(fresh, directory / f"part-{self.run:06d}-{self.sequence:06d}.parquet")
+                # The random tail keeps two writers of one run number apart.
+                name = f"part-{self.run:06d}-{self.sequence:06d}-{secrets.token_hex(4)}.parquet"
+                atomic_parquet(fresh, directory / name)
                 self.sequence += 1
                 written += fresh.height
         return written
