@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--to", required=True, metavar="DIR", help="the dataset directory")
     p.add_argument("--since", help="first day to pull (YYYY-MM-DD; default: where the last pull stopped)")
     p.add_argument("--recordings", action="store_true", help="also download the recordings records name")
-    p.add_argument("--api", default="auto", choices=["auto", "legacy", "new"])
+    p.add_argument("--api", default="auto", choices=["auto", "legacy", "new", "portsip"])
     p.add_argument("--ca", help="CA certificate to verify the PBX with")
     p.add_argument("--insecure", action="store_true", help="do not verify the PBX's certificate")
     p.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")

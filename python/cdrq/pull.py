@@ -11,6 +11,11 @@ skips what is already there (same ``session``, ``AcctId``, ``cdr_kind``,
 ``DATASET/_cdrq_pull_state.json`` after every page: an interrupted pull
 resumes there with neither gap nor duplicate.
 
+PortSIP (``api="portsip"``): ``POST /api/login`` for a bearer token
+(renewed before it expires), ``GET /api/cdrs`` with ``filter``,
+``orderby``, ``top`` and ``skip`` by ``started_at`` from the last record
+pulled, and recordings from ``/api/recordings`` + ``/api/blobs/{digest}``.
+
 Both UCM APIs: the legacy ``/cdrapi`` with Digest authentication, and the
 UCM63xx JSON API (``challenge`` → ``login`` → cookie; a ``-6`` answer
 logs in again). TLS is verified unless ``insecure=True``; ``ca`` names a
@@ -159,7 +164,8 @@ def pull(
 ) -> dict[str, int]:
     """Pulls the PBX at ``url`` (``https://host:8443`` for the legacy API,
     ``https://host:8089`` for the new one; ``api`` ``"legacy"``, ``"new"``
-    or ``"auto"``) into the dataset ``to``. ``since`` defaults to where
+    or ``"auto"``; ``"portsip"`` for a PortSIP PBX's REST API) into the
+    dataset ``to``. ``since`` defaults to where
     the last pull stopped, else three months back (the UCM keeps three);
     ``max_pages`` stops early (what was written stays, and the next pull
     goes on from there). Returns counts: ``pages``, ``records``,
@@ -178,9 +184,21 @@ def pull(
     counts = {"pages": 0, "records": 0, "written": 0, "recordings": 0}
     run = next_run(root)
     writer = MonthWriter(root, run, tz)
+
+    def save_state(new: dict[str, Any]) -> None:
+        states[url] = new
+        atomic_write(state_path, json.dumps(states).encode())
+
     with httpx.Client(verify=verify, timeout=60) as http:
-        client = connect(http, url.rstrip("/"), user, password, api)
-        for month, first, last in months(since, today):
+        if api == "portsip":
+            client = PortsipClient(http, url.rstrip("/"), user, password)
+            args = (client, root, writer, state, since, page_size, max_pages, recordings, tz, save_state)
+            counts = pull_portsip(*args)
+            months_to_walk: Iterator[tuple[str, str, str]] = iter(())
+        else:
+            client = connect(http, url.rstrip("/"), user, password, api)
+            months_to_walk = months(since, today)
+        for month, first, last in months_to_walk:
             offset = state.get("offset", 0) if state.get("month") == month else 0
             previous = None
             while max_pages is None or counts["pages"] < max_pages:
@@ -205,8 +223,7 @@ def pull(
                     counts["recordings"] += fetch_recordings(client, frame, root / RECORDINGS)
                 offset += legs
                 state = {"month": month, "offset": offset}
-                states[url] = state
-                atomic_write(state_path, json.dumps(states).encode())
+                save_state(state)
                 if legs < page_size:
                     break
             if max_pages is not None and counts["pages"] >= max_pages:
@@ -221,6 +238,88 @@ def pull(
     with (root / MANIFEST).open("a") as f:
         f.write(json.dumps(line) + "\n")
     return counts
+
+
+class PortsipClient:
+    """PortSIP's REST API: a bearer token from ``POST /api/login``, renewed
+    a minute before it expires (or on a 401)."""
+
+    def __init__(self, http: httpx.Client, base: str, user: str, password: str) -> None:
+        self.http, self.base, self.user, self.password = http, base, user, password
+        self.token: str | None = None
+        self.expires = 0.0
+
+    def login(self) -> None:
+        body = {"name": self.user, "password": self.password}
+        answer = send(lambda: self.http.post(f"{self.base}/api/login", json=body), allow=(401, 403))
+        if answer.status_code != 200:
+            raise PullError(f"{self.base}: login refused (HTTP {answer.status_code})")
+        data = answer.json()
+        self.token = data["access_token"]
+        self.expires = time.monotonic() + float(data.get("expires_in", 3600))
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        for _ in range(2):
+            if self.token is None or time.monotonic() > self.expires - 60:
+                self.login()
+            response = send(
+                lambda token=self.token: self.http.get(
+                    f"{self.base}{path}", params=params, headers={"authorization": f"Bearer {token}"}
+                ),
+                allow=(401,),
+            )
+            if response.status_code == 401:
+                self.token = None
+                continue
+            return response
+        raise PullError(f"{self.base}: the PBX keeps refusing a fresh token")
+
+
+def pull_portsip(
+    client: PortsipClient, root: pathlib.Path, writer: MonthWriter, state: dict[str, Any], since: dt.date,
+    page_size: int, max_pages: int | None, recordings: bool, tz: str | None, save_state,
+) -> dict[str, int]:  # fmt: skip
+    """CDRs by ``started_at`` from the last one pulled (inclusive: the
+    dataset skips what it has), ``top``/``skip`` pages; then recordings."""
+    counts = {"pages": 0, "records": 0, "written": 0, "recordings": 0}
+    start = state.get("started_at") or f"{since.isoformat()}T00:00:00Z"
+    skip, newest = 0, start
+    while max_pages is None or counts["pages"] < max_pages:
+        params = {"filter": f"started_at ge '{start}'", "orderby": "started_at asc", "top": page_size, "skip": skip}
+        page = client.get("/api/cdrs", params).content
+        items = json.loads(page).get("items") or []
+        frame = read(page, format="portsip-json", tz=tz) if items else None
+        counts["pages"] += 1
+        if frame is not None:
+            counts["records"] += frame.height
+            counts["written"] += writer.write(frame)
+            newest = max([newest, *(i.get("started_at") or newest for i in items)])
+        skip += len(items)
+        save_state({"started_at": newest})
+        if len(items) < page_size:
+            break
+    if recordings:
+        counts["recordings"] = fetch_portsip_recordings(client, root / RECORDINGS, page_size)
+    return counts
+
+
+def fetch_portsip_recordings(client: PortsipClient, directory: pathlib.Path, page_size: int) -> int:
+    fetched, skip = 0, 0
+    while True:
+        items = client.get("/api/recordings", {"top": page_size, "skip": skip}).json().get("items") or []
+        for item in items:
+            digest = str(item.get("digest", ""))
+            name = str(item.get("file_name") or digest).rsplit("/", 1)[-1]
+            if not digest or not name or name.startswith(".") or (directory / name).exists():
+                continue
+            blob = client.get(f"/api/blobs/{digest}")
+            if blob.status_code == 200:
+                directory.mkdir(parents=True, exist_ok=True)
+                atomic_write(directory / name, blob.content)
+                fetched += 1
+        skip += len(items)
+        if len(items) < page_size:
+            return fetched
 
 
 def connect(http: httpx.Client, base: str, user: str, password: str, api: str) -> LegacyClient | NewApiClient:
