@@ -143,3 +143,19 @@ def test_http_post_and_portsip_webhook_at_least_once(tmp_path, samples):
     assert sorted(back["AcctId"].drop_nulls().to_list())[:2] == [1, 2]
     kept = list((ds / "_incoming" / "unparsed").iterdir())
     assert [p.read_bytes() for p in kept] == [b"garbage"]
+
+
+def test_https_post_over_tls(tmp_path, tls):
+    import ssl
+
+    port, ds = free_port(), tmp_path / "ds"
+    proc = start(ds, port, "--http", "--cert", str(tls / "cert.pem"), "--key", str(tls / "key.pem"))
+    try:
+        context = ssl.create_default_context(cafile=str(tls / "ca.pem"))
+        with httpx.Client(verify=context) as c:
+            body = b"".join(as_xml(i) for i in range(50))
+            assert c.post(f"https://127.0.0.1:{port}/", content=body).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert sorted(cdrq.read(ds)["AcctId"].to_list()) == list(range(50))

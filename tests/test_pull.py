@@ -90,3 +90,21 @@ def test_months_are_utc_calendar_months():
     assert [m for m, _, _ in got] == ["2023-12", "2024-01", "2024-02"]
     assert got[1][1:] == ("2024-01-01T00:00:00+00:00", "2024-01-31T23:59:59+00:00")
     assert got[2][2] == "2024-02-29T23:59:59+00:00"
+
+
+def test_rate_limits_are_waited_out():
+    import httpx
+
+    from cdrq.pull import send
+
+    answers = iter([429, 503, 200])
+
+    def handler(request):
+        status = next(answers)
+        return httpx.Response(status, headers={"retry-after": "0"} if status != 200 else {}, text="ok")
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as c:
+        assert send(lambda: c.get("https://pbx/cdrapi")).text == "ok"
+    with httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(429, headers={"retry-after": "0"}))) as c:
+        with pytest.raises(PullError, match="HTTP 429"):
+            send(lambda: c.get("https://pbx/cdrapi"), attempts=2)

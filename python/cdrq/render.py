@@ -65,19 +65,24 @@ def render(frame: pl.DataFrame | pl.LazyFrame, format: str = "csv", *, legs_of: 
     return _core.render(as_text(legs, columns), as_text(mains, columns), format)
 
 
-def cdrapi(frame: pl.DataFrame | pl.LazyFrame, qs: str, now: datetime | None = None) -> str:
+def cdrapi(
+    frame: pl.DataFrame | pl.LazyFrame, qs: str, now: datetime | None = None, *, mains: pl.DataFrame | None = None
+) -> str:
     """The exact response of the UCM's ``/cdrapi`` to the query string ``qs``
     over this archive: a page of at most 1000 records (``numRecords``,
     ``offset``) in the requested format. A query the UCM rejects gives the
-    format's empty container (a bad ``format`` gives the CSV header)."""
+    format's empty container (a bad ``format`` gives the CSV header).
+    ``mains``: the archive's ``main`` rows, when a caller answering many
+    queries has them at hand (else they are looked up in ``frame``)."""
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
+    legs_of = frame if mains is None else mains
     try:
         plan = compile_query(qs, now, library=False)
     except _core.QueryError as e:
-        return render(frame.clear(), "csv" if e.param.lower() == "format" else requested_format(qs), legs_of=frame)
+        return render(frame.clear(), "csv" if e.param.lower() == "format" else requested_format(qs), legs_of=legs_of)
     page = apply(frame, plan, {}, clamp=True)
-    return render(page, plan["format"] or "csv", legs_of=frame)
+    return render(page, plan["format"] or "csv", legs_of=legs_of)
 
 
 def requested_format(qs: str) -> str:

@@ -63,6 +63,12 @@ class Archive:
     password: str
     permit: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
     now: Callable[[], Any] = field(default=lambda: None)
+    mains: pl.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        # Every JSON/XML answer looks up its calls' stored main rows: once here.
+        if self.mains is None and "cdr_kind" in self.frame.columns:
+            self.mains = self.frame.filter(pl.col("cdr_kind") == "main")
 
     def permitted(self, scope: Scope) -> bool:
         client = scope.get("client")
@@ -80,7 +86,7 @@ class Archive:
             fmt = compile_query(qs, library=False)["format"] or "csv"
         except _core.QueryError:
             fmt = requested_format(qs)
-        return cdrapi(self.frame, qs, now=self.now()), fmt
+        return cdrapi(self.frame, qs, now=self.now(), mains=self.mains), fmt
 
 
 async def respond(send: Send, status: int, body: bytes | str, content_type: str = "text/plain", headers=()) -> None:
