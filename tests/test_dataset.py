@@ -99,3 +99,13 @@ def test_cli_convert_and_query_a_dataset(tmp_path, source):
     assert library.stdout == cdrq.render(cdrq.query(cdrq.read(source), qs), "csv")
     shown = subprocess.run([*cli, "query", "--library", "--progress", str(source), qs], capture_output=True, text=True)
     assert "records=1500" in shown.stderr
+
+
+@pytest.mark.parametrize("library", [True, False])
+def test_cli_duckdb_engine_answers_like_polars(tmp_path, source, library):
+    cli = [sys.executable, "-m", "cdrq", "query"] + (["--library"] if library else [])
+    cdrq.convert(source, tmp_path / "ds")
+    for qs in ["caller=5300-5320&minDur=30&format=json", "callee=6@&numRecords=7&offset=3", "caller=%", "format=xml"]:
+        polars = subprocess.run([*cli, str(tmp_path / "ds"), qs], capture_output=True, text=True)
+        duck = subprocess.run([*cli, "--engine", "duckdb", str(tmp_path / "ds"), qs], capture_output=True, text=True)
+        assert (duck.returncode, duck.stdout) == (polars.returncode, polars.stdout), qs

@@ -14,6 +14,14 @@ from cdrq.read import FORMATS, read
 from cdrq.render import cdrapi, render
 from cdrq.scan import scan
 
+
+def to_sql(*args, **kwargs):
+    """See :func:`cdrq.sql.to_sql` (imported on first use: needs sqlglot)."""
+    from cdrq.sql import to_sql as to_sql_
+
+    return to_sql_(*args, **kwargs)
+
+
 __all__ = [
     "FORMATS",
     "CdrqError",
@@ -28,4 +36,5 @@ __all__ = [
     "read",
     "render",
     "scan",
+    "to_sql",
 ]

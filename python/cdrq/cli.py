@@ -13,7 +13,7 @@ from cdrq import _core
 from cdrq.dataset import convert
 from cdrq.query import query
 from cdrq.read import read
-from cdrq.render import cdrapi, render
+from cdrq.render import cdrapi, render, requested_format
 from cdrq.scan import scan
 
 EXAMPLES = """examples:
@@ -46,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
     q.add_argument("--now", help="the instant `now` means (ISO 8601; default: the current time)")
     q.add_argument("--format", default="auto", help="input format (default: auto)")
+    q.add_argument(
+        "--engine",
+        default="polars",
+        choices=["polars", "duckdb"],
+        help="polars (default), or duckdb over a dataset directory (the query compiled to SQL)",
+    )
     q.add_argument(
         "--library",
         action="store_true",
@@ -175,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         now = datetime.fromisoformat(args.now)
         now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
     source = sources if len(sources) > 1 else sources[0]
+    if args.engine == "duckdb":
+        return query_duckdb(source, qs, args, now)
     try:
         if args.library:
             # Streams: only the matching legs (and main rows, for sessions) are kept.
@@ -194,6 +202,36 @@ def main(argv: list[str] | None = None) -> int:
     except _core.CdrqError as e:
         print(f"cdrq: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def query_duckdb(source, qs: str, args: argparse.Namespace, now) -> int:
+    """The query compiled to SQL and run by DuckDB over a dataset directory."""
+    import duckdb
+
+    from cdrq.dataset import is_dataset, scan_dataset
+    from cdrq.sql import to_sql
+
+    if not isinstance(source, str) or not is_dataset(source):
+        print("cdrq: --engine duckdb reads a dataset directory (make one with cdrq convert)", file=sys.stderr)
+        return 1
+    fmt = next((v for k, _, v in (p.partition("=") for p in qs.split("&")) if k.lower() == "format"), "csv").lower()
+    try:
+        sql = to_sql(qs, "duckdb", now=now, table="cdrs", cdrapi=not args.library)
+    except _core.QueryError as e:
+        if args.library:
+            print(f"cdrq: bad query: {e}", file=sys.stderr)
+            return 2
+        empty = scan_dataset(source, args.tz).head(0).collect()
+        sys.stdout.write(render(empty, requested_format(qs) if e.param.lower() != "format" else "csv"))
+        return 0
+    con = duckdb.connect()
+    con.execute("SET TimeZone = ?", [args.tz])
+    files = f"{source}/year=*/month=*/part-*.parquet"
+    con.execute(f"CREATE VIEW cdrs AS SELECT * FROM read_parquet('{files}', union_by_name = true)")
+    selected = pl.DataFrame(con.sql(sql))
+    mains = pl.DataFrame(con.sql("SELECT * FROM cdrs WHERE cdr_kind = 'main'"))
+    sys.stdout.write(render(selected, fmt if fmt in ("csv", "json", "xml") else "csv", legs_of=mains))
     return 0
 
 
