@@ -12,7 +12,7 @@ import polars as pl
 from cdrq import _core
 from cdrq.dataset import convert
 from cdrq.query import query
-from cdrq.read import read
+from cdrq.read import localise, read
 from cdrq.render import cdrapi, render, requested_format
 from cdrq.scan import scan
 
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument(
         "--engine",
         default="polars",
-        choices=["polars", "duckdb"],
-        help="polars (default), or duckdb over a dataset directory (the query compiled to SQL)",
+        choices=["polars", "duckdb", "spark"],
+        help="polars (default); duckdb over a dataset directory (the query compiled to SQL); "
+        "spark (local mode: the cdrq data source, or the dataset's Parquet)",
     )
     q.add_argument(
         "--library",
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     source = sources if len(sources) > 1 else sources[0]
     if args.engine == "duckdb":
         return query_duckdb(source, qs, args, now)
+    if args.engine == "spark":
+        return query_spark(source, qs, args, now)
     try:
         if args.library:
             # Streams: only the matching legs (and main rows, for sessions) are kept.
@@ -232,6 +235,50 @@ def query_duckdb(source, qs: str, args: argparse.Namespace, now) -> int:
     selected = pl.DataFrame(con.sql(sql))
     mains = pl.DataFrame(con.sql("SELECT * FROM cdrs WHERE cdr_kind = 'main'"))
     sys.stdout.write(render(selected, fmt if fmt in ("csv", "json", "xml") else "csv", legs_of=mains))
+    return 0
+
+
+def query_spark(source, qs: str, args: argparse.Namespace, now) -> int:
+    """The query run by Spark in local mode, read by the cdrq data source."""
+    import os
+    import pathlib
+
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+
+    from cdrq.dataset import is_dataset, parts
+    from cdrq.spark import register, spark_query
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = (
+        SparkSession.builder.master("local[*]")
+        .config("spark.sql.session.timeZone", args.tz)
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    register(spark)
+    if isinstance(source, str) and is_dataset(source):
+        df = spark.read.option("mergeSchema", "true").parquet(*parts(pathlib.Path(source)))
+    else:
+        path = source if isinstance(source, str) else ",".join(source)
+        df = spark.read.format("cdrq").option("format", args.format).option("tz", args.tz).load(path)
+    # Archive order: files by name (months, then runs), rows as read.
+    df = df.withColumn("_order", F.struct(F.input_file_name(), F.monotonically_increasing_id()))
+    fmt = next((v for k, _, v in (p.partition("=") for p in qs.split("&")) if k.lower() == "format"), "csv").lower()
+    try:
+        selected = spark_query(df, qs, now=now, order_by="_order", cdrapi=not args.library).drop("_order")
+    except _core.QueryError as e:
+        if args.library:
+            print(f"cdrq: bad query: {e}", file=sys.stderr)
+            return 2
+        empty = localise(pl.from_arrow(df.drop("_order").limit(0).toArrow()), args.tz)
+        sys.stdout.write(render(empty, requested_format(qs) if e.param.lower() != "format" else "csv"))
+        return 0
+    frame = localise(pl.from_arrow(selected.toArrow()), args.tz)
+    mains = localise(pl.from_arrow(df.filter(F.col("cdr_kind") == "main").drop("_order").toArrow()), args.tz)
+    sys.stdout.write(render(frame, fmt if fmt in ("csv", "json", "xml") else "csv", legs_of=mains))
+    spark.stop()
     return 0
 
 

@@ -25,9 +25,10 @@ impl Scanner {
     /// Opens `source` (a path or bytes). `columns` limits the columns built;
     /// `query` (with `now_us`, `library`) filters records before they are
     /// built, its time bounds widened by `margin_us` (see `pushdown.rs`).
+    /// `byte_range` reads only the CSV records starting in it.
     #[new]
     #[allow(clippy::too_many_arguments)] // keyword-only options of one Python call
-    #[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, columns = None, query = None, now_us = 0, library = false, margin_us = 0, window_bytes = None))]
+    #[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, columns = None, query = None, now_us = 0, library = false, margin_us = 0, window_bytes = None, byte_range = None))]
     fn new(
         py: Python<'_>,
         source: &Bound<'_, PyAny>,
@@ -42,6 +43,7 @@ impl Scanner {
         library: bool,
         margin_us: i64,
         window_bytes: Option<usize>,
+        byte_range: Option<(usize, usize)>,
     ) -> PyResult<Self> {
         let format = parse_format(format)?;
         let on_error = parse_on_error(on_error)?;
@@ -56,7 +58,7 @@ impl Scanner {
         let pushdown = Some(Arc::new(Pushdown { columns, filter }));
         let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes: None, pushdown };
         let source = Source::extract(source, name)?;
-        let stream = guarded(py, || Stream::open(source.open()?, format, options, window_bytes))?;
+        let stream = guarded(py, || Stream::open_range(source.open()?, format, options, window_bytes, byte_range))?;
         Ok(Self { stream: Mutex::new(stream) })
     }
 

@@ -32,9 +32,11 @@ pub struct Stream {
 }
 
 enum State {
+    /// Records starting in `pos..end` are still to be read.
     Csv {
         plan: Box<CsvPlan>,
         pos: usize,
+        end: usize,
         released: usize,
     },
     /// A worker parsing JSON or XML; each message is a window and the
@@ -53,6 +55,19 @@ impl Stream {
     /// reads nothing yet beyond a CSV header. `window_bytes` defaults to
     /// 16 MiB per thread.
     pub fn open(input: Input, format: Format, options: ReadOptions, window_bytes: Option<usize>) -> Result<Self> {
+        Self::open_range(input, format, options, window_bytes, None)
+    }
+
+    /// [`Self::open`] for the records of a CDR API CSV that start in bytes
+    /// `start..end` (a line start at or after `start`): how a cluster splits
+    /// one large file among many readers. Other formats take no range.
+    pub fn open_range(
+        input: Input,
+        format: Format,
+        options: ReadOptions,
+        window_bytes: Option<usize>,
+        range: Option<(usize, usize)>,
+    ) -> Result<Self> {
         let input = decompress(&input)?.unwrap_or(input);
         let format = if format == Format::Auto { Format::sniff(input.bytes()) } else { format };
         let pool = match options.threads {
@@ -69,8 +84,25 @@ impl Stream {
         let state = match format {
             Format::UcmCsv => {
                 let plan = Box::new(CsvPlan::new(&input, &options, Dialect::Api)?);
-                let pos = plan.data_start;
-                State::Csv { plan, pos, released: 0 }
+                let buf = input.bytes();
+                let (pos, end) = match range {
+                    None => (plan.data_start, buf.len()),
+                    Some((start, end)) => {
+                        let line_start = match start {
+                            0 => 0,
+                            _ => memchr::memchr(b'\n', &buf[(start - 1).min(buf.len())..])
+                                .map_or(buf.len(), |k| start + k),
+                        };
+                        (line_start.max(plan.data_start), end.min(buf.len()))
+                    }
+                };
+                State::Csv { plan, pos, end, released: 0 }
+            }
+            _ if range.is_some() => {
+                return Err(Error::Input {
+                    source: input.name.clone(),
+                    reason: format!("byte ranges are for CDR API CSV, not {}", format.name()),
+                });
             }
             Format::UcmJson | Format::PortsipJson | Format::UcmXml => {
                 // A window is a group of 4 chunks per thread.
@@ -189,17 +221,16 @@ fn step(
             *state = State::Done;
             super::read(input, format, options).map(Some)
         }
-        State::Csv { plan, pos, released } => {
-            let len = input.bytes().len();
-            if *pos >= len {
+        State::Csv { plan, pos, end, released } => {
+            if *pos >= *end {
                 *state = State::Done;
                 return Ok(None);
             }
-            let (output, end) = read_window(input, plan, options, *pos, pos.saturating_add(window).min(len))?;
+            let (output, reached) = read_window(input, plan, options, *pos, pos.saturating_add(window).min(*end))?;
             // The window before this one has been handed over by now.
             input.release(*released, *pos);
             *released = *pos;
-            *pos = if end > *pos { end } else { len };
+            *pos = if reached > *pos { reached } else { *end };
             Ok(Some(output))
         }
     }
@@ -273,6 +304,25 @@ mod tests {
                 Stream::open(Input::from_vec("t", data.clone()), Format::Auto, options, Some(window)).unwrap();
             assert_eq!(ids(&mut stream), (1..=500).collect::<Vec<_>>(), "window {window}");
             assert_eq!(stream.progress(), (data.len(), data.len()));
+        }
+    }
+
+    #[test]
+    fn byte_ranges_split_a_file_between_readers_at_line_starts() {
+        let data = archive(400);
+        let len = data.len();
+        for cuts in
+            [vec![0, len], vec![0, 1, 2, len], vec![0, 100, 5000, 5001, 9000, len], vec![0, len / 3, 2 * len / 3, len]]
+        {
+            let mut all = Vec::new();
+            for w in cuts.windows(2) {
+                let input = Input::from_vec("t", data.clone());
+                let mut stream =
+                    Stream::open_range(input, Format::UcmCsv, ReadOptions::default(), Some(777), Some((w[0], w[1])))
+                        .unwrap();
+                all.extend(ids(&mut stream));
+            }
+            assert_eq!(all, (1..=400).collect::<Vec<_>>(), "cuts {cuts:?}");
         }
     }
 
