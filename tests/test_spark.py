@@ -110,3 +110,15 @@ def test_cli_spark_engine_answers_like_polars(tmp_path):
         spark = subprocess.run([*cli, *flags, "--engine", "spark", str(source), qs], capture_output=True, text=True)
         assert spark.returncode == polars.returncode == 0, spark.stderr[-2000:]
         assert spark.stdout == polars.stdout
+
+
+def test_a_query_option_filters_in_the_reader(spark, tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(csv_archive(2000))
+    qs = "caller=5300-5330&minDur=40"
+    pushed = spark.read.format("cdrq").option("query", qs).load(str(path))
+    assert pushed.count() < 2000 // 3
+    exact = cdrq_spark.spark_query(pushed, qs, order_by="AcctId")
+    assert [r["AcctId"] for r in exact.select("AcctId").collect()] == cdrq.query(cdrq.read(path), qs)[
+        "AcctId"
+    ].to_list()

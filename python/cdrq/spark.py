@@ -9,6 +9,10 @@ takes). Then::
     df = spark.read.format("cdrq").option("tz", "Europe/Berlin").load("s3a://…/cdrs/*.csv")
     legs = cdrq.spark.spark_query(df, "caller=5300,6300-6399&minDur=8", order_by="AcctId")
 
+``.option("query", qs)`` hands a query to the Rust reader, which drops the
+records it cannot match before Spark sees them (then filter with
+``to_spark(qs)`` or ``spark_query`` for the exact rows).
+
 Partitions: one per file, and a CDR API CSV larger than ``splitBytes``
 (default 128 MiB) split into byte ranges, each read from its first line
 start (the Rust reader takes the header from the file's start). Each
@@ -34,6 +38,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
 from cdrq import _core
+from cdrq.query import now_us
 from cdrq.read import REJECT_SCHEMA, localise
 from cdrq.sql import to_expression
 
@@ -90,7 +95,7 @@ class Split(InputPartition):
 class CdrqDataSource(DataSource):
     """``spark.read.format("cdrq")``: options ``format`` (default auto),
     ``tz`` (default UTC), ``rejects`` (``true``: the rejected records),
-    ``splitBytes``."""
+    ``splitBytes``, ``query`` (pushed into the reader), ``now_us``."""
 
     @classmethod
     def name(cls) -> str:
@@ -147,14 +152,24 @@ class CdrqReader(DataSourceReader):
         return _core.column_names(path, format=self.options.get("format", "auto"))[1]
 
     def read(self, partition: Split) -> Iterator[Any]:
+        from cdrq.scan import ZONE_MARGIN_US
+
         rejects_only = self.options.get("rejects", "false").lower() == "true"
         tz = self.options.get("tz", "UTC")
+        # A query given as an option is applied in the Rust reader: records
+        # it cannot match never reach Spark (a superset is kept; the exact
+        # filter is the query's own Column, applied after).
+        query = None if rejects_only else self.options.get("query")
         scanner = _core.Scanner(
             partition.path,
             format=self.options.get("format", "auto"),
             on_error="collect" if rejects_only else "raise",
             tz_label="UTC" if tz == "UTC" else None,
             byte_range=partition.byte_range,
+            query=query,
+            now_us=int(self.options.get("now_us", "0")) or now_us(None),
+            library=True,
+            margin_us=0 if tz == "UTC" else ZONE_MARGIN_US,
         )
         for stream, rejects in iter(scanner.next_window, None):
             if rejects_only:

@@ -2,6 +2,7 @@
 
 pub mod builder;
 pub mod csv;
+pub mod decompress;
 pub mod json;
 pub mod portsip;
 pub mod pushdown;
@@ -22,6 +23,7 @@ use arrow_buffer::Buffer;
 use arrow_schema::SchemaRef;
 
 use crate::error::{Error, Reject, Result};
+pub use decompress::decompress;
 use pushdown::Pushdown;
 
 /// The bytes of one source and the name errors give it.
@@ -311,31 +313,6 @@ impl ReadOutput {
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
-}
-
-/// The decompressed input of a gzip or zstd source (told by its magic
-/// bytes, whatever its name), or `None` for plain bytes.
-pub fn decompress(input: &Input) -> Result<Option<Input>> {
-    use std::io::Read;
-    let bytes = input.bytes();
-    let fail = |what: &str, e: std::io::Error| Error::Input {
-        source: input.name.clone(),
-        reason: format!("cannot decompress {what}: {e}"),
-    };
-    let mut out = Vec::new();
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out).map_err(|e| fail("gzip", e))?;
-    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let mut frame = ruzstd::decoding::StreamingDecoder::new(&mut rest)
-                .map_err(|e| fail("zstd", std::io::Error::other(e.to_string())))?;
-            frame.read_to_end(&mut out).map_err(|e| fail("zstd", e))?;
-        }
-    } else {
-        return Ok(None);
-    }
-    Ok(Some(Input::from_vec(input.name.clone(), out)))
 }
 
 /// Reads one source in the given format (`Auto` sniffs it); gzip and zstd
