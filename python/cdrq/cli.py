@@ -192,10 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             archive = scan(source, format=args.format, tz=args.tz, progress=args.progress)
             selected = query(archive, qs, now=now).collect()
             mains = archive.filter(pl.col("cdr_kind") == "main").collect()
-            fmt = next((v for k, _, v in (p.partition("=") for p in qs.split("&")) if k.lower() == "format"), "csv")
-            sys.stdout.write(
-                render(selected, fmt.lower() if fmt.lower() in ("csv", "json", "xml") else "csv", legs_of=mains)
-            )
+            sys.stdout.write(render(selected, requested_format(qs), legs_of=mains))
         else:
             frame = read(source, format=args.format, tz=args.tz)
             sys.stdout.write(cdrapi(frame, qs, now=now))
@@ -218,7 +215,6 @@ def query_duckdb(source, qs: str, args: argparse.Namespace, now) -> int:
     if not isinstance(source, str) or not is_dataset(source):
         print("cdrq: --engine duckdb reads a dataset directory (make one with cdrq convert)", file=sys.stderr)
         return 1
-    fmt = next((v for k, _, v in (p.partition("=") for p in qs.split("&")) if k.lower() == "format"), "csv").lower()
     try:
         sql = to_sql(qs, "duckdb", now=now, table="cdrs", cdrapi=not args.library)
     except _core.QueryError as e:
@@ -234,7 +230,7 @@ def query_duckdb(source, qs: str, args: argparse.Namespace, now) -> int:
     con.execute(f"CREATE VIEW cdrs AS SELECT * FROM read_parquet('{files}', union_by_name = true)")
     selected = pl.DataFrame(con.sql(sql))
     mains = pl.DataFrame(con.sql("SELECT * FROM cdrs WHERE cdr_kind = 'main'"))
-    sys.stdout.write(render(selected, fmt if fmt in ("csv", "json", "xml") else "csv", legs_of=mains))
+    sys.stdout.write(render(selected, requested_format(qs), legs_of=mains))
     return 0
 
 
@@ -265,7 +261,6 @@ def query_spark(source, qs: str, args: argparse.Namespace, now) -> int:
         df = spark.read.format("cdrq").option("format", args.format).option("tz", args.tz).load(path)
     # Archive order: files by name (months, then runs), rows as read.
     df = df.withColumn("_order", F.struct(F.input_file_name(), F.monotonically_increasing_id()))
-    fmt = next((v for k, _, v in (p.partition("=") for p in qs.split("&")) if k.lower() == "format"), "csv").lower()
     try:
         selected = spark_query(df, qs, now=now, order_by="_order", cdrapi=not args.library).drop("_order")
     except _core.QueryError as e:
@@ -277,7 +272,7 @@ def query_spark(source, qs: str, args: argparse.Namespace, now) -> int:
         return 0
     frame = localise(pl.from_arrow(selected.toArrow()), args.tz)
     mains = localise(pl.from_arrow(df.filter(F.col("cdr_kind") == "main").drop("_order").toArrow()), args.tz)
-    sys.stdout.write(render(frame, fmt if fmt in ("csv", "json", "xml") else "csv", legs_of=mains))
+    sys.stdout.write(render(frame, requested_format(qs), legs_of=mains))
     spark.stop()
     return 0
 

@@ -86,7 +86,7 @@ def cdrapi(
 
 
 def requested_format(qs: str) -> str:
-    """The valid ``format`` of a rejected query, else csv."""
+    """The query's ``format`` if it names one cdrq renders, else csv."""
     for piece in qs.split("?", 1)[-1].split("&"):
         name, _, value = piece.partition("=")
         if name.lower() == "format" and value.lower() in FORMATS:
