@@ -108,3 +108,38 @@ def test_rate_limits_are_waited_out():
     with httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(429, headers={"retry-after": "0"}))) as c:
         with pytest.raises(PullError, match="HTTP 429"):
             send(lambda: c.get("https://pbx/cdrapi"), attempts=2)
+
+
+def test_a_stale_cookie_logs_in_again(served, tls):
+    import ssl
+
+    import httpx
+
+    from cdrq.pull import NewApiClient
+
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(tls / "ca.pem"))) as http:
+        client = NewApiClient(http, served.urls[1], USER, PASSWORD)
+        client.cookie = "expired-or-forged"
+        page = client.cdrapi({"format": "json", "numRecords": 2})
+    assert page.startswith(b'{"cdr_root"') and client.cookie != "expired-or-forged"
+
+
+def test_a_pbx_that_ignores_offset_does_not_loop_forever(tls, tmp_path):
+    page = cdrq.render(cdrq.read(csv_archive(50).encode()), "json").encode()
+    calls = []
+
+    async def same_page(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        calls.append(scope["query_string"])
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": page})
+
+    run = Running([same_page], tls)
+    try:
+        counts = pull(run.urls[0], tmp_path / "ds", user=USER, password=PASSWORD, since="2024-01-01",
+                      until=dt.date(2024, 1, 31), api="legacy", ca=str(tls / "ca.pem"), page_size=50)  # fmt: skip
+    finally:
+        run.stop()
+    assert counts["pages"] == 1 and len(calls) == 2  # the second, identical page ends the month
+    assert counts["written"] == 50
