@@ -73,6 +73,15 @@ def test_a_large_csv_is_split_and_reads_the_same(spark, tmp_path):
     assert split.count() == 3000
 
 
+def test_a_large_json_is_split_at_element_starts(spark, tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text(cdrq.render(cdrq.read(csv_archive(2000).encode()), "json"))
+    split = spark.read.format("cdrq").option("splitBytes", "50000").load(str(path))
+    assert split.rdd.getNumPartitions() > 5
+    assert sorted(r["AcctId"] for r in split.select("AcctId").collect()) == list(range(1, 2001))
+    assert sorted(tuple(r) for r in split.collect()) == sorted(utc_rows(cdrq.read(path)))
+
+
 def test_rejects_on_request(spark, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text(csv_archive(10).replace("\n4,", "\nx,", 1))

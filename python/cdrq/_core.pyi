@@ -70,6 +70,9 @@ class Scanner:
 def column_names(source: str | bytes, *, name: str | None = None, format: str = "auto") -> tuple[list[str], str]:
     """Every column a source holds, and its format (auto resolved)."""
 
+def json_ranges(source: str | bytes, *, format: str = "auto", target_bytes: int = ...) -> list[tuple[int, int]] | None:
+    """Byte ranges splitting a JSON source's record array at element starts."""
+
 def take_counters() -> tuple[int, int, int]:
     """(records parsed, rows built, values built) since the last call."""
 

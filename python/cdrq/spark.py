@@ -13,9 +13,11 @@ takes). Then::
 records it cannot match before Spark sees them (then filter with
 ``to_spark(qs)`` or ``spark_query`` for the exact rows).
 
-Partitions: one per file, and a CDR API CSV larger than ``splitBytes``
+Partitions: one per file; a CDR API CSV larger than ``splitBytes``
 (default 128 MiB) split into byte ranges, each read from its first line
-start (the Rust reader takes the header from the file's start). Each
+start (the Rust reader takes the header from the file's start); a large
+JSON file split at true element starts of its record array (found by one
+parse on the driver that builds nothing). Each
 partition runs the Rust reader on the executor and hands Spark Arrow
 batches. ``.option("rejects", "true")`` returns the lenient mode's
 rejected records (source, line, column, reason, raw) instead of the rows.
@@ -142,8 +144,14 @@ class CdrqReader(DataSourceReader):
         parts: list[Split] = []
         for f in self.files:
             size = os.path.getsize(f)
-            if size > split and not _compressed(f) and self.format_of(f) == "ucm-csv":
+            fmt = self.format_of(f) if size > split and not _compressed(f) else None
+            if fmt == "ucm-csv":
                 parts.extend(Split(f, (a, min(a + split, size))) for a in range(0, size, split))
+            elif fmt in ("ucm-json", "portsip-json") and (
+                ranges := _core.json_ranges(f, format=fmt, target_bytes=split)
+            ):
+                # Element starts found by one parse on the driver.
+                parts.extend(Split(f, tuple(r)) for r in ranges)
             else:
                 parts.append(Split(f, None))
         return parts

@@ -137,6 +137,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(query::render, m)?)?;
     m.add_function(wrap_pyfunction!(scan::column_names, m)?)?;
     m.add_function(wrap_pyfunction!(scan::take_counters, m)?)?;
+    m.add_function(wrap_pyfunction!(scan::json_ranges, m)?)?;
     m.add_class::<scan::Scanner>()?;
     m.add_class::<ArrowStream>()?;
     m.add("CdrqError", py.get_type::<CdrqError>())?;

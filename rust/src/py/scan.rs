@@ -12,7 +12,7 @@ use super::{RejectRow, Source, guarded, parse_format, parse_on_error, reject_row
 use crate::query::compile::{Surface, compile};
 use crate::read::pushdown::{COUNTERS, Pushdown, RowFilter};
 use crate::read::stream::{self, Stream};
-use crate::read::{OnError, ReadOptions};
+use crate::read::{Format, OnError, ReadOptions, json};
 
 /// One source being read a window at a time.
 #[pyclass(module = "cdrq._core")]
@@ -105,4 +105,28 @@ pub fn column_names(
 #[pyfunction]
 pub fn take_counters() -> (u64, u64, u64) {
     COUNTERS.take()
+}
+
+/// Byte ranges splitting a JSON source's one record array at element starts
+/// (about `target_bytes` each), or `None` when it cannot be split.
+#[pyfunction]
+#[pyo3(signature = (source, *, format = "auto", target_bytes = 128 << 20))]
+pub fn json_ranges(
+    py: Python<'_>,
+    source: &Bound<'_, PyAny>,
+    format: &str,
+    target_bytes: usize,
+) -> PyResult<Option<Vec<(usize, usize)>>> {
+    let format = parse_format(format)?;
+    let source = Source::extract(source, None)?;
+    guarded(py, || {
+        let input = source.open()?;
+        let format = if format == Format::Auto { Format::sniff(input.bytes()) } else { format };
+        match format {
+            Format::UcmJson | Format::PortsipJson => {
+                json::element_ranges(&input, format == Format::PortsipJson, target_bytes)
+            }
+            _ => Ok(None),
+        }
+    })
 }

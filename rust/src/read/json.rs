@@ -20,6 +20,7 @@
 //! past it no record boundary can be trusted.
 
 use super::portsip;
+use super::pushdown::{Pushdown, RowFilter};
 use super::records::{self, Kind, RecordSet, Row, Value};
 use super::{Emit, Input, Locator, ReadOptions, ReadOutput, STOPPED};
 use crate::error::{Error, Result};
@@ -48,6 +49,9 @@ struct Document<'a> {
     /// A scan's consumer: record arrays are handed over a group of chunks
     /// at a time instead of gathered in `done`.
     emit: Option<Emit<'a>>,
+    /// Record arrays met, and the spans of their chunks (for splits).
+    arrays: usize,
+    spans: Vec<(usize, usize)>,
 }
 
 /// One chunk of a record array: where it really started and ended, and
@@ -112,6 +116,47 @@ fn run(input: &Input, options: &ReadOptions, portsip: bool, emit: Option<Emit<'_
     records::merge(doc.done.into_iter().collect::<Result<Vec<_>>>()?)
 }
 
+/// Byte ranges, about `target` bytes each, that split the document's one
+/// record array at true element starts, so that readers on other machines
+/// can each read one with [`read_elements`]; `None` when the document is
+/// not one array of records (or too small to split). Parses the whole
+/// input, building nothing.
+pub fn element_ranges(input: &Input, portsip: bool, target: usize) -> Result<Option<Vec<(usize, usize)>>> {
+    let options = ReadOptions {
+        chunk_bytes: Some(target.max(1)),
+        pushdown: Some(std::sync::Arc::new(Pushdown { columns: None, filter: Some(RowFilter::nothing()) })),
+        on_error: super::OnError::Collect,
+        ..ReadOptions::default()
+    };
+    let buf = input.bytes();
+    if std::str::from_utf8(buf).is_err() {
+        return Ok(None);
+    }
+    let pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    let mut doc = Document::new(input, &options, pos, portsip);
+    if doc.document().is_err() || doc.arrays != 1 || !doc.set.rows.is_empty() || doc.spans.len() < 2 {
+        return Ok(None);
+    }
+    Ok(Some(doc.spans))
+}
+
+/// The records of the elements starting in `start..end` of a record
+/// array, `start` an element start from [`element_ranges`].
+pub fn read_elements(
+    input: &Input,
+    options: &ReadOptions,
+    portsip: bool,
+    start: usize,
+    end: usize,
+) -> Result<ReadOutput> {
+    let options = if portsip { ReadOptions { tz: Some("UTC".into()), ..options.clone() } } else { options.clone() };
+    let mut doc = Document::new(input, &options, start, portsip);
+    doc.chunk_elements(end)
+        .map_err(|e| Error::Parse(Box::new(Locator::new(input).reject(e.at, e.at, e.at, e.reason))))?;
+    let stop = doc.pos;
+    records::build(input, &options, doc.set, start..stop)
+}
+
 /// Nominal starts of the chunks of a record array whose first element is at
 /// `first`: element starts (after `},` or `null,`) about `target` apart, and
 /// the input's end. A start found inside a string is caught by
@@ -142,7 +187,18 @@ fn element_bounds(buf: &[u8], first: usize, target: usize) -> Vec<usize> {
 impl<'a> Document<'a> {
     fn new(input: &'a Input, options: &'a ReadOptions, pos: usize, portsip: bool) -> Self {
         let buf = input.bytes();
-        Self { input, options, buf, pos, set: RecordSet::default(), done: Vec::new(), portsip, emit: None }
+        Self {
+            input,
+            options,
+            buf,
+            pos,
+            set: RecordSet::default(),
+            done: Vec::new(),
+            portsip,
+            emit: None,
+            arrays: 0,
+            spans: Vec::new(),
+        }
     }
 
     /// An array of records at `pos`: split into chunks at element starts,
@@ -156,6 +212,7 @@ impl<'a> Document<'a> {
             return Ok(());
         }
         let first = self.pos;
+        self.arrays += 1;
         let threads = rayon::current_num_threads();
         let rest = self.buf.len() - first;
         let target = self.options.chunk_bytes.unwrap_or((rest / (4 * threads)).clamp(1 << 20, 32 << 20));
@@ -183,10 +240,11 @@ impl<'a> Document<'a> {
         // handed over before the next is parsed.
         let group = if self.emit.is_some() { 4 * threads } else { usize::MAX };
         let (mut end, mut failed, mut stopped) = (first, None, false);
-        let (emit, done) = (self.emit, &mut self.done);
+        let (emit, done, spans) = (self.emit, &mut self.done, &mut self.spans);
         super::parse_chunk_groups(&bounds, group, parse, |chunks| {
             for chunk in chunks {
                 end = chunk.end;
+                spans.push((chunk.start, chunk.end));
                 match (chunk.result, emit) {
                     (Err(e), _) => failed = Some(e),
                     (Ok(output), Some(emit)) => stopped = !emit(output, chunk.end),

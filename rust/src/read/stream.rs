@@ -48,6 +48,12 @@ enum State {
         reached: usize,
         released: usize,
     },
+    /// The elements of a JSON record array in a range from
+    /// [`json::element_ranges`], read once.
+    Elements {
+        start: usize,
+        end: usize,
+    },
     /// A compressed CDR API CSV, decompressed a window at a time.
     Compressed(Box<Unpacking>),
     Whole,
@@ -76,8 +82,9 @@ impl Stream {
     }
 
     /// [`Self::open`] for the records of a CDR API CSV that start in bytes
-    /// `start..end` (a line start at or after `start`): how a cluster splits
-    /// one large file among many readers. Other formats take no range.
+    /// `start..end` (a line start at or after `start`), or of a JSON range
+    /// from [`json::element_ranges`]: how a cluster splits one large file
+    /// among many readers. Other formats take no range.
     pub fn open_range(
         input: Input,
         format: Format,
@@ -141,10 +148,14 @@ impl Stream {
                 };
                 State::Csv { plan, pos, end, released: 0 }
             }
+            (Format::UcmJson | Format::PortsipJson, None) if range.is_some() => {
+                let (start, end) = range.unwrap_or_default();
+                State::Elements { start, end }
+            }
             (_, None) if range.is_some() => {
                 return Err(Error::Input {
                     source: input.name.clone(),
-                    reason: format!("byte ranges are for CDR API CSV, not {}", format.name()),
+                    reason: format!("byte ranges are for CDR API CSV and JSON, not {}", format.name()),
                 });
             }
             (Format::UcmJson | Format::PortsipJson | Format::UcmXml, None) => {
@@ -190,7 +201,7 @@ impl Stream {
                 let (done, total) = unpacking.decoder.progress();
                 return (done, total);
             }
-            State::Whole => 0,
+            State::Whole | State::Elements { .. } => 0,
             State::Done => total,
         };
         (done, total)
@@ -267,6 +278,11 @@ fn step(
         State::Whole => {
             *state = State::Done;
             super::read(input, format, options).map(Some)
+        }
+        State::Elements { start, end } => {
+            let (start, end) = (*start, *end);
+            *state = State::Done;
+            json::read_elements(input, options, format == Format::PortsipJson, start, end).map(Some)
         }
         State::Compressed(unpacking) => {
             let output = unpack_window(&input.name, options, window, unpacking)?;
@@ -435,6 +451,26 @@ mod tests {
             }
             assert_eq!(all, (1..=400).collect::<Vec<_>>(), "cuts {cuts:?}");
         }
+    }
+
+    #[test]
+    fn json_element_ranges_split_a_document_between_readers() {
+        let records: Vec<String> =
+            (1..=500).map(|i| format!(r#"{{"AcctId": "{i}", "lastdata": "x}},{{y", "src": "53{i}"}}"#)).collect();
+        let data = format!(r#"{{"cdr": [{}]}}"#, records.join(", ")).into_bytes();
+        let input = Input::from_vec("t", data.clone());
+        let ranges = json::element_ranges(&input, false, 1500).unwrap().expect("one array");
+        assert!(ranges.len() > 5);
+        let mut all = Vec::new();
+        for range in ranges {
+            let input = Input::from_vec("t", data.clone());
+            let mut stream =
+                Stream::open_range(input, Format::UcmJson, ReadOptions::default(), None, Some(range)).unwrap();
+            all.extend(ids(&mut stream));
+        }
+        assert_eq!(all, (1..=500).collect::<Vec<_>>());
+        let flat = Input::from_vec("t", br#"{"event_type": "call_cdr", "id": "1"}"#.to_vec());
+        assert!(json::element_ranges(&flat, true, 10).unwrap().is_none());
     }
 
     #[test]
