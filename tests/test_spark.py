@@ -125,7 +125,9 @@ def test_a_query_option_filters_in_the_reader(spark, tmp_path):
     path = tmp_path / "a.csv"
     path.write_text(csv_archive(2000))
     qs = "caller=5300-5330&minDur=40"
-    pushed = spark.read.format("cdrq").option("query", qs).load(str(path))
+    pushed = spark.read.format("cdrq").option("query", qs).option("columns", "AcctId,src,dst,billsec,cdr_kind,start")
+    pushed = pushed.load(str(path))
+    assert pushed.columns == ["AcctId", "src", "dst", "billsec", "cdr_kind", "start"]
     assert pushed.count() < 2000 // 3
     exact = cdrq_spark.spark_query(pushed, qs, order_by="AcctId")
     assert [r["AcctId"] for r in exact.select("AcctId").collect()] == cdrq.query(cdrq.read(path), qs)[

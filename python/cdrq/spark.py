@@ -9,6 +9,7 @@ takes). Then::
     df = spark.read.format("cdrq").option("tz", "Europe/Berlin").load("s3a://…/cdrs/*.csv")
     legs = cdrq.spark.spark_query(df, "caller=5300,6300-6399&minDur=8", order_by="AcctId")
 
+``.option("columns", "AcctId,src,billsec")`` builds only those columns;
 ``.option("query", qs)`` hands a query to the Rust reader, which drops the
 records it cannot match before Spark sees them (then filter with
 ``to_spark(qs)`` or ``spark_query`` for the exact rows).
@@ -97,7 +98,8 @@ class Split(InputPartition):
 class CdrqDataSource(DataSource):
     """``spark.read.format("cdrq")``: options ``format`` (default auto),
     ``tz`` (default UTC), ``rejects`` (``true``: the rejected records),
-    ``splitBytes``, ``query`` (pushed into the reader), ``now_us``."""
+    ``splitBytes``, ``query`` (pushed into the reader), ``now_us``,
+    ``columns`` (a comma list: only those are built)."""
 
     @classmethod
     def name(cls) -> str:
@@ -120,7 +122,12 @@ class CdrqDataSource(DataSource):
         for f in self.files():
             columns, _ = _core.column_names(f, format=self.options.get("format", "auto"))
             names.update(dict.fromkeys(columns))
-        return {n: dtype_of(n, "UTC") for n in names}
+        # Projection: only these columns are built (and cross into Spark).
+        chosen = [c.strip() for c in self.options.get("columns", "").split(",") if c.strip()]
+        unknown = [c for c in chosen if c not in names]
+        if unknown:
+            raise _core.CdrqError(f"no such column(s): {', '.join(unknown)}")
+        return {n: dtype_of(n, "UTC") for n in (chosen or names)}
 
     def schema(self) -> str:
         ddl = []
@@ -178,6 +185,7 @@ class CdrqReader(DataSourceReader):
             now_us=int(self.options.get("now_us", "0")) or now_us(None),
             library=True,
             margin_us=0 if tz == "UTC" else ZONE_MARGIN_US,
+            columns=None if rejects_only else list(self.columns),
         )
         for stream, rejects in iter(scanner.next_window, None):
             if rejects_only:
