@@ -125,12 +125,12 @@ def scan(
     takes, or a dataset directory written by :func:`cdrq.convert`).
 
     Nothing is read until the frame is collected; then each file is read a
-    window at a time (``window_bytes``, default 16 MiB per thread, for the
-    CDR API CSV; other formats a file at a time), only the columns the
-    query uses are built, and ``cdrq.query(scan, qs)`` filters records in
-    the reader before building them. ``batch_size`` caps the rows of each
-    frame handed to Polars (default: Polars's hint, else a window's rows). ``progress=True`` shows bytes,
-    records/s and the time left on stderr. Works with
+    window at a time (``window_bytes``, default 16 MiB per thread; web UI
+    downloads whole), only the columns the query uses are built, and
+    ``cdrq.query(scan, qs)`` filters records in the reader before building
+    them. ``batch_size`` caps the rows of each frame handed to Polars
+    (default: Polars's hint, else a window's rows). ``progress=True`` shows
+    bytes, records/s and the time left on stderr. Works with
     ``collect(engine="streaming")`` and ``sink_parquet``.
     """
     from cdrq import dataset
