@@ -7,6 +7,8 @@
 (1, '6039', 4)
 """
 
+from typing import Any
+
 from cdrq._core import CdrqError, ParseError, QueryError, __version__
 from cdrq.dataset import convert
 from cdrq.query import Pattern, compile_pattern, query
@@ -15,11 +17,12 @@ from cdrq.render import cdrapi, render
 from cdrq.scan import scan
 
 
-def to_sql(*args, **kwargs):
-    """See :func:`cdrq.sql.to_sql` (imported on first use: needs sqlglot)."""
-    from cdrq.sql import to_sql as to_sql_
+def to_sql(qs: str, dialect: str = "duckdb", **options: Any) -> str:
+    """The query string as SQL for ``dialect``: see :func:`cdrq.sql.to_sql`
+    (imported on first use, as it needs sqlglot: ``pip install cdrq[sql]``)."""
+    from cdrq.sql import to_sql as compile_to_sql
 
-    return to_sql_(*args, **kwargs)
+    return compile_to_sql(qs, dialect, **options)
 
 
 __all__ = [
