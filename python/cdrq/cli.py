@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from datetime import datetime, timezone
+from typing import Any
 
 import polars as pl
 
@@ -27,6 +28,37 @@ exit status: 0 ok, 1 unreadable input, 2 bad query
 """
 
 
+#: Options several commands take, by name.
+SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "tz": (("--tz",), {"default": "UTC", "help": "the PBX's time zone (default UTC)"}),
+    "format": (("--format",), {"default": "auto", "help": "input format (default: auto)"}),
+    "to": (("--to",), {"required": True, "metavar": "DIR", "help": "the dataset directory"}),
+    "user": (("--user",), {"required": True}),
+    "password": (("--password",), {"required": True}),
+    "cert": (("--cert",), {"help": "TLS certificate (PEM)"}),
+    "key": (("--key",), {"help": "TLS private key (PEM)"}),
+    "progress": (
+        ("--progress",),
+        {
+            "action": argparse.BooleanOptionalAction,
+            "default": sys.stderr.isatty(),
+            "help": "show progress on stderr (default: when it is a terminal)",
+        },
+    ),
+}
+
+
+def command(commands: Any, name: str, help: str, description: str, epilog: str, *shared: str) -> Any:
+    """A subcommand with the ``shared`` options."""
+    sub = commands.add_parser(
+        name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for option in shared:
+        flags, kwargs = SHARED[option]
+        sub.add_argument(*flags, **kwargs)
+    return sub
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cdrq",
@@ -35,17 +67,18 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    q = commands.add_parser(
+    q = command(
+        commands,
         "query",
-        help="answer a CDR API query string over archives",
-        description="Prints the UCM's /cdrapi response to QUERY over the ARCHIVE files (paths, globs, directories).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "answer a CDR API query string over archives",
+        "Prints the UCM's /cdrapi response to QUERY over the ARCHIVE files (paths, globs, directories).",
+        EXAMPLES,
+        "tz",
+        "format",
+        "progress",
     )
     q.add_argument("archive", nargs="+", help="files, globs or directories; the last argument is the query")
-    q.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
     q.add_argument("--now", help="the instant `now` means (ISO 8601; default: the current time)")
-    q.add_argument("--format", default="auto", help="input format (default: auto)")
     q.add_argument(
         "--engine",
         default="polars",
@@ -58,80 +91,74 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="library semantics: the web UI filters, every match unless numRecords/offset, errors reported",
     )
-    c = commands.add_parser(
+    c = command(
+        commands,
         "convert",
-        help="write archives into a month-partitioned Parquet dataset",
-        description="Reads SOURCE files (paths, globs, directories) into the Parquet dataset DIR "
+        "write archives into a month-partitioned Parquet dataset",
+        "Reads SOURCE files (paths, globs, directories) into the Parquet dataset DIR "
         "(year=YYYY/month=MM/), appending without duplicating records; rejects go to DIR/_rejects/.",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        EXAMPLES,
+        "to",
+        "tz",
+        "format",
+        "progress",
     )
     c.add_argument("source", nargs="+", help="files, globs or directories")
-    c.add_argument("--to", required=True, metavar="DIR", help="the dataset directory")
-    c.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
-    c.add_argument("--format", default="auto", help="input format (default: auto)")
-    s = commands.add_parser(
+    s = command(
+        commands,
         "serve",
-        help="answer the UCM's /cdrapi and /recapi (and the new /api) over HTTPS",
-        description="Serves ARCHIVE (files, globs, directories or a dataset) as a UCM serves its CDR API: "
+        "answer the UCM's /cdrapi and /recapi (and the new /api) over HTTPS",
+        "Serves ARCHIVE (files, globs, directories or a dataset) as a UCM serves its CDR API: "
         "/cdrapi and /recapi with Digest authentication on --port, the UCM63xx JSON API on --api-port.",
-        epilog="example:\n  cdrq serve dataset/ --self-signed --user cdrapi --password s3cret "
+        "example:\n  cdrq serve dataset/ --self-signed --user cdrapi --password s3cret "
         "--permit 10.0.0.0/8 --recordings /var/spool/asterisk",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "user",
+        "password",
+        "cert",
+        "key",
+        "tz",
     )
     s.add_argument("archive", nargs="+", help="files, globs, directories or a dataset directory")
-    s.add_argument("--cert", help="TLS certificate (PEM)")
-    s.add_argument("--key", help="TLS private key (PEM)")
     s.add_argument("--self-signed", action="store_true", help="make a throw-away certificate instead")
     s.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     s.add_argument("--port", type=int, default=8443, help="legacy API port (default 8443)")
     s.add_argument("--api-port", type=int, default=8089, help="new JSON API port (default 8089; 0: off)")
-    s.add_argument("--user", required=True)
-    s.add_argument("--password", required=True)
     s.add_argument("--permit", nargs="*", default=[], metavar="CIDR", help="networks allowed in (none: nobody)")
     s.add_argument("--recordings", help="the recordings root /recapi serves")
-    s.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
-    p = commands.add_parser(
+    p = command(
+        commands,
         "pull",
-        help="fetch every CDR (and recording) from a UCM into a dataset, incrementally",
-        description="Pulls the UCM at URL (https://host:8443 legacy API, https://host:8089 new API) month by month "
+        "fetch every CDR (and recording) from a UCM into a dataset, incrementally",
+        "Pulls the UCM at URL (https://host:8443 legacy API, https://host:8089 new API) month by month "
         "into the Parquet dataset --to; resumes where the last pull stopped.",
-        epilog="example:\n  cdrq pull https://pbx.example:8443 --user cdrapi --password s3cret --to ds/ --recordings",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "example:\n  cdrq pull https://pbx.example:8443 --user cdrapi --password s3cret --to ds/ --recordings",
+        "user",
+        "password",
+        "to",
+        "tz",
     )
     p.add_argument("url")
-    p.add_argument("--user", required=True)
-    p.add_argument("--password", required=True)
-    p.add_argument("--to", required=True, metavar="DIR", help="the dataset directory")
     p.add_argument("--since", help="first day to pull (YYYY-MM-DD; default: where the last pull stopped)")
     p.add_argument("--recordings", action="store_true", help="also download the recordings records name")
     p.add_argument("--api", default="auto", choices=["auto", "legacy", "new", "portsip"])
     p.add_argument("--ca", help="CA certificate to verify the PBX with")
     p.add_argument("--insecure", action="store_true", help="do not verify the PBX's certificate")
-    p.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
-    li = commands.add_parser(
+    li = command(
+        commands,
         "listen",
-        help="receive the UCM's CDR real-time output (or PortSIP's webhook) into a dataset",
-        description="Accepts CDRs pushed by the PBX over TCP (or HTTP POST with --http), in JSON or XML, "
+        "receive the UCM's CDR real-time output (or PortSIP's webhook) into a dataset",
+        "Accepts CDRs pushed by the PBX over TCP (or HTTP POST with --http), in JSON or XML, "
         "journals each record durably before anything else and folds them into the dataset --to.",
-        epilog="example:\n  cdrq listen --port 9000 --to dataset/",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "example:\n  cdrq listen --port 9000 --to dataset/",
+        "to",
+        "cert",
+        "key",
+        "tz",
     )
     li.add_argument("--port", type=int, required=True)
     li.add_argument("--host", default="0.0.0.0")
-    li.add_argument("--to", required=True, metavar="DIR", help="the dataset directory")
     li.add_argument("--http", action="store_true", help="HTTP POSTs instead of raw TCP (PortSIP's webhook too)")
-    li.add_argument("--cert", help="TLS certificate (PEM)")
-    li.add_argument("--key", help="TLS private key (PEM)")
-    li.add_argument("--tz", default="UTC", help="the PBX's time zone (default UTC)")
     li.add_argument("--fold-every", type=float, default=5.0, help="seconds between folds into the dataset")
-    for sub in (q, c):
-        sub.add_argument(
-            "--progress",
-            action=argparse.BooleanOptionalAction,
-            default=sys.stderr.isatty(),
-            help="show progress on stderr (default: when it is a terminal)",
-        )
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve_command(parser, args)

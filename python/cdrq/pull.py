@@ -33,9 +33,11 @@ import pathlib
 import ssl
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import polars as pl
 
 from cdrq._core import CdrqError
 from cdrq.dataset import MANIFEST, MonthWriter, atomic_write, next_run
@@ -181,53 +183,14 @@ def pull(
     elif isinstance(since, str):
         since = dt.date.fromisoformat(since)
     verify: Any = False if insecure else ssl.create_default_context(cafile=ca) if ca else True
-    counts = {"pages": 0, "records": 0, "written": 0, "recordings": 0}
     run = next_run(root)
-    writer = MonthWriter(root, run, tz)
-
-    def save_state(new: dict[str, Any]) -> None:
-        states[url] = new
-        atomic_write(state_path, json.dumps(states).encode())
-
+    target = Target(root, url, states, MonthWriter(root, run, tz), tz, page_size, max_pages, recordings)
     with httpx.Client(verify=verify, timeout=60) as http:
         if api == "portsip":
-            client = PortsipClient(http, url.rstrip("/"), user, password)
-            args = (client, root, writer, state, since, page_size, max_pages, recordings, tz, save_state)
-            counts = pull_portsip(*args)
-            months_to_walk: Iterator[tuple[str, str, str]] = iter(())
+            pull_portsip(PortsipClient(http, url.rstrip("/"), user, password), target, state, since)
         else:
-            client = connect(http, url.rstrip("/"), user, password, api)
-            months_to_walk = months(since, today)
-        for month, first, last in months_to_walk:
-            offset = state.get("offset", 0) if state.get("month") == month else 0
-            previous = None
-            while max_pages is None or counts["pages"] < max_pages:
-                params = {
-                    "format": "json",
-                    "startTime": first,
-                    "endTime": last,
-                    "numRecords": page_size,
-                    "offset": offset,
-                }
-                page = client.cdrapi(params)
-                digest = hashlib.sha256(page).hexdigest()
-                if digest == previous and offset:
-                    break  # the PBX ignored offset: the same page again
-                previous = digest
-                frame = read(page, format="ucm-json", tz=tz)
-                legs = frame.filter(frame["cdr_kind"] != "main").height
-                counts["pages"] += 1
-                counts["records"] += frame.height
-                counts["written"] += writer.write(frame)
-                if recordings:
-                    counts["recordings"] += fetch_recordings(client, frame, root / RECORDINGS)
-                offset += legs
-                state = {"month": month, "offset": offset}
-                save_state(state)
-                if legs < page_size:
-                    break
-            if max_pages is not None and counts["pages"] >= max_pages:
-                break
+            pull_ucm(connect(http, url.rstrip("/"), user, password, api), target, state, since, today)
+    counts = target.counts
     line = {
         "run": run,
         "source": url,
@@ -238,6 +201,65 @@ def pull(
     with (root / MANIFEST).open("a") as f:
         f.write(json.dumps(line) + "\n")
     return counts
+
+
+@dataclass
+class Target:
+    """Where a pull writes, and what it has done so far."""
+
+    root: pathlib.Path
+    url: str
+    states: dict[str, Any]
+    writer: MonthWriter
+    tz: str | None
+    page_size: int
+    max_pages: int | None
+    recordings: bool
+    counts: dict[str, int] = field(default_factory=lambda: {"pages": 0, "records": 0, "written": 0, "recordings": 0})
+
+    def more_pages(self) -> bool:
+        return self.max_pages is None or self.counts["pages"] < self.max_pages
+
+    def write(self, frame: pl.DataFrame) -> None:
+        self.counts["pages"] += 1
+        self.counts["records"] += frame.height
+        self.counts["written"] += self.writer.write(frame)
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        """This PBX's position, written atomically after every page."""
+        self.states[self.url] = state
+        atomic_write(self.root / STATE, json.dumps(self.states).encode())
+
+
+def pull_ucm(client: LegacyClient | NewApiClient, t: Target, state: dict[str, Any], since: dt.date, today: dt.date):
+    """Month by month, page by page with ``offset``, from the saved position."""
+    for month, first, last in months(since, today):
+        offset = state.get("offset", 0) if state.get("month") == month else 0
+        previous = None
+        while t.more_pages():
+            params = {
+                "format": "json",
+                "startTime": first,
+                "endTime": last,
+                "numRecords": t.page_size,
+                "offset": offset,
+            }
+            page = client.cdrapi(params)
+            digest = hashlib.sha256(page).hexdigest()
+            if digest == previous and offset:
+                break  # the PBX ignored offset: the same page again
+            previous = digest
+            frame = read(page, format="ucm-json", tz=t.tz)
+            legs = frame.filter(frame["cdr_kind"] != "main").height
+            t.write(frame)
+            if t.recordings:
+                t.counts["recordings"] += fetch_recordings(client, frame, t.root / RECORDINGS)
+            offset += legs
+            t.save_state({"month": month, "offset": offset})
+            if legs < t.page_size:
+                break
+        if not t.more_pages():
+            return
 
 
 class PortsipClient:
@@ -275,32 +297,26 @@ class PortsipClient:
         raise PullError(f"{self.base}: the PBX keeps refusing a fresh token")
 
 
-def pull_portsip(
-    client: PortsipClient, root: pathlib.Path, writer: MonthWriter, state: dict[str, Any], since: dt.date,
-    page_size: int, max_pages: int | None, recordings: bool, tz: str | None, save_state,
-) -> dict[str, int]:  # fmt: skip
+def pull_portsip(client: PortsipClient, t: Target, state: dict[str, Any], since: dt.date) -> None:
     """CDRs by ``started_at`` from the last one pulled (inclusive: the
     dataset skips what it has), ``top``/``skip`` pages; then recordings."""
-    counts = {"pages": 0, "records": 0, "written": 0, "recordings": 0}
     start = state.get("started_at") or f"{since.isoformat()}T00:00:00Z"
     skip, newest = 0, start
-    while max_pages is None or counts["pages"] < max_pages:
-        params = {"filter": f"started_at ge '{start}'", "orderby": "started_at asc", "top": page_size, "skip": skip}
+    while t.more_pages():
+        params = {"filter": f"started_at ge '{start}'", "orderby": "started_at asc", "top": t.page_size, "skip": skip}
         page = client.get("/api/cdrs", params).content
         items = json.loads(page).get("items") or []
-        frame = read(page, format="portsip-json", tz=tz) if items else None
-        counts["pages"] += 1
-        if frame is not None:
-            counts["records"] += frame.height
-            counts["written"] += writer.write(frame)
+        if items:
+            t.write(read(page, format="portsip-json", tz=t.tz))
             newest = max([newest, *(i.get("started_at") or newest for i in items)])
+        else:
+            t.counts["pages"] += 1
         skip += len(items)
-        save_state({"started_at": newest})
-        if len(items) < page_size:
+        t.save_state({"started_at": newest})
+        if len(items) < t.page_size:
             break
-    if recordings:
-        counts["recordings"] = fetch_portsip_recordings(client, root / RECORDINGS, page_size)
-    return counts
+    if t.recordings:
+        t.counts["recordings"] = fetch_portsip_recordings(client, t.root / RECORDINGS, t.page_size)
 
 
 def fetch_portsip_recordings(client: PortsipClient, directory: pathlib.Path, page_size: int) -> int:

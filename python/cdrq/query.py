@@ -67,12 +67,19 @@ def apply(frame: Frame, plan: dict[str, Any], groups: Mapping[str, Sequence[str]
     out = frame.filter(_expr.filters(plan, schema, groups))
     if plan["descending"]:
         out = out.reverse()
-    offset, count = plan["offset"], plan["num_records"]
-    if clamp:
-        count = 1000 if count is None else min(count, 1000)
+    offset, count = page(plan, clamp)
     if offset is not None or count is not None:
         out = out.slice(offset or 0, count)
     return out
+
+
+def page(plan: dict[str, Any], clamp: bool) -> tuple[int | None, int | None]:
+    """(offset, count) of a plan, ``None`` for "not given"; ``clamp`` applies
+    the CDR API's default page of 1000 and its maximum."""
+    count = plan["num_records"]
+    if clamp:
+        count = 1000 if count is None else min(count, 1000)
+    return plan["offset"], count
 
 
 class Pattern:

@@ -34,8 +34,6 @@ from urllib.parse import quote, unquote
 
 import polars as pl
 
-from cdrq import _core
-from cdrq.query import compile_query
 from cdrq.read import read
 from cdrq.recordings import NotFound, Recordings
 from cdrq.render import cdrapi, requested_format
@@ -81,12 +79,9 @@ class Archive:
         return any(address in network for network in self.permit)
 
     def answer(self, qs: str) -> tuple[str, str]:
-        """The ``/cdrapi`` response text and its format."""
-        try:
-            fmt = compile_query(qs, library=False)["format"] or "csv"
-        except _core.QueryError:
-            fmt = requested_format(qs)
-        return cdrapi(self.frame, qs, now=self.now(), mains=self.mains), fmt
+        """The ``/cdrapi`` response text and its format (the one asked for,
+        or csv: also what a rejected ``format`` is answered in)."""
+        return cdrapi(self.frame, qs, now=self.now(), mains=self.mains), requested_format(qs)
 
 
 async def respond(send: Send, status: int, body: bytes | str, content_type: str = "text/plain", headers=()) -> None:
@@ -256,18 +251,13 @@ class LegacyApi:
         return await respond_file(send, *result)
 
 
-@dataclass
-class Session:
-    last_used: float
-
-
 class NewApi:
     """The UCM63xx ``POST /api`` JSON API."""
 
     def __init__(self, archive: Archive, session_ttl: float = 600.0, challenge_ttl: float = 60.0) -> None:
         self.archive, self.session_ttl, self.challenge_ttl = archive, session_ttl, challenge_ttl
         self.challenges: dict[str, float] = {}
-        self.sessions: dict[str, Session] = {}
+        self.sessions: dict[str, float] = {}  # cookie → when last used
         self.lock = threading.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -328,7 +318,7 @@ class NewApi:
                 return await self.status(send, AUTH_FAILED)
             del self.challenges[match]
             cookie = secrets.token_hex(16)
-            self.sessions[cookie] = Session(time.monotonic())
+            self.sessions[cookie] = time.monotonic()
         await self.status(send, OK, {"cookie": cookie})
 
     async def logout(self, send: Send, request: dict[str, Any]) -> None:
@@ -338,12 +328,12 @@ class NewApi:
 
     def valid_cookie(self, cookie: Any) -> bool:
         with self.lock:
-            session = self.sessions.get(str(cookie))
+            last_used = self.sessions.get(str(cookie))
             now = time.monotonic()
-            if session is None or now - session.last_used >= self.session_ttl:
+            if last_used is None or now - last_used >= self.session_ttl:
                 self.sessions.pop(str(cookie), None)
                 return False
-            session.last_used = now
+            self.sessions[str(cookie)] = now
             return True
 
 

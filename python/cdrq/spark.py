@@ -43,7 +43,7 @@ from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 from cdrq import _core
 from cdrq.query import now_us
 from cdrq.read import REJECT_SCHEMA, localise
-from cdrq.sql import to_expression
+from cdrq.sql import condition_of, to_expression
 
 
 def register(spark: SparkSession) -> None:
@@ -51,11 +51,10 @@ def register(spark: SparkSession) -> None:
     spark.dataSource.register(CdrqDataSource)
 
 
-def to_spark(
-    qs: str, now: datetime | None = None, groups: Mapping[str, Sequence[str]] | None = None, tz=None
-) -> Column:
-    """The query's filter as a Spark Column (paging and order: :func:`spark_query`)."""
-    condition = to_expression(qs, now=now, groups=groups, tz=tz, where_only=True)
+def to_spark(qs: str, now: datetime | None = None, groups: Mapping[str, Sequence[str]] | None = None) -> Column:
+    """The query's filter as a Spark Column (paging and order: :func:`spark_query`).
+    Times are written with their offset, so the session's zone does not matter."""
+    condition = to_expression(qs, now=now, groups=groups, tz="UTC", where_only=True)
     return F.expr(condition.sql(dialect="spark"))
 
 
@@ -72,20 +71,20 @@ def spark_query(
     order — ``F.monotonically_increasing_id()`` taken right after the read
     is the file order) and paged as ``cdrq.query`` would; ``cdrapi`` takes
     the UCM's rules (its parameters only, pages of at most 1000)."""
-    from cdrq.query import compile_query
+    from cdrq.query import compile_query, page
 
+    groups = dict(groups or {})
     plan = compile_query(qs, now, groups, library=not cdrapi)
-    if cdrapi:
-        plan["num_records"] = 1000 if plan["num_records"] is None else min(plan["num_records"], 1000)
-    out = df.filter(to_spark(qs, now, groups))
+    out = df.filter(F.expr(condition_of(plan, groups, "UTC").sql(dialect="spark")))
     if plan["descending"] and order_by is None:
         raise _core.CdrqError("order=desc needs order_by: Spark keeps no archive order")
     if order_by is not None:
         out = out.orderBy(F.col(order_by).desc() if plan["descending"] else F.col(order_by).asc())
-    if plan["offset"] is not None:
-        out = out.offset(plan["offset"])
-    if plan["num_records"] is not None:
-        out = out.limit(plan["num_records"])
+    offset, count = page(plan, clamp=cdrapi)
+    if offset is not None:
+        out = out.offset(offset)
+    if count is not None:
+        out = out.limit(count)
     return out
 
 

@@ -23,31 +23,17 @@ from typing import Any
 from sqlglot import exp
 
 from cdrq._core import CdrqError
-from cdrq.query import compile_query
+from cdrq.query import compile_query, page
 
 STATUS = {"answered": ["ANSWERED"], "noanswer": ["NO ANSWER"], "busy": ["BUSY"], "failed": ["FAILED", "CONGESTION"]}
 
 
-def to_sql(
-    qs: str,
-    dialect: str = "duckdb",
-    *,
-    table: str = "cdrs",
-    now: datetime | None = None,
-    groups: Mapping[str, Sequence[str]] | None = None,
-    tz: str | None = "UTC",
-    order_by: str | None = None,
-    where_only: bool = False,
-    cdrapi: bool = False,
-) -> str:
-    """The query string ``qs`` as SQL: ``SELECT * FROM table WHERE …`` with
-    its paging (or, with ``where_only``, the condition alone). ``cdrapi``
-    takes the UCM's rules instead of the library's: its parameters only,
-    pages of at most 1000. Raises :class:`cdrq.QueryError` for a bad query."""
-    tree = to_expression(
-        qs, table=table, now=now, groups=groups, tz=tz, order_by=order_by, where_only=where_only, cdrapi=cdrapi
-    )
-    return tree.sql(dialect=dialect)
+def to_sql(qs: str, dialect: str = "duckdb", **options: Any) -> str:
+    """The query string ``qs`` as SQL for ``dialect``: ``SELECT * FROM table
+    WHERE …`` with its paging, or the condition alone; ``options`` are
+    those of :func:`to_expression`. Raises :class:`cdrq.QueryError` for a
+    bad query."""
+    return to_expression(qs, **options).sql(dialect=dialect)
 
 
 def to_expression(
@@ -61,11 +47,12 @@ def to_expression(
     where_only: bool = False,
     cdrapi: bool = False,
 ) -> exp.Expression:
-    """The sqlglot tree :func:`to_sql` generates from."""
+    """The sqlglot tree of ``qs``: ``SELECT * FROM table WHERE …`` with its
+    paging, or with ``where_only`` the condition alone. ``cdrapi`` takes the
+    UCM's rules instead of the library's (its parameters only, pages of at
+    most 1000); ``order_by`` orders the rows (``order=desc`` needs it)."""
     groups = dict(groups or {})
     plan = compile_query(qs, now, groups, library=not cdrapi)
-    if cdrapi:
-        plan["num_records"] = 1000 if plan["num_records"] is None else min(plan["num_records"], 1000)
     condition = condition_of(plan, groups, tz)
     if where_only:
         return condition
@@ -74,12 +61,13 @@ def to_expression(
         raise CdrqError("order=desc needs order_by: SQL tables have no archive order")
     if order_by is not None:
         select = select.order_by(exp.Ordered(this=exp.column(order_by), desc=bool(plan["descending"])))
-    if plan["num_records"] is not None:
-        select = select.limit(plan["num_records"])
-    if plan["offset"] is not None:
-        if plan["num_records"] is None:
+    offset, count = page(plan, clamp=cdrapi)
+    if count is not None:
+        select = select.limit(count)
+    if offset is not None:
+        if count is None:
             select = select.limit(2**62)  # most dialects want a LIMIT before OFFSET
-        select = select.offset(plan["offset"])
+        select = select.offset(offset)
     return select
 
 

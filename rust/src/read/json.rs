@@ -54,26 +54,9 @@ struct Document<'a> {
     spans: Vec<(usize, usize)>,
 }
 
-/// One chunk of a record array: where it really started and ended, and
-/// what it held.
-struct Chunk {
-    start: usize,
-    /// Start of the next element, or the array's `]`.
-    end: usize,
-    /// The chunk reached the array's `]`.
-    closed: bool,
-    result: Parsed<Result<ReadOutput>>,
-}
-
-impl super::Chunk for Chunk {
-    fn span(&self) -> (usize, usize) {
-        (self.start, self.end)
-    }
-
-    fn is_last(&self) -> bool {
-        self.closed
-    }
-}
+/// One chunk of a record array; it ends at the start of the next element,
+/// or at the array's `]` (then it is closed).
+type Chunk = super::Piece<Parsed<Result<ReadOutput>>>;
 
 /// Reads a UCM CDR API JSON export.
 pub fn read_ucm_json(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {

@@ -204,6 +204,26 @@ pub trait Chunk {
     fn is_last(&self) -> bool;
 }
 
+/// A chunk of a nested document (a JSON record array, XML calls): where it
+/// really started and ended, whether nothing can follow it (the document's
+/// end was reached, or the parse failed), and what it built.
+pub struct Piece<T> {
+    pub start: usize,
+    pub end: usize,
+    pub closed: bool,
+    pub result: T,
+}
+
+impl<T> Chunk for Piece<T> {
+    fn span(&self) -> (usize, usize) {
+        (self.start, self.end)
+    }
+
+    fn is_last(&self) -> bool {
+        self.closed
+    }
+}
+
 /// Parses the windows of `bounds` (nominal chunk starts, then the end) in
 /// parallel, then keeps a chunk only if it starts where its predecessor
 /// ended, parsing it again from there otherwise (its nominal start fell

@@ -180,24 +180,8 @@ fn call_bounds(buf: &[u8], first: usize, target: usize) -> Vec<usize> {
     bounds
 }
 
-/// One chunk of the document: where it started and ended, whether it saw
-/// the root's end, and its built parts.
-struct Part {
-    start: usize,
-    end: usize,
-    closed: bool,
-    result: Result<Vec<ReadOutput>>,
-}
-
-impl super::Chunk for Part {
-    fn span(&self) -> (usize, usize) {
-        (self.start, self.end)
-    }
-
-    fn is_last(&self) -> bool {
-        self.closed || self.result.is_err()
-    }
-}
+/// One chunk of the document; closed once it saw the root's end, or failed.
+type Part = super::Piece<Result<Vec<ReadOutput>>>;
 
 /// Parses from `start` (at element depth `depth0`) until the first call
 /// starting at or after `nominal_end`, or the end of the document.
@@ -211,6 +195,7 @@ fn parse_part(
 ) -> Part {
     let mut part = Part { start, end: start, closed: false, result: Ok(Vec::new()) };
     part.result = parse_into(input, options, text, nominal_end, depth0, &mut part);
+    part.closed |= part.result.is_err();
     part
 }
 
