@@ -79,13 +79,17 @@ def take_counters() -> tuple[int, int, int]:
 def is_debug_build() -> bool: ...
 def _panic_for_test() -> None: ...
 def compile_query(query: str, *, now_us: int, library: bool, groups: list[str] = ...) -> dict[str, Any]:
-    """Compile a query string into a plan (raises QueryError)."""
+    """Compile a query string into a plan (raises QueryError); ``plan["masks"]``
+    holds each pattern list's kernel for its ranges and wildcards."""
 
-def compile_pattern(text: str, dialect: str = "cdrapi") -> list[tuple[str, Any]]:
-    """Compile one pattern list into (kind, value) items (raises QueryError)."""
+class ItemsMask:
+    """The kernel for a pattern list's ranges and wildcards."""
 
-def digit_ranges(series: Any, ranges: list[tuple[str, str]]) -> ArrowStream:
-    """Digit-range mask of a string Series (the Rust kernel)."""
+    def __call__(self, series: Any) -> ArrowStream:
+        """One boolean per value of a text Series (null is empty)."""
+
+def compile_pattern(text: str, dialect: str = "cdrapi") -> tuple[list[tuple[str, Any]], ItemsMask | None]:
+    """Compile one pattern list into (kind, value) items and its kernel (raises QueryError)."""
 
 def render(legs: Any, mains: Any, format: str) -> str:
     """Render text-only frames (legs in order, stored main records) as csv, json or xml."""

@@ -1,9 +1,11 @@
 """Plan → Polars expressions: the cheapest primitive per pattern item.
 
 Exact items become one ``is_in``; ``5@`` ``starts_with``; ``@5``
-``ends_with``; ``@5@`` a literal ``contains``; other wildcards one anchored
-regex; ``LO-HI`` ranges a digit-string comparison that stays exact for
-values longer than any integer type (a Rust kernel over the Arrow buffers).
+``ends_with``; ``@5@`` a literal ``contains``. Digit ranges (exact for
+values longer than any integer type) and the other wildcards go to one
+Rust kernel pass per list over the column's Arrow buffers, through
+``map_batches`` (`rust/src/query/mask.rs`): Polars would need a regex strip
+per range and a regex per wildcard.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
-
-from cdrq import _core
 
 Item = tuple[str, Any]
 
@@ -28,20 +28,18 @@ def all_of(exprs: Sequence[pl.Expr]) -> pl.Expr:
     return functools.reduce(operator.and_, exprs) if exprs else pl.lit(True)
 
 
-def items_expr(value: pl.Expr, items: Sequence[Item]) -> pl.Expr:
-    """Whether ``value`` matches any item. Only ``@`` and ranges can match
-    the empty string, and those two treat null as empty; for every other
-    item a null value gives null, which a filter drops like false."""
+def items_expr(value: pl.Expr, items: Sequence[Item], mask: Any) -> pl.Expr:
+    """Whether ``value`` matches any item; ``mask`` is the list's kernel for
+    its ranges and wildcards (``None`` if it has none). Only ``@``, ranges
+    and wildcards can match the empty string, and they treat null as empty;
+    for every other item a null value gives null, which a filter drops like
+    false."""
     exact = [v for kind, v in items if kind == "exact"]
     parts = [value.is_in(exact)] if exact else []
-    regexes = [v for kind, v in items if kind == "regex"]
-    if regexes:
-        # One regex pass for all wildcard items.
-        parts.append(value.str.contains("|".join(f"(?:{r})" for r in regexes)))
-    ranges = [v for kind, v in items if kind == "range"]
-    if ranges:
-        # One pass of the Rust kernel for all ranges.
-        parts.append(value.map_batches(functools.partial(range_mask, ranges=ranges), return_dtype=pl.Boolean))
+    if mask is not None:
+        # Not marked elementwise: Polars would then push the Python function
+        # into a scan's predicate, which it can only pickle with cloudpickle.
+        parts.append(value.map_batches(functools.partial(run_kernel, mask), return_dtype=pl.Boolean))
     for kind, v in items:
         if kind == "prefix":
             parts.append(value.str.starts_with(v))
@@ -54,12 +52,11 @@ def items_expr(value: pl.Expr, items: Sequence[Item]) -> pl.Expr:
     return any_of(parts)
 
 
-def range_mask(series: pl.Series, ranges: list[tuple[str, str]]) -> pl.Series:
-    """LO ≤ digits(value) ≤ HI for any range, as unbounded integers, by the
-    Rust kernel over the column's Arrow buffers (null is the empty string)."""
+def run_kernel(mask: Any, series: pl.Series) -> pl.Series:
+    """A list's kernel over a text Series: one boolean per value."""
     if series.dtype != pl.String:
         series = series.cast(pl.String)
-    return pl.DataFrame(_core.digit_ranges(series, ranges)).to_series().alias(series.name)
+    return pl.DataFrame(mask(series)).to_series().alias(series.name)
 
 
 def instant(us: int, dtype: pl.DataType | None) -> pl.Expr:
@@ -96,7 +93,7 @@ def filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Sequence[
         ("callee_number", "dst"),
     ]:
         if plan[key] is not None:
-            parts.append(items_expr(field(column, schema), plan[key]))
+            parts.append(items_expr(field(column, schema), plan[key], plan["masks"][key]))
     bounds = [(plan["start_time"], operator.ge), (plan["end_time"], operator.le)]
     for bound, compare in bounds:
         if bound is not None:

@@ -88,7 +88,8 @@ class Pattern:
     def __init__(self, text: str, dialect: str = "cdrapi") -> None:
         self.text = text
         self.dialect = dialect
-        self.items: list[tuple[str, Any]] = list(_core.compile_pattern(text, dialect))
+        items, self._mask = _core.compile_pattern(text, dialect)
+        self.items: list[tuple[str, Any]] = list(items)
 
     def __repr__(self) -> str:
         return f"Pattern({self.text!r}, dialect={self.dialect!r})"
@@ -117,7 +118,7 @@ class Pattern:
 
     def expr(self, column: str) -> pl.Expr:
         """The Polars expression matching ``column`` against the list."""
-        return _expr.items_expr(pl.col(column), self.items).fill_null(False)
+        return _expr.items_expr(pl.col(column), self.items, self._mask).fill_null(False)
 
 
 def compile_pattern(text: str, dialect: str = "cdrapi") -> Pattern:

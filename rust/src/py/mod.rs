@@ -133,13 +133,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(query::compile_query, m)?)?;
     m.add_function(wrap_pyfunction!(query::compile_pattern, m)?)?;
-    m.add_function(wrap_pyfunction!(query::digit_ranges, m)?)?;
     m.add_function(wrap_pyfunction!(query::render, m)?)?;
     m.add_function(wrap_pyfunction!(scan::column_names, m)?)?;
     m.add_function(wrap_pyfunction!(scan::take_counters, m)?)?;
     m.add_function(wrap_pyfunction!(scan::json_ranges, m)?)?;
     m.add_class::<scan::Scanner>()?;
     m.add_class::<ArrowStream>()?;
+    m.add_class::<query::ItemsMask>()?;
     m.add("CdrqError", py.get_type::<CdrqError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;
     m.add("QueryError", py.get_type::<QueryError>())?;

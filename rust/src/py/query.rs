@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
 use arrow_array::RecordBatchReader;
 use arrow_array::ffi_stream::{ArrayStreamReader, RecordBatchStreamReader};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict, PyList};
@@ -12,8 +12,9 @@ use pyo3::types::{PyCapsule, PyDict, PyList};
 use super::arrow_export::ArrowStream;
 use super::errors::{CdrqError, QueryError as PyQueryError};
 use crate::query::compile::{Surface, compile};
+use crate::query::filter::ItemList;
+use crate::query::mask;
 use crate::query::pattern::{self, Item};
-use crate::query::ranges::{self, DigitRange};
 use crate::query::{QueryError, plan::Plan};
 
 pub fn query_error(py: Python<'_>, e: &QueryError) -> PyErr {
@@ -39,7 +40,7 @@ fn item<'py>(py: Python<'py>, item: &Item) -> PyResult<Bound<'py, PyAny>> {
         Item::Suffix(v) => ("suffix", v).into_pyobject(py)?.into_any(),
         Item::Contains(v) => ("contains", v).into_pyobject(py)?.into_any(),
         Item::Any => ("any", "").into_pyobject(py)?.into_any(),
-        Item::Regex(v) => ("regex", v).into_pyobject(py)?.into_any(),
+        Item::Wildcard(tokens) => ("regex", pattern::wildcard_regex(tokens)).into_pyobject(py)?.into_any(),
         Item::Range { lo, hi } => ("range", (lo, hi)).into_pyobject(py)?.into_any(),
     })
 }
@@ -73,7 +74,62 @@ fn plan_dict<'py>(py: Python<'py>, plan: &Plan) -> PyResult<Bound<'py, PyDict>> 
     d.set_item("account_code", &plan.account_code)?;
     d.set_item("ext_group", &plan.ext_group)?;
     d.set_item("descending", plan.descending)?;
+    let masks = PyDict::new(py);
+    for (key, list) in [
+        ("caller", &plan.caller),
+        ("callee", &plan.callee),
+        ("caller_number", &plan.caller_number),
+        ("callee_number", &plan.callee_number),
+    ] {
+        masks.set_item(key, list.as_deref().and_then(ItemsMask::for_hard_items))?;
+    }
+    d.set_item("masks", masks)?;
     Ok(d)
+}
+
+/// The kernel for a pattern list's digit ranges and general wildcards over
+/// a Polars Series (taken through the Arrow PyCapsule stream interface, no
+/// copy): a one-column stream of booleans, null values read as empty.
+#[pyclass(frozen, module = "cdrq._core")]
+pub struct ItemsMask {
+    list: ItemList,
+}
+
+impl ItemsMask {
+    /// The kernel for the items Polars has no cheap primitive for, if any.
+    fn for_hard_items(items: &[Item]) -> Option<Self> {
+        let hard: Vec<Item> =
+            items.iter().filter(|i| matches!(i, Item::Range { .. } | Item::Wildcard(_))).cloned().collect();
+        (!hard.is_empty()).then(|| Self { list: ItemList::new(&hard) })
+    }
+}
+
+#[pymethods]
+impl ItemsMask {
+    fn __call__(&self, py: Python<'_>, series: &Bound<'_, PyAny>) -> PyResult<ArrowStream> {
+        let chunks = import_arrays(series)?;
+        let arrays = py.detach(|| mask::mask(&self.list, &chunks)).map_err(CdrqError::new_err)?;
+        let schema = Arc::new(Schema::new(vec![Field::new("mask", DataType::Boolean, false)]));
+        let batches = arrays
+            .into_iter()
+            .map(|a| RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(a)]))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CdrqError::new_err(e.to_string()))?;
+        Ok(ArrowStream::new(schema, batches))
+    }
+}
+
+/// The chunks of anything with `__arrow_c_stream__` holding one array per
+/// chunk (a Polars Series).
+fn import_arrays(series: &Bound<'_, PyAny>) -> PyResult<Vec<ArrayRef>> {
+    let capsule = series.call_method0("__arrow_c_stream__")?;
+    let capsule = capsule.cast::<PyCapsule>()?;
+    let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
+    // SAFETY: the capsule holds a valid stream; `from_raw` takes it over and
+    // leaves the capsule's copy released.
+    let reader = unsafe { ArrayStreamReader::from_raw(pointer.as_ptr().cast()) }
+        .map_err(|e| CdrqError::new_err(e.to_string()))?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| CdrqError::new_err(e.to_string()))
 }
 
 /// Compiles a query string into a plan (a dict); `library` admits the web
@@ -92,7 +148,8 @@ pub fn compile_query<'py>(
     plan_dict(py, &plan)
 }
 
-/// Compiles one pattern list (`cdrapi` or `webui` dialect) into items.
+/// Compiles one pattern list (`cdrapi` or `webui` dialect) into its items
+/// and the kernel for its ranges and wildcards (`None` if it has none).
 #[pyfunction]
 #[pyo3(signature = (text, dialect = "cdrapi"))]
 pub fn compile_pattern<'py>(py: Python<'py>, text: &str, dialect: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -114,34 +171,8 @@ pub fn compile_pattern<'py>(py: Python<'py>, text: &str, dialect: &str) -> PyRes
         }),
     };
     let list = compiled.map_err(|e| query_error(py, &e))?;
-    items(py, &Some(list))
-}
-
-/// The digit-range kernel over a Polars Series (taken through the Arrow
-/// PyCapsule stream interface, no copy): a one-column stream of booleans.
-#[pyfunction]
-pub fn digit_ranges(py: Python<'_>, series: &Bound<'_, PyAny>, ranges: Vec<(String, String)>) -> PyResult<ArrowStream> {
-    let capsule = series.call_method0("__arrow_c_stream__")?;
-    let capsule = capsule.cast::<PyCapsule>()?;
-    let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
-    // SAFETY: the capsule holds a valid stream; `from_raw` takes it over and
-    // leaves the capsule's copy released.
-    let reader = unsafe { ArrayStreamReader::from_raw(pointer.as_ptr().cast()) }
-        .map_err(|e| CdrqError::new_err(e.to_string()))?;
-    let ranges: Vec<DigitRange> = ranges.iter().map(|(lo, hi)| DigitRange::new(lo, hi)).collect();
-    let schema = Arc::new(Schema::new(vec![Field::new("mask", DataType::Boolean, false)]));
-    let batches = py.detach(|| -> Result<Vec<RecordBatch>, String> {
-        let mut batches = Vec::new();
-        for array in reader {
-            let array = array.map_err(|e| e.to_string())?;
-            let mask = ranges::mask(array.as_ref(), &ranges)
-                .ok_or_else(|| format!("digit ranges need a text column, not {}", array.data_type()))?;
-            let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(mask)]).map_err(|e| e.to_string())?;
-            batches.push(batch);
-        }
-        Ok(batches)
-    });
-    Ok(ArrowStream::new(schema, batches.map_err(CdrqError::new_err)?))
+    let mask = ItemsMask::for_hard_items(&list);
+    (items(py, &Some(list))?, mask).into_pyobject(py).map(|t| t.into_any())
 }
 
 /// Record batches of anything with `__arrow_c_stream__` (a Polars frame).
@@ -149,7 +180,7 @@ fn import_batches(frame: &Bound<'_, PyAny>) -> PyResult<(Vec<String>, Vec<Record
     let capsule = frame.call_method0("__arrow_c_stream__")?;
     let capsule = capsule.cast::<PyCapsule>()?;
     let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
-    // SAFETY: as in `digit_ranges`: the reader takes the stream over.
+    // SAFETY: as in `import_arrays`: the reader takes the stream over.
     let reader = unsafe { RecordBatchStreamReader::from_raw(pointer.as_ptr().cast()) }
         .map_err(|e| CdrqError::new_err(e.to_string()))?;
     let names = reader.schema().fields().iter().map(|f| f.name().clone()).collect();

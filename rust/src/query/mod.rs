@@ -6,9 +6,12 @@
 //!
 //! Stages: [`params`] splits and percent-decodes the query string, checking
 //! names and duplicates; [`pattern`] and [`time`] compile values;
-//! [`compile`] assembles the plan.
+//! [`compile`] assembles the plan. [`filter`] decides a record from its
+//! values and [`mask`] runs that over Arrow columns.
 
 pub mod compile;
+pub mod filter;
+pub mod mask;
 pub mod params;
 pub mod pattern;
 pub mod plan;

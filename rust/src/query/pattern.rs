@@ -18,11 +18,94 @@ pub enum Item {
     Contains(String),
     /// `@`: everything, the empty value included.
     Any,
-    /// Any other wildcard item: an anchored regular expression.
-    Regex(String),
+    /// Any other wildcard item, matched against the whole value.
+    Wildcard(Vec<Token>),
     /// `LO-HI` over the digits of the value, as unbounded integers; `lo` and
     /// `hi` are digit strings without leading zeros (`"0"` for none).
     Range { lo: String, hi: String },
+}
+
+/// One step of a wildcard item; every token but `Run` matches exactly one
+/// character.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Token {
+    Char(char),
+    /// `_`: any one character.
+    One,
+    /// `@`: any run of characters, possibly empty.
+    Run,
+    /// The web UI's `X`: one digit `0-9`.
+    Digit,
+}
+
+/// Whether `value` matches the whole token list: the usual greedy
+/// wildcard walk that backtracks only to the last `Run` (linear for
+/// single-`Run` items, O(n·m) at worst, never exponential).
+pub fn wildcard_matches(tokens: &[Token], value: &str) -> bool {
+    let one = |t: Token, c: char| match t {
+        Token::Char(x) => x == c,
+        Token::One => true,
+        Token::Digit => c.is_ascii_digit(),
+        Token::Run => false,
+    };
+    if value.is_ascii() {
+        walk(tokens, value.as_bytes(), |t, b| one(t, char::from(b)))
+    } else {
+        walk(tokens, &value.chars().collect::<Vec<_>>(), one)
+    }
+}
+
+fn walk<T: Copy>(tokens: &[Token], value: &[T], one: impl Fn(Token, T) -> bool) -> bool {
+    let (mut t, mut v) = (0, 0);
+    let mut last_run: Option<(usize, usize)> = None;
+    while v < value.len() {
+        match tokens.get(t) {
+            Some(Token::Run) => {
+                last_run = Some((t, v));
+                t += 1;
+            }
+            Some(&token) if one(token, value[v]) => {
+                t += 1;
+                v += 1;
+            }
+            _ => match last_run {
+                // Let the last run take one more character and retry.
+                Some((run, from)) => {
+                    last_run = Some((run, from + 1));
+                    t = run + 1;
+                    v = from + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    tokens[t..].iter().all(|&token| token == Token::Run)
+}
+
+/// The anchored regular expression of a token list (for Polars and SQL).
+pub fn wildcard_regex(tokens: &[Token]) -> String {
+    let mut re = String::from("(?s)^");
+    let mut i = 0;
+    while i < tokens.len() {
+        match tokens[i] {
+            Token::Char(c) => {
+                if !c.is_ascii_alphanumeric() {
+                    re.push('\\');
+                }
+                re.push(c);
+            }
+            Token::One => re.push('.'),
+            Token::Run => re.push_str(".*"),
+            Token::Digit => {
+                let n = tokens[i..].iter().take_while(|&&t| t == Token::Digit).count();
+                re.push_str(&format!("[0-9]{{{n}}}"));
+                i += n - 1;
+            }
+        }
+        i += 1;
+    }
+    re.push('$');
+    re
 }
 
 /// Characters a CDR API pattern list may hold.
@@ -104,23 +187,15 @@ fn wildcard(item: &str) -> Item {
             };
         }
     }
-    let mut re = String::from("(?s)^");
-    for c in item.chars() {
-        match c {
-            '@' => re.push_str(".*"),
-            '_' => re.push('.'),
-            c => push_literal(&mut re, c),
-        }
-    }
-    re.push('$');
-    Item::Regex(re)
-}
-
-fn push_literal(re: &mut String, c: char) {
-    if !c.is_ascii_alphanumeric() {
-        re.push('\\');
-    }
-    re.push(c);
+    let tokens = item
+        .chars()
+        .map(|c| match c {
+            '@' => Token::Run,
+            '_' => Token::One,
+            c => Token::Char(c),
+        })
+        .collect();
+    Item::Wildcard(tokens)
 }
 
 /// Compiles one web UI number pattern (§6): a literal prefix, optionally a
@@ -142,14 +217,12 @@ pub fn webui_item(item: &str, at: usize, err: &dyn Fn(usize, &str, &str) -> Quer
         (0, false) => Item::Exact(prefix.into()),
         (0, true) => Item::Prefix(prefix.into()),
         (n, any_tail) => {
-            let mut re = String::from("(?s)^");
-            prefix.chars().for_each(|c| push_literal(&mut re, c));
-            re.push_str(&format!("[0-9]{{{n}}}"));
+            let mut tokens: Vec<Token> = prefix.chars().map(Token::Char).collect();
+            tokens.extend(std::iter::repeat_n(Token::Digit, n));
             if any_tail {
-                re.push_str(".*");
+                tokens.push(Token::Run);
             }
-            re.push('$');
-            Item::Regex(re)
+            Item::Wildcard(tokens)
         }
     })
 }
@@ -166,6 +239,33 @@ mod tests {
         cdrapi_list(list, &err)
     }
 
+    fn regex(item: &Item) -> String {
+        match item {
+            Item::Wildcard(tokens) => wildcard_regex(tokens),
+            other => panic!("not a wildcard: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn wildcards_match_whole_values() {
+        let m = |list: &str, value: &str| match &compile(list).unwrap()[0] {
+            Item::Wildcard(tokens) => wildcard_matches(tokens, value),
+            other => panic!("not a wildcard: {other:?}"),
+        };
+        assert!(m("_1@5", "615") && m("_1@5", "6125") && !m("_1@5", "6126") && !m("_1@5", "15"));
+        assert!(m("@5@5", "5x5") && m("@5@5", "55") && !m("@5@5", "5"));
+        assert!(m("a@b@c", "aXbYbZc") && !m("a@b@c", "acb"));
+        let accented = [Token::One, Token::Char('é'), Token::Run];
+        assert!(wildcard_matches(&accented, "xé!") && !m("__", "é"), "characters, not bytes");
+        assert!(m("5@-_", "5a-b") && !m("5@-_", "5a-"));
+        assert!(m("_@", "\n") && m("@_", "x\ny"), "'_' and '@' take line breaks too");
+        let digits = &webui_item("3XX.", 0, &err).unwrap();
+        let Item::Wildcard(tokens) = digits else { panic!() };
+        assert!(
+            wildcard_matches(tokens, "312") && wildcard_matches(tokens, "312x") && !wildcard_matches(tokens, "3a2")
+        );
+    }
+
     #[test]
     fn classifies_items() {
         use Item::*;
@@ -179,15 +279,15 @@ mod tests {
                 Contains("53".into()),
                 Any,
                 Range { lo: "6300".into(), hi: "6399".into() },
-                Regex("(?s)^.4.*$".into()),
+                Wildcard(vec![Token::One, Token::Char('4'), Token::Run]),
                 Range { lo: "5".into(), hi: "0".into() },
                 Exact("a#*+.".into()),
             ]
         );
-        assert_eq!(compile("5@3").unwrap(), vec![Regex("(?s)^5.*3$".into())]);
+        assert_eq!(regex(&compile("5@3").unwrap()[0]), "(?s)^5.*3$");
         assert_eq!(compile("0-0").unwrap(), vec![Range { lo: "0".into(), hi: "0".into() }]);
         assert_eq!(compile("a-0012b").unwrap(), vec![Range { lo: "0".into(), hi: "12".into() }]);
-        assert_eq!(compile("1+_").unwrap(), vec![Regex("(?s)^1\\+.$".into())]);
+        assert_eq!(regex(&compile("1+_").unwrap()[0]), "(?s)^1\\+.$");
     }
 
     #[test]
@@ -203,9 +303,9 @@ mod tests {
     #[test]
     fn webui() {
         let w = |s: &str| webui_item(s, 0, &err);
-        assert_eq!(w("3XXX").unwrap(), Item::Regex("(?s)^3[0-9]{3}$".into()));
+        assert_eq!(regex(&w("3XXX").unwrap()), "(?s)^3[0-9]{3}$");
         assert_eq!(w("3.").unwrap(), Item::Prefix("3".into()));
-        assert_eq!(w("3x.").unwrap(), Item::Regex("(?s)^3[0-9]{1}.*$".into()));
+        assert_eq!(regex(&w("3x.").unwrap()), "(?s)^3[0-9]{1}.*$");
         assert_eq!(w("300").unwrap(), Item::Exact("300".into()));
         assert!(w("3X1").is_err());
         assert!(w("3..").is_err());
