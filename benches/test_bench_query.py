@@ -1,11 +1,16 @@
 """Queries: `cdrq.query` vs the filter a skilled user writes by hand in
 Polars, and vs hand-written DuckDB SQL on a native DuckDB table of the same
-data (query time only), for five query shapes; plus compiling a query and a
-1000-record `cdrq.cdrapi` JSON page. One group per shape."""
+data (query time only, the matching records fetched as a Polars frame like
+the other two deliver), for five query shapes; plus compiling a query and a
+1000-record `cdrq.cdrapi` JSON page. One group per shape, and a
+side-by-side table whose rounds alternate the three contenders, so that
+this machine's drift lands on all of them alike."""
 
 from __future__ import annotations
 
 import os
+import statistics
+import time
 from datetime import datetime, timezone
 
 import duckdb
@@ -19,6 +24,7 @@ from .gen_cdrs import records
 
 N = int(os.environ.get("CDRQ_BENCH_QUERY_RECORDS", "5000000"))
 ROUNDS = 5
+SIDE_BY_SIDE_ROUNDS = int(os.environ.get("CDRQ_BENCH_QUERY_ROUNDS", "11"))
 T0, T1 = datetime(2023, 11, 20, tzinfo=timezone.utc), datetime(2023, 11, 25, tzinfo=timezone.utc)
 EXACT = [str(6000 + 7 * i) for i in range(20)]
 
@@ -60,7 +66,7 @@ def frame() -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def duck(frame, tmp_path_factory):
     path = tmp_path_factory.mktemp("duck") / "cdrs.parquet"
-    frame.select("AcctId", "src", "dst", "start", "billsec").write_parquet(path)
+    frame.write_parquet(path)
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"CREATE TABLE cdrs AS SELECT * FROM '{path}'")
@@ -82,13 +88,44 @@ def test_polars_by_hand(benchmark, frame, shape):
     benchmark.pedantic(lambda: frame.filter(by_hand()), rounds=ROUNDS, warmup_rounds=1)
 
 
+def duckdb_route(duck, sql: str):
+    query = f"SELECT * FROM cdrs WHERE {sql} ORDER BY AcctId"
+    return lambda: duck.sql(query).pl()
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_duckdb_sql(benchmark, duck, frame, shape):
     benchmark.group = f"query-{shape}"
     _, by_hand, sql = SHAPES[shape]
-    query = f"SELECT AcctId FROM cdrs WHERE {sql} ORDER BY AcctId"
-    rows = benchmark.pedantic(lambda: duck.execute(query).fetchall(), rounds=ROUNDS, warmup_rounds=1)
-    assert len(rows) == frame.filter(by_hand()).height
+    rows = benchmark.pedantic(duckdb_route(duck, sql), rounds=ROUNDS, warmup_rounds=1)
+    assert rows["AcctId"].to_list() == frame.filter(by_hand())["AcctId"].to_list()
+
+
+def test_side_by_side(frame, duck):
+    """Per shape: rounds alternate cdrq, Polars by hand and DuckDB; the
+    table gives min / median (ms) and cdrq's ratios."""
+    print(f"\nqueries over {frame.height:,} records, {SIDE_BY_SIDE_ROUNDS} alternating rounds (ms, min / median)")
+    print("| shape | cdrq | Polars by hand | DuckDB | cdrq ÷ by hand | cdrq ÷ DuckDB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for shape, (qs, by_hand, sql) in SHAPES.items():
+        routes = {
+            "cdrq": lambda qs=qs: cdrq.query(frame, qs),
+            "hand": lambda by_hand=by_hand: frame.filter(by_hand()),
+            "duck": duckdb_route(duck, sql),
+        }
+        times: dict[str, list[float]] = {k: [] for k in routes}
+        for r in range(SIDE_BY_SIDE_ROUNDS + 1):
+            order = list(routes)[r % 3 :] + list(routes)[: r % 3]
+            for name in order:
+                t0 = time.perf_counter()
+                routes[name]()
+                if r:  # the first round warms up
+                    times[name].append(time.perf_counter() - t0)
+        lo = {k: min(v) * 1e3 for k, v in times.items()}
+        mid = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        cells = [f"{lo[k]:.1f} / {mid[k]:.1f}" for k in routes]
+        ratios = [f"{lo['cdrq'] / lo[k]:.2f} / {mid['cdrq'] / mid[k]:.2f}" for k in ("hand", "duck")]
+        print(f"| {shape} | " + " | ".join(cells + ratios) + " |")
 
 
 def test_compile_query(benchmark):

@@ -65,12 +65,25 @@ pub fn render(format: Format, names: &[String], legs: &Rows<'_>, mains: &Rows<'_
         Format::Csv => {
             out.push_str(&names.join(","));
             out.push('\n');
+            // Firmware 1.0.2.5 (the 22-column layout) writes `lastdata` as it
+            // is, commas and all; readers rejoin it (the lastdata rule).
+            let old_layout = names.len() == 22;
             for row in 0..legs.len() {
                 for (c, name) in names.iter().enumerate() {
                     if c > 0 {
                         out.push(',');
                     }
-                    csv_field(&mut out, legs.value(row, c), name == "clid");
+                    let value = legs.value(row, c);
+                    let one_line = !value.contains(['\r', '\n']);
+                    // What a reader takes back: a caller ID token, and an old
+                    // `lastdata` without quotes.
+                    let as_is = one_line
+                        && match name.as_str() {
+                            "clid" => value.starts_with('"'),
+                            "lastdata" => old_layout && !value.contains('"'),
+                            _ => false,
+                        };
+                    csv_field(&mut out, value, as_is);
                 }
                 out.push('\n');
             }
@@ -228,11 +241,11 @@ fn summary(names: &[String], legs: &Rows<'_>, rows: &[usize]) -> Vec<String> {
         .collect()
 }
 
-/// RFC 4180 quoting when needed; a caller ID token `"Name" <ext>` is written
-/// as the UCM writes it.
-fn csv_field(out: &mut String, value: &str, clid: bool) {
-    let token = clid && value.starts_with('"') && !value.contains(['\r', '\n']);
-    if !token && value.contains([',', '"', '\r', '\n']) {
+/// RFC 4180 quoting when needed, unless the field is written `as_is`, as
+/// the UCM writes it (a caller ID token `"Name" <ext>`; firmware 1.0.2.5's
+/// `lastdata`, commas and all).
+fn csv_field(out: &mut String, value: &str, as_is: bool) {
+    if !as_is && value.contains([',', '"', '\r', '\n']) {
         out.push('"');
         out.push_str(&value.replace('"', "\"\""));
         out.push('"');
@@ -299,6 +312,14 @@ mod tests {
         let legs = [batch(&["clid", "lastdata"], &[&[Some("\"pn01\" <5300>"), Some("SIP/5301,60,")]])];
         let out = render(Format::Csv, &names, &Rows::new(&legs), &Rows::new(&[]));
         assert_eq!(out, "clid,lastdata\n\"pn01\" <5300>,\"SIP/5301,60,\"\n");
+        // The 22-column layout of firmware 1.0.2.5 writes `lastdata` as it is.
+        let old: Vec<String> = (0..22).map(|i| if i == 9 { "lastdata".into() } else { format!("c{i}") }).collect();
+        let mut row = vec![Some(""); 22];
+        row[9] = Some("SIP/5301,60,");
+        let names: Vec<&str> = old.iter().map(String::as_str).collect();
+        let legs = [batch(&names, &[&row])];
+        let out = render(Format::Csv, &old, &Rows::new(&legs), &Rows::new(&[]));
+        assert!(out.ends_with("\n,,,,,,,,,SIP/5301,60,,,,,,,,,,,,,\n"), "{out}");
     }
 
     #[test]
