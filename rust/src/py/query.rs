@@ -119,11 +119,15 @@ impl ItemsMask {
     }
 }
 
+/// The `arrow_array_stream` capsule of anything with `__arrow_c_stream__`.
+fn stream_capsule<'py>(source: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyCapsule>> {
+    Ok(source.call_method0("__arrow_c_stream__")?.cast_into::<PyCapsule>()?)
+}
+
 /// The chunks of anything with `__arrow_c_stream__` holding one array per
 /// chunk (a Polars Series).
 fn import_arrays(series: &Bound<'_, PyAny>) -> PyResult<Vec<ArrayRef>> {
-    let capsule = series.call_method0("__arrow_c_stream__")?;
-    let capsule = capsule.cast::<PyCapsule>()?;
+    let capsule = stream_capsule(series)?;
     let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
     // SAFETY: the capsule holds a valid stream; `from_raw` takes it over and
     // leaves the capsule's copy released.
@@ -177,8 +181,7 @@ pub fn compile_pattern<'py>(py: Python<'py>, text: &str, dialect: &str) -> PyRes
 
 /// Record batches of anything with `__arrow_c_stream__` (a Polars frame).
 fn import_batches(frame: &Bound<'_, PyAny>) -> PyResult<(Vec<String>, Vec<RecordBatch>)> {
-    let capsule = frame.call_method0("__arrow_c_stream__")?;
-    let capsule = capsule.cast::<PyCapsule>()?;
+    let capsule = stream_capsule(frame)?;
     let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
     // SAFETY: as in `import_arrays`: the reader takes the stream over.
     let reader = unsafe { RecordBatchStreamReader::from_raw(pointer.as_ptr().cast()) }

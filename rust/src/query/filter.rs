@@ -137,16 +137,6 @@ impl RowFilter {
         }
     }
 
-    /// Which inputs the filter reads: (src, dst, start, billsec).
-    pub fn reads(&self) -> [bool; 4] {
-        [
-            !self.src.is_empty(),
-            !self.dst.is_empty(),
-            self.start_min.is_some() || self.start_max.is_some(),
-            self.billsec_min.is_some() || self.billsec_max.is_some(),
-        ]
-    }
-
     /// Whether a record matches. Null text is the empty string; a null
     /// `start` or `billsec` fails any bound on it.
     #[inline]
@@ -202,7 +192,6 @@ mod tests {
         let billsec = filter("minDur=10&maxDur=20", 0);
         assert!(billsec.keep(None, None, None, Some(10)) && !billsec.keep(None, None, None, Some(21)));
         assert!(!billsec.keep(None, None, None, None), "null billsec fails a bound");
-        assert_eq!(billsec.reads(), [false, false, false, true]);
     }
 
     #[test]
