@@ -41,3 +41,12 @@ def test_library_mode_pages_nothing_and_knows_web_ui_filters(samples):
 def test_help_shows_examples():
     out = run("query", "--help")
     assert out.returncode == 0 and "examples:" in out.stdout and "--library" in out.stdout
+
+
+def test_firmware_layout(samples):
+    path = samples / "ucm6xxx-fw1.0.11-cdrapi.csv"
+    out = run("query", "--firmware", "1.0.11", str(path), "format=csv&callee=6011")
+    assert out.returncode == 0 and out.stdout == path.read_text()
+    library = run("query", "--library", "--firmware", "1.0.11", str(path), "callee=6011")
+    assert library.returncode == 0 and library.stdout == path.read_text()
+    assert run("query", "--firmware", "9", str(path), "caller=1").returncode == 2  # argparse's usage error

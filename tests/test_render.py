@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import polars as pl
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -121,3 +122,49 @@ def test_old_layout_lastdata_round_trips(samples, values):
     df = pl.concat([one] * len(values)).with_columns(lastdata=pl.Series(values).replace("", None))
     back = cdrq.read(cdrq.render(df, "csv").encode(), format="ucm-csv")
     assert back["lastdata"].to_list() == df["lastdata"].to_list()
+
+
+def test_firmware_1_0_11_csv_renders_to_its_own_bytes(samples):
+    # The guide's 1.0.11 row: no header, 31 fields (no dstchanext), ends `, `.
+    path = samples / "ucm6xxx-fw1.0.11-cdrapi.csv"
+    df = cdrq.read(path)
+    assert cdrq.render(df, "csv", firmware="1.0.11") == path.read_text()
+    assert cdrq.render(df.clear(), "csv", firmware="1.0.11") == ""
+    # §5's layout of the same record: a header of 32 names, dstchanext empty.
+    header, row = cdrq.render(df, "csv").splitlines()
+    assert header.split(",")[-8:-5] == ["dstanswer", "chanext", "dstchanext"] and row.endswith(",DIAL,,")
+
+
+def test_firmware_1_0_11_last_field_round_trips(samples):
+    one = cdrq.read(samples / "ucm6xxx-fw1.0.11-cdrapi.csv")
+    df = pl.concat([one, one]).with_columns(dst_trunk_name=pl.Series([None, "Trunk 1"]))
+    text = cdrq.render(df, "csv", firmware="1.0.11")
+    first, second = text.splitlines()
+    assert first.endswith(",DIAL,, ") and second.endswith(",DIAL,,Trunk 1")
+    assert cdrq.read(text.encode(), format="ucm-csv")["dst_trunk_name"].to_list() == [None, "Trunk 1"]
+
+
+def test_firmware_1_0_2_5_json_renders_to_its_own_bytes(samples):
+    # The UCM6100 guide's JSON: the flat {"cdr": [...]} of the 22 old fields.
+    path = samples / "ucm6100-fw1.0.x-cdrapi.json"
+    assert cdrq.render(cdrq.read(path), "json", firmware="1.0.2.5") == path.read_text()
+    # The same records read from that firmware's CSV render the same JSON.
+    csv = cdrq.read(samples / "ucm6510-fw1.0.2.5-cdrapi.csv")
+    assert cdrq.render(csv, "json", firmware="1.0.2.5") == path.read_text()
+    assert json.loads(cdrq.render(csv.clear(), "json", firmware="1.0.2.5")) == {"cdr": []}
+    # Its CSV keeps 22 columns even for a frame of the newer firmware.
+    newer = cdrq.read(samples / "ucm6xxx-fw1.0.11-cdrapi.csv")
+    assert cdrq.render(newer, "csv", firmware="1.0.2.5").splitlines()[0].split(",")[-1] == "service"
+
+
+def test_unknown_firmware_is_an_error():
+    with pytest.raises(cdrq.CdrqError, match=r"firmware must be one of 1\.0\.2\.5, 1\.0\.11"):
+        cdrq.render(cdrq.read(b""), "csv", firmware="2.0")
+
+
+def test_cdrapi_answers_in_a_firmware_layout(samples):
+    df = cdrq.read(samples / "ucm6xxx-fw1.0.11-cdrapi.csv")
+    path = samples / "ucm6xxx-fw1.0.11-cdrapi.csv"
+    assert cdrq.cdrapi(df, "format=csv&caller=6039", firmware="1.0.11") == path.read_text()
+    assert cdrq.cdrapi(df, "format=csv&caller=6040", firmware="1.0.11") == ""
+    assert cdrq.cdrapi(df, "format=bogus", firmware="1.0.11") == ""

@@ -286,3 +286,9 @@ def test_self_signed_certificate_serves(tmp_path):
     cert, key = server.self_signed(tmp_path)
     assert cert.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
     assert os.path.getsize(key) > 0
+
+
+def test_an_archive_served_in_a_firmware_layout(samples):
+    path = samples / "ucm6xxx-fw1.0.11-cdrapi.csv"
+    archive = server.open_archive(path, user=USER, password=PASSWORD, permit=[], firmware="1.0.11")
+    assert archive.answer("format=CSV&caller=6039") == (path.read_text(), "csv")

@@ -91,5 +91,6 @@ class ItemsMask:
 def compile_pattern(text: str, dialect: str = "cdrapi") -> tuple[list[tuple[str, Any]], ItemsMask | None]:
     """Compile one pattern list into (kind, value) items and its kernel (raises QueryError)."""
 
-def render(legs: Any, mains: Any, format: str) -> str:
-    """Render text-only frames (legs in order, stored main records) as csv, json or xml."""
+def render(legs: Any, mains: Any, format: str, firmware: str | None = None) -> str:
+    """Render text-only frames (legs in order, stored main records) as csv, json or xml,
+    in the spec's layout or that of ``firmware`` (``"1.0.2.5"``, ``"1.0.11"``)."""

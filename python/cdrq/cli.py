@@ -37,6 +37,13 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "password": (("--password",), {"required": True}),
     "cert": (("--cert",), {"help": "TLS certificate (PEM)"}),
     "key": (("--key",), {"help": "TLS private key (PEM)"}),
+    "firmware": (
+        ("--firmware",),
+        {
+            "choices": ["1.0.2.5", "1.0.11"],
+            "help": "answer in the layout this UCM firmware writes (default: the spec's, with a CSV header)",
+        },
+    ),
     "progress": (
         ("--progress",),
         {
@@ -75,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         EXAMPLES,
         "tz",
         "format",
+        "firmware",
         "progress",
     )
     q.add_argument("archive", nargs="+", help="files, globs or directories; the last argument is the query")
@@ -117,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "cert",
         "key",
         "tz",
+        "firmware",
     )
     s.add_argument("archive", nargs="+", help="files, globs, directories or a dataset directory")
     s.add_argument("--self-signed", action="store_true", help="make a throw-away certificate instead")
@@ -219,10 +228,10 @@ def main(argv: list[str] | None = None) -> int:
             archive = scan(source, format=args.format, tz=args.tz, progress=args.progress)
             selected = query(archive, qs, now=now).collect()
             mains = archive.filter(pl.col("cdr_kind") == "main").collect()
-            sys.stdout.write(render(selected, requested_format(qs), legs_of=mains))
+            sys.stdout.write(render(selected, requested_format(qs), legs_of=mains, firmware=args.firmware))
         else:
             frame = read(source, format=args.format, tz=args.tz)
-            sys.stdout.write(cdrapi(frame, qs, now=now))
+            sys.stdout.write(cdrapi(frame, qs, now=now, firmware=args.firmware))
     except _core.QueryError as e:
         print(f"cdrq: bad query: {e}", file=sys.stderr)
         return 2
@@ -249,7 +258,9 @@ def query_duckdb(source, qs: str, args: argparse.Namespace, now) -> int:
             print(f"cdrq: bad query: {e}", file=sys.stderr)
             return 2
         empty = scan_dataset(source, args.tz).head(0).collect()
-        sys.stdout.write(render(empty, requested_format(qs) if e.param.lower() != "format" else "csv"))
+        sys.stdout.write(
+            render(empty, requested_format(qs) if e.param.lower() != "format" else "csv", firmware=args.firmware)
+        )
         return 0
     con = duckdb.connect()
     con.execute("SET TimeZone = ?", [args.tz])
@@ -257,7 +268,7 @@ def query_duckdb(source, qs: str, args: argparse.Namespace, now) -> int:
     con.execute(f"CREATE VIEW cdrs AS SELECT * FROM read_parquet('{files}', union_by_name = true)")
     selected = pl.DataFrame(con.sql(sql))
     mains = pl.DataFrame(con.sql("SELECT * FROM cdrs WHERE cdr_kind = 'main'"))
-    sys.stdout.write(render(selected, requested_format(qs), legs_of=mains))
+    sys.stdout.write(render(selected, requested_format(qs), legs_of=mains, firmware=args.firmware))
     return 0
 
 
@@ -295,11 +306,13 @@ def query_spark(source, qs: str, args: argparse.Namespace, now) -> int:
             print(f"cdrq: bad query: {e}", file=sys.stderr)
             return 2
         empty = localise(pl.from_arrow(df.drop("_order").limit(0).toArrow()), args.tz)
-        sys.stdout.write(render(empty, requested_format(qs) if e.param.lower() != "format" else "csv"))
+        sys.stdout.write(
+            render(empty, requested_format(qs) if e.param.lower() != "format" else "csv", firmware=args.firmware)
+        )
         return 0
     frame = localise(pl.from_arrow(selected.toArrow()), args.tz)
     mains = localise(pl.from_arrow(df.filter(F.col("cdr_kind") == "main").drop("_order").toArrow()), args.tz)
-    sys.stdout.write(render(frame, requested_format(qs), legs_of=mains))
+    sys.stdout.write(render(frame, requested_format(qs), legs_of=mains, firmware=args.firmware))
     spark.stop()
     return 0
 
@@ -318,7 +331,13 @@ def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
     try:
         source = args.archive if len(args.archive) > 1 else args.archive[0]
         archive = server.open_archive(
-            source, user=args.user, password=args.password, permit=args.permit, recordings=args.recordings, tz=args.tz
+            source,
+            user=args.user,
+            password=args.password,
+            permit=args.permit,
+            recordings=args.recordings,
+            tz=args.tz,
+            firmware=args.firmware,
         )
     except _core.CdrqError as e:
         print(f"cdrq: {e}", file=sys.stderr)

@@ -9,6 +9,12 @@ session with one leg is that leg as `main_cdr`; with several, `main_cdr` is
 the session's stored main record when the frame has one (JSON/XML sources)
 or a summary computed as §5 says (CSV sources), and the legs follow as
 `sub_cdr_1`, `sub_cdr_2`, ….
+
+``firmware`` writes one firmware's layout instead, where the vendor's bytes
+are known: ``"1.0.2.5"`` — its 22 columns, and JSON as the flat
+``{"cdr": [...]}`` of that firmware; ``"1.0.11"`` — CSV with no header line
+and 31 fields (no ``dstchanext``), an empty last field written as a space
+(the guide's row ends ``, ``), so an empty result is empty text.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from cdrq.query import apply, compile_query
 
 BASE = list(_core.BASE_COLUMNS)
 FORMATS = ("csv", "json", "xml")
+FIRMWARES = ("1.0.2.5", "1.0.11")
 
 
 def columns_of(frame: pl.DataFrame) -> list[str]:
@@ -44,45 +51,67 @@ def as_text(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     return frame.select(exprs)
 
 
-def render(frame: pl.DataFrame | pl.LazyFrame, format: str = "csv", *, legs_of: pl.DataFrame | None = None) -> str:
+def render(
+    frame: pl.DataFrame | pl.LazyFrame,
+    format: str = "csv",
+    *,
+    legs_of: pl.DataFrame | None = None,
+    firmware: str | None = None,
+) -> str:
     """The frame in the UCM's ``csv``, ``json`` or ``xml``. ``legs_of`` is
     the whole archive the frame was selected from, where stored main
-    records are looked up (default: the frame itself)."""
+    records are looked up (default: the frame itself). ``firmware``
+    (``"1.0.2.5"``, ``"1.0.11"``): that firmware's layout instead of §5's."""
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
     format = format.lower()
     if format not in FORMATS:
         raise _core.CdrqError(f"format must be csv, json or xml, not {format!r}")
+    if firmware not in (None, *FIRMWARES):
+        raise _core.CdrqError(f"firmware must be one of {', '.join(FIRMWARES)} (or None), not {firmware!r}")
     source = frame if legs_of is None else legs_of
-    columns = columns_of(source)
+    if firmware is None:
+        columns = columns_of(source)
+    elif firmware == "1.0.2.5":
+        columns = BASE[:22]
+    else:  # 1.0.11's CSV row has 31 fields: no dstchanext (samples/README.md)
+        columns = [c for c in BASE if c != "dstchanext"] if format == "csv" else BASE
     legs, mains = frame, source.clear()
-    if format != "csv" and "cdr_kind" in frame.columns:
+    flat = format == "csv" or (format == "json" and firmware == "1.0.2.5")
+    if not flat and "cdr_kind" in frame.columns:
         # Legs are written under their call's stored main record, if any.
         legs = frame.filter(pl.col("cdr_kind").ne_missing("main"))
         if "session" in source.columns:
             sessions = legs["session"].drop_nulls().unique()
             mains = source.filter((pl.col("cdr_kind") == "main") & pl.col("session").is_in(sessions.implode()))
-    return _core.render(as_text(legs, columns), as_text(mains, columns), format)
+    return _core.render(as_text(legs, columns), as_text(mains, columns), format, firmware)
 
 
 def cdrapi(
-    frame: pl.DataFrame | pl.LazyFrame, qs: str, now: datetime | None = None, *, mains: pl.DataFrame | None = None
+    frame: pl.DataFrame | pl.LazyFrame,
+    qs: str,
+    now: datetime | None = None,
+    *,
+    mains: pl.DataFrame | None = None,
+    firmware: str | None = None,
 ) -> str:
     """The exact response of the UCM's ``/cdrapi`` to the query string ``qs``
     over this archive: a page of at most 1000 records (``numRecords``,
     ``offset``) in the requested format. A query the UCM rejects gives the
     format's empty container (a bad ``format`` gives the CSV header).
     ``mains``: the archive's ``main`` rows, when a caller answering many
-    queries has them at hand (else they are looked up in ``frame``)."""
+    queries has them at hand (else they are looked up in ``frame``).
+    ``firmware``: answer in that firmware's layout (see ``render``)."""
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
     legs_of = frame if mains is None else mains
     try:
         plan = compile_query(qs, now, library=False)
     except _core.QueryError as e:
-        return render(frame.clear(), "csv" if e.param.lower() == "format" else requested_format(qs), legs_of=legs_of)
+        format = "csv" if e.param.lower() == "format" else requested_format(qs)
+        return render(frame.clear(), format, legs_of=legs_of, firmware=firmware)
     page = apply(frame, plan, {}, clamp=True)
-    return render(page, plan["format"] or "csv", legs_of=legs_of)
+    return render(page, plan["format"] or "csv", legs_of=legs_of, firmware=firmware)
 
 
 def requested_format(qs: str) -> str:

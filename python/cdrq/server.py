@@ -62,6 +62,8 @@ class Archive:
     permit: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
     now: Callable[[], Any] = field(default=lambda: None)
     mains: pl.DataFrame | None = None
+    #: Answer in this firmware's layout (``cdrq.render``), else the spec's.
+    firmware: str | None = None
 
     def __post_init__(self) -> None:
         # Every JSON/XML answer looks up its calls' stored main rows: once here.
@@ -81,7 +83,7 @@ class Archive:
     def answer(self, qs: str) -> tuple[str, str]:
         """The ``/cdrapi`` response text and its format (the one asked for,
         or csv: also what a rejected ``format`` is answered in)."""
-        return cdrapi(self.frame, qs, now=self.now(), mains=self.mains), requested_format(qs)
+        return cdrapi(self.frame, qs, now=self.now(), mains=self.mains, firmware=self.firmware), requested_format(qs)
 
 
 async def respond(send: Send, status: int, body: bytes | str, content_type: str = "text/plain", headers=()) -> None:
@@ -356,6 +358,7 @@ def open_archive(
     recordings: str | os.PathLike[str] | None = None,
     tz: str | None = "UTC",
     now: Callable[[], Any] | None = None,
+    firmware: str | None = None,
 ) -> Archive:
     """An archive (anything :func:`cdrq.read` takes, or a dataset) ready to
     serve; ``permit`` lists the networks allowed in (``"127.0.0.1/32"``)."""
@@ -367,6 +370,7 @@ def open_archive(
         password=password,
         permit=networks,
         now=now or (lambda: None),
+        firmware=firmware,
     )
 
 

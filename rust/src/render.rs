@@ -19,6 +19,20 @@ pub enum Format {
     Xml,
 }
 
+/// Whose layout to write: §5's, or the bytes one firmware is known to write
+/// (the vendor samples).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// query-language.md §5: a CSV header line, JSON and XML grouped in calls.
+    Spec,
+    /// Firmware 1.0.2.5 (UCM6100/6510): §5's CSV; JSON as the flat
+    /// `{"cdr": [...]}` of one record per line.
+    Firmware1025,
+    /// Firmware 1.0.11: CSV without a header line, an empty last field
+    /// written as one space (the guide's trailing `, `); JSON and XML as §5.
+    Firmware1011,
+}
+
 /// Rows of text columns, across batches: `value(row, column)`.
 pub struct Rows<'a> {
     batches: &'a [RecordBatch],
@@ -57,14 +71,16 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// Renders `legs` (in order) with the column `names`; `mains` holds stored
-/// main records, looked up by session.
-pub fn render(format: Format, names: &[String], legs: &Rows<'_>, mains: &Rows<'_>) -> String {
+/// Renders `legs` (in order) with the column `names` in `layout`; `mains`
+/// holds stored main records, looked up by session.
+pub fn render(format: Format, layout: Layout, names: &[String], legs: &Rows<'_>, mains: &Rows<'_>) -> String {
     let mut out = String::with_capacity(legs.len() * 64 * names.len().max(1));
     match format {
         Format::Csv => {
-            out.push_str(&names.join(","));
-            out.push('\n');
+            if layout != Layout::Firmware1011 {
+                out.push_str(&names.join(","));
+                out.push('\n');
+            }
             // Firmware 1.0.2.5 (the 22-column layout) writes `lastdata` as it
             // is, commas and all; readers rejoin it (the lastdata rule).
             let old_layout = names.len() == 22;
@@ -85,8 +101,29 @@ pub fn render(format: Format, names: &[String], legs: &Rows<'_>, mains: &Rows<'_
                         };
                     csv_field(&mut out, value, as_is);
                 }
+                // The guide's 1.0.11 row ends `, `: its empty last field is a
+                // space (which readers take back as empty).
+                if layout == Layout::Firmware1011 && !names.is_empty() && legs.value(row, names.len() - 1).is_empty() {
+                    out.push(' ');
+                }
                 out.push('\n');
             }
+        }
+        Format::Json if layout == Layout::Firmware1025 => {
+            out.push_str("{\n \"cdr\":\n [\n");
+            for row in 0..legs.len() {
+                out.push_str(if row > 0 { ",\n { " } else { " { " });
+                for (c, name) in names.iter().enumerate() {
+                    if c > 0 {
+                        out.push_str(", ");
+                    }
+                    json_string(&mut out, name);
+                    out.push_str(": ");
+                    json_string(&mut out, legs.value(row, c));
+                }
+                out.push_str(" }");
+            }
+            out.push_str(if legs.is_empty() { " ]\n}\n" } else { "\n ]\n}\n" });
         }
         Format::Json | Format::Xml => {
             let calls = calls(names, legs, mains);
@@ -310,7 +347,7 @@ mod tests {
     fn csv_quotes_but_keeps_caller_id_tokens() {
         let names: Vec<String> = ["clid", "lastdata"].map(String::from).to_vec();
         let legs = [batch(&["clid", "lastdata"], &[&[Some("\"pn01\" <5300>"), Some("SIP/5301,60,")]])];
-        let out = render(Format::Csv, &names, &Rows::new(&legs), &Rows::new(&[]));
+        let out = render(Format::Csv, Layout::Spec, &names, &Rows::new(&legs), &Rows::new(&[]));
         assert_eq!(out, "clid,lastdata\n\"pn01\" <5300>,\"SIP/5301,60,\"\n");
         // The 22-column layout of firmware 1.0.2.5 writes `lastdata` as it is.
         let old: Vec<String> = (0..22).map(|i| if i == 9 { "lastdata".into() } else { format!("c{i}") }).collect();
@@ -318,8 +355,23 @@ mod tests {
         row[9] = Some("SIP/5301,60,");
         let names: Vec<&str> = old.iter().map(String::as_str).collect();
         let legs = [batch(&names, &[&row])];
-        let out = render(Format::Csv, &old, &Rows::new(&legs), &Rows::new(&[]));
+        let out = render(Format::Csv, Layout::Spec, &old, &Rows::new(&legs), &Rows::new(&[]));
         assert!(out.ends_with("\n,,,,,,,,,SIP/5301,60,,,,,,,,,,,,,\n"), "{out}");
+    }
+
+    #[test]
+    fn firmware_layouts() {
+        let names: Vec<String> = ["src", "dst_trunk_name"].map(String::from).to_vec();
+        let legs = [batch(&["src", "dst_trunk_name"], &[&[Some("1"), None], &[Some("2"), Some("t")]])];
+        let (legs, none) = (Rows::new(&legs), Rows::new(&[]));
+        assert_eq!(render(Format::Csv, Layout::Firmware1011, &names, &legs, &none), "1, \n2,t\n");
+        assert_eq!(render(Format::Csv, Layout::Firmware1011, &names, &none, &none), "");
+        assert_eq!(
+            render(Format::Json, Layout::Firmware1025, &names, &legs, &none),
+            "{\n \"cdr\":\n [\n { \"src\": \"1\", \"dst_trunk_name\": \"\" },\n \
+             { \"src\": \"2\", \"dst_trunk_name\": \"t\" }\n ]\n}\n"
+        );
+        assert_eq!(render(Format::Json, Layout::Firmware1025, &names, &none, &none), "{\n \"cdr\":\n [\n ]\n}\n");
     }
 
     #[test]
@@ -329,7 +381,7 @@ mod tests {
             &["src", "duration", "session"],
             &[&[Some("1"), Some("12"), Some("s")], &[Some("2"), Some("4"), Some("s")], &[Some("3"), None, None]],
         )];
-        let out = render(Format::Json, &names, &Rows::new(&legs), &Rows::new(&[]));
+        let out = render(Format::Json, Layout::Spec, &names, &Rows::new(&legs), &Rows::new(&[]));
         assert_eq!(
             out,
             "{\"cdr_root\": [\n{\"cdr\": \"s\", \"main_cdr\": {\"src\": \"1\", \"duration\": \"16\", \"session\": \"s\"}, \
@@ -343,10 +395,10 @@ mod tests {
     fn xml_escapes_and_empty_containers() {
         let names: Vec<String> = ["src", "session"].map(String::from).to_vec();
         let legs = [batch(&["src", "session"], &[&[Some("<&>\"x"), Some("a\"b")]])];
-        let out = render(Format::Xml, &names, &Rows::new(&legs), &Rows::new(&[]));
+        let out = render(Format::Xml, Layout::Spec, &names, &Rows::new(&legs), &Rows::new(&[]));
         assert!(out.contains("<cdr session=\"a&quot;b\"><main_cdr><src>&lt;&amp;&gt;\"x</src>"));
-        let none = render(Format::Xml, &names, &Rows::new(&[]), &Rows::new(&[]));
+        let none = render(Format::Xml, Layout::Spec, &names, &Rows::new(&[]), &Rows::new(&[]));
         assert_eq!(none, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<cdr_root/>\n");
-        assert_eq!(render(Format::Json, &names, &Rows::new(&[]), &Rows::new(&[])), "{\"cdr_root\": []}");
+        assert_eq!(render(Format::Json, Layout::Spec, &names, &Rows::new(&[]), &Rows::new(&[])), "{\"cdr_root\": []}");
     }
 }

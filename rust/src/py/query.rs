@@ -192,19 +192,36 @@ fn import_batches(frame: &Bound<'_, PyAny>) -> PyResult<(Vec<String>, Vec<Record
 }
 
 /// Renders text-only frames: `legs` in order, `mains` the stored main
-/// records (same columns), as `csv`, `json` or `xml`.
+/// records (same columns), as `csv`, `json` or `xml`, in §5's layout or in
+/// the layout of `firmware` (`1.0.2.5`, `1.0.11`).
 #[pyfunction]
-pub fn render(py: Python<'_>, legs: &Bound<'_, PyAny>, mains: &Bound<'_, PyAny>, format: &str) -> PyResult<String> {
+#[pyo3(signature = (legs, mains, format, firmware=None))]
+pub fn render(
+    py: Python<'_>,
+    legs: &Bound<'_, PyAny>,
+    mains: &Bound<'_, PyAny>,
+    format: &str,
+    firmware: Option<&str>,
+) -> PyResult<String> {
+    use crate::render::{Format, Layout};
     let format = match format {
-        "csv" => crate::render::Format::Csv,
-        "json" => crate::render::Format::Json,
-        "xml" => crate::render::Format::Xml,
+        "csv" => Format::Csv,
+        "json" => Format::Json,
+        "xml" => Format::Xml,
         other => return Err(CdrqError::new_err(format!("format must be csv, json or xml, not {other:?}"))),
+    };
+    let layout = match firmware {
+        None => Layout::Spec,
+        Some("1.0.2.5") => Layout::Firmware1025,
+        Some("1.0.11") => Layout::Firmware1011,
+        Some(other) => {
+            return Err(CdrqError::new_err(format!("firmware must be 1.0.2.5 or 1.0.11 (or None), not {other:?}")));
+        }
     };
     let (names, leg_batches) = import_batches(legs)?;
     let (_, main_batches) = import_batches(mains)?;
     Ok(py.detach(|| {
         let (legs, mains) = (crate::render::Rows::new(&leg_batches), crate::render::Rows::new(&main_batches));
-        crate::render::render(format, &names, &legs, &mains)
+        crate::render::render(format, layout, &names, &legs, &mains)
     }))
 }
