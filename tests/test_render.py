@@ -168,3 +168,12 @@ def test_cdrapi_answers_in_a_firmware_layout(samples):
     assert cdrq.cdrapi(df, "format=csv&caller=6039", firmware="1.0.11") == path.read_text()
     assert cdrq.cdrapi(df, "format=csv&caller=6040", firmware="1.0.11") == ""
     assert cdrq.cdrapi(df, "format=bogus", firmware="1.0.11") == ""
+
+
+def test_firmware_1_0_11_json_renders_to_its_own_bytes(samples):
+    path = samples / "ucm6xxx-fw1.0.11-cdrapi-transfer.json"
+    df = cdrq.read(path)
+    assert cdrq.render(df, "json", firmware="1.0.11") == path.read_text()
+    # The legs alone (as a CSV archive holds them): the computed summary is the guide's main_cdr.
+    legs = df.filter(pl.col("cdr_kind") == "sub")
+    assert cdrq.render(legs, "json", firmware="1.0.11") == path.read_text()

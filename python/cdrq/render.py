@@ -14,7 +14,8 @@ or a summary computed as §5 says (CSV sources), and the legs follow as
 are known: ``"1.0.2.5"`` — its 22 columns, and JSON as the flat
 ``{"cdr": [...]}`` of that firmware; ``"1.0.11"`` — CSV with no header line
 and 31 fields (no ``dstchanext``), an empty last field written as a space
-(the guide's row ends ``, ``), so an empty result is empty text.
+(the guide's row ends ``, ``), so an empty result is empty text, and JSON
+in the lines of that guide's transfer example.
 """
 
 from __future__ import annotations

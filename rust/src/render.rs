@@ -29,7 +29,8 @@ pub enum Layout {
     /// `{"cdr": [...]}` of one record per line.
     Firmware1025,
     /// Firmware 1.0.11: CSV without a header line, an empty last field
-    /// written as one space (the guide's trailing `, `); JSON and XML as §5.
+    /// written as one space (the guide's trailing `, `); JSON broken into
+    /// lines as the guide's transfer example; XML as §5.
     Firmware1011,
 }
 
@@ -134,30 +135,32 @@ pub fn render(format: Format, layout: Layout, names: &[String], legs: &Rows<'_>,
                 };
             }
             if format == Format::Json {
-                out.push_str("{\"cdr_root\": [\n");
+                let style = if layout == Layout::Firmware1011 { &JsonStyle::FIRMWARE_1011 } else { &JsonStyle::SPEC };
+                out.push_str(style.open);
                 for (i, call) in calls.iter().enumerate() {
                     if i > 0 {
                         out.push_str(",\n");
                     }
-                    out.push_str("{\"cdr\": ");
+                    out.push_str(style.call_open);
                     json_string(&mut out, call.session);
                     for (key, record) in call.records() {
-                        out.push_str(", ");
+                        out.push_str(style.between_records);
                         json_string(&mut out, &key);
-                        out.push_str(": {");
+                        out.push_str(style.record_open);
                         for (c, name) in names.iter().enumerate() {
                             if c > 0 {
-                                out.push_str(", ");
+                                let line_break = style.break_before.contains(&name.as_str());
+                                out.push_str(if line_break { ",\n" } else { ", " });
                             }
                             json_string(&mut out, name);
                             out.push_str(": ");
                             json_string(&mut out, record.value(c));
                         }
-                        out.push('}');
+                        out.push_str(style.record_close);
                     }
-                    out.push('}');
+                    out.push_str(style.call_close);
                 }
-                out.push_str("\n]}\n");
+                out.push_str(style.close);
             } else {
                 out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<cdr_root>\n");
                 for call in &calls {
@@ -180,6 +183,45 @@ pub fn render(format: Format, layout: Layout, names: &[String], legs: &Rows<'_>,
         }
     }
     out
+}
+
+/// Where a JSON document breaks its lines.
+struct JsonStyle {
+    open: &'static str,
+    call_open: &'static str,
+    between_records: &'static str,
+    record_open: &'static str,
+    /// Fields that start a new line within a record.
+    break_before: &'static [&'static str],
+    record_close: &'static str,
+    call_close: &'static str,
+    close: &'static str,
+}
+
+impl JsonStyle {
+    /// §5: one call per line.
+    const SPEC: Self = Self {
+        open: "{\"cdr_root\": [\n",
+        call_open: "{\"cdr\": ",
+        between_records: ", ",
+        record_open: ": {",
+        break_before: &[],
+        record_close: "}",
+        call_close: "}",
+        close: "\n]}\n",
+    };
+    /// Firmware 1.0.11 (the guide's transfer example): braces on lines of
+    /// their own, a record's fields on four lines.
+    const FIRMWARE_1011: Self = Self {
+        open: "{\n\"cdr_root\": [\n",
+        call_open: "{\n\"cdr\": ",
+        between_records: ",\n",
+        record_open: ": {\n",
+        break_before: &["start", "channel_ext", "session"],
+        record_close: "\n}",
+        call_close: "\n}",
+        close: "\n]\n}\n",
+    };
 }
 
 /// One record to write: a row of legs or mains, or a computed summary.
@@ -372,6 +414,13 @@ mod tests {
              { \"src\": \"2\", \"dst_trunk_name\": \"t\" }\n ]\n}\n"
         );
         assert_eq!(render(Format::Json, Layout::Firmware1025, &names, &none, &none), "{\n \"cdr\":\n [\n ]\n}\n");
+        let names: Vec<String> = ["src", "start", "session"].map(String::from).to_vec();
+        let legs = [batch(&["src", "start", "session"], &[&[Some("1"), Some("t"), Some("s")]])];
+        assert_eq!(
+            render(Format::Json, Layout::Firmware1011, &names, &Rows::new(&legs), &none),
+            "{\n\"cdr_root\": [\n{\n\"cdr\": \"s\",\n\"main_cdr\": {\n\"src\": \"1\",\n\"start\": \"t\",\n\
+             \"session\": \"s\"\n}\n}\n]\n}\n"
+        );
     }
 
     #[test]
