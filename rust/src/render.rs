@@ -114,14 +114,7 @@ pub fn render(format: Format, layout: Layout, names: &[String], legs: &Rows<'_>,
             out.push_str("{\n \"cdr\":\n [\n");
             for row in 0..legs.len() {
                 out.push_str(if row > 0 { ",\n { " } else { " { " });
-                for (c, name) in names.iter().enumerate() {
-                    if c > 0 {
-                        out.push_str(", ");
-                    }
-                    json_string(&mut out, name);
-                    out.push_str(": ");
-                    json_string(&mut out, legs.value(row, c));
-                }
+                json_fields(&mut out, names, |c| legs.value(row, c), &[]);
                 out.push_str(" }");
             }
             out.push_str(if legs.is_empty() { " ]\n}\n" } else { "\n ]\n}\n" });
@@ -147,15 +140,7 @@ pub fn render(format: Format, layout: Layout, names: &[String], legs: &Rows<'_>,
                         out.push_str(style.between_records);
                         json_string(&mut out, &key);
                         out.push_str(style.record_open);
-                        for (c, name) in names.iter().enumerate() {
-                            if c > 0 {
-                                let line_break = style.break_before.contains(&name.as_str());
-                                out.push_str(if line_break { ",\n" } else { ", " });
-                            }
-                            json_string(&mut out, name);
-                            out.push_str(": ");
-                            json_string(&mut out, record.value(c));
-                        }
+                        json_fields(&mut out, names, |c| record.value(c), style.break_before);
                         out.push_str(style.record_close);
                     }
                     out.push_str(style.call_close);
@@ -330,6 +315,19 @@ fn csv_field(out: &mut String, value: &str, as_is: bool) {
         out.push('"');
     } else {
         out.push_str(value);
+    }
+}
+
+/// A record's `"name": "value"` pairs, separated by `, ` — or by a line
+/// break before the names in `break_before`.
+fn json_fields<'a>(out: &mut String, names: &[String], value: impl Fn(usize) -> &'a str, break_before: &[&str]) {
+    for (c, name) in names.iter().enumerate() {
+        if c > 0 {
+            out.push_str(if break_before.contains(&name.as_str()) { ",\n" } else { ", " });
+        }
+        json_string(out, name);
+        out.push_str(": ");
+        json_string(out, value(c));
     }
 }
 
