@@ -26,7 +26,8 @@ pub enum Layout {
     /// query-language.md §5: a CSV header line, JSON and XML grouped in calls.
     Spec,
     /// Firmware 1.0.2.5 (UCM6100/6510): §5's CSV; JSON as the flat
-    /// `{"cdr": [...]}` of one record per line.
+    /// `{"cdr": [...]}` of one record per line; XML as §5 (no sample of
+    /// that firmware's XML is known).
     Firmware1025,
     /// Firmware 1.0.11: CSV without a header line, an empty last field
     /// written as one space (the guide's trailing `, `); JSON broken into
