@@ -14,7 +14,7 @@ from cdrq import _core
 from cdrq.dataset import convert
 from cdrq.query import query
 from cdrq.read import localise, read
-from cdrq.render import cdrapi, render, requested_format
+from cdrq.render import FIRMWARES, cdrapi, rejected, render, requested_format
 from cdrq.scan import scan
 
 EXAMPLES = """examples:
@@ -40,7 +40,7 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "firmware": (
         ("--firmware",),
         {
-            "choices": ["1.0.2.5", "1.0.11"],
+            "choices": FIRMWARES,
             "help": "answer in the layout this UCM firmware writes (default: the spec's, with a CSV header)",
         },
     ),
@@ -257,10 +257,7 @@ def query_duckdb(source, qs: str, args: argparse.Namespace, now) -> int:
         if args.library:
             print(f"cdrq: bad query: {e}", file=sys.stderr)
             return 2
-        empty = scan_dataset(source, args.tz).head(0).collect()
-        sys.stdout.write(
-            render(empty, requested_format(qs) if e.param.lower() != "format" else "csv", firmware=args.firmware)
-        )
+        sys.stdout.write(rejected(scan_dataset(source, args.tz).head(0).collect(), qs, e, firmware=args.firmware))
         return 0
     con = duckdb.connect()
     con.execute("SET TimeZone = ?", [args.tz])
@@ -306,9 +303,7 @@ def query_spark(source, qs: str, args: argparse.Namespace, now) -> int:
             print(f"cdrq: bad query: {e}", file=sys.stderr)
             return 2
         empty = localise(pl.from_arrow(df.drop("_order").limit(0).toArrow()), args.tz)
-        sys.stdout.write(
-            render(empty, requested_format(qs) if e.param.lower() != "format" else "csv", firmware=args.firmware)
-        )
+        sys.stdout.write(rejected(empty, qs, e, firmware=args.firmware))
         return 0
     frame = localise(pl.from_arrow(selected.toArrow()), args.tz)
     mains = localise(pl.from_arrow(df.filter(F.col("cdr_kind") == "main").drop("_order").toArrow()), args.tz)

@@ -109,10 +109,24 @@ def cdrapi(
     try:
         plan = compile_query(qs, now, library=False)
     except _core.QueryError as e:
-        format = "csv" if e.param.lower() == "format" else requested_format(qs)
-        return render(frame.clear(), format, legs_of=legs_of, firmware=firmware)
+        return rejected(frame, qs, e, legs_of=legs_of, firmware=firmware)
     page = apply(frame, plan, {}, clamp=True)
     return render(page, plan["format"] or "csv", legs_of=legs_of, firmware=firmware)
+
+
+def rejected(
+    frame: pl.DataFrame,
+    qs: str,
+    error: _core.QueryError,
+    *,
+    legs_of: pl.DataFrame | None = None,
+    firmware: str | None = None,
+) -> str:
+    """The CDR API's answer to a query it rejects: the empty container of
+    the requested format (a bad ``format``: CSV's), with the columns
+    ``render`` picks for ``legs_of`` (default: ``frame``)."""
+    format = "csv" if error.param.lower() == "format" else requested_format(qs)
+    return render(frame.clear(), format, legs_of=legs_of, firmware=firmware)
 
 
 def requested_format(qs: str) -> str:

@@ -215,7 +215,9 @@ pub fn render(
         Some("1.0.2.5") => Layout::Firmware1025,
         Some("1.0.11") => Layout::Firmware1011,
         Some(other) => {
-            return Err(CdrqError::new_err(format!("firmware must be 1.0.2.5 or 1.0.11 (or None), not {other:?}")));
+            return Err(CdrqError::new_err(format!(
+                "firmware must be one of 1.0.2.5, 1.0.11 (or None), not {other:?}"
+            )));
         }
     };
     let (names, leg_batches) = import_batches(legs)?;
