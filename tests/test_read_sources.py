@@ -93,3 +93,40 @@ def test_gzip_round_trip(noise, kind, level):
         else b"AcctId,src,dst\n1," + noise.hex().encode() + b",2\n"
     )
     assert cdrq.read(gzip.compress(data, compresslevel=level)).equals(cdrq.read(data))
+
+
+CALL = b"AcctId,src,dst\n1,5300,5301\n"
+
+
+@pytest.fixture
+def strays(tmp_path):
+    """A directory of one CDR file beside a README, a checksum list, a PNG and a hidden file."""
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.CSV.gz").write_bytes(gzip.compress(CALL))
+    (d / "README").write_text("exported nightly\n")
+    (d / "SHA256SUMS").write_text("00  a.CSV.gz\n")
+    (d / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (d / ".DS_Store").write_bytes(b"\0")
+    return d
+
+
+def test_a_directory_reads_its_cdr_files_and_names_the_rest(strays):
+    for read in (cdrq.read, lambda d: cdrq.scan(d).collect()):
+        with pytest.warns(cdrq.SkippedFileWarning, match=r"skipped 3 file\(s\)") as caught:
+            assert read(strays)["AcctId"].to_list() == [1]
+        assert [w.message.paths for w in caught] == [[str(strays / n) for n in ("README", "SHA256SUMS", "logo.png")]]
+
+
+def test_include_reads_other_names(strays):
+    for name in ("README", "SHA256SUMS", "logo.png"):
+        (strays / name).unlink()
+    (strays / "calls.log").write_bytes(b"AcctId,src,dst\n2,5302,5301\n")
+    assert cdrq.scan(strays, include="*.log").collect()["AcctId"].to_list() == [1, 2]
+    assert cdrq.scan(strays, include=["*.dat", "calls.*"]).collect()["AcctId"].to_list() == [1, 2]
+
+
+def test_a_directory_of_no_cdr_file_is_an_error_naming_what_it_skipped(strays):
+    (strays / "a.CSV.gz").unlink()
+    with pytest.raises(cdrq.CdrqError, match=r"no CDR file in directory .*: 3 skipped \(.*README"):
+        cdrq.read(strays)

@@ -206,3 +206,48 @@ def test_compressed_csv_streams_a_window_at_a_time(tmp_path, samples, codec):
     read = cdrq.read(path)
     assert cdrq.scan(path, window_bytes=4096).collect().equals(read)
     assert read.height == (3000 if data else read.height) > 0
+
+
+def archive_with_bad_lines(tmp_path, bad: tuple[int, ...]):
+    """csv_archive(200) with the records on these lines unreadable (AcctId "x")."""
+    lines = csv_archive(200).splitlines(keepends=True)
+    for line in bad:
+        lines[line - 1] = "x" + lines[line - 1]
+    path = tmp_path / "a.csv"
+    path.write_text("".join(lines))
+    return path
+
+
+def test_scan_collects_the_rejects_of_every_window(tmp_path):
+    path = archive_with_bad_lines(tmp_path, (3, 90, 150, 199))
+    expected, expected_rejects = cdrq.read(path, on_error="collect")
+    # About 70 bytes a line: the bad lines fall in different windows.
+    frame, rejects = cdrq.scan(path, on_error="collect", window_bytes=512)
+    got = frame.collect()
+    assert got.equals(expected)
+    assert rejects.frame().equals(expected_rejects)
+    assert rejects.frame()["line"].to_list() == [3, 90, 150, 199]
+    assert got.height + len(rejects) == 200
+    # A query pushed into the reader still gives every reject, once (each run starts afresh).
+    qs = "caller=5300-5350"
+    assert cdrq.query(frame, qs).collect().equals(cdrq.query(expected, qs))
+    assert rejects.frame().equals(expected_rejects)
+
+
+def test_scan_raises_the_records_parse_error_itself(tmp_path):
+    path = archive_with_bad_lines(tmp_path, (90,))
+    with pytest.raises(cdrq.ParseError) as raised:
+        cdrq.scan(path, window_bytes=512).collect(engine="streaming")
+    assert (raised.value.source, raised.value.line) == (str(path), 90)
+    assert str(path) in str(raised.value) and "AcctId is not an integer" in str(raised.value)
+    with pytest.raises(cdrq.CdrqError, match="on_error must be"):
+        cdrq.scan(path, on_error="skip")
+
+
+def test_schema_errors_come_wrapped_by_polars_and_scan_errors_unwraps_them():
+    broken = b'{"cdr": ['
+    with pytest.raises(pl.exceptions.ComputeError, match="schema callable failed: ParseError: <bytes>:1:10"):
+        cdrq.scan(broken).collect()
+    with pytest.raises(cdrq.ParseError) as raised, cdrq.scan_errors():
+        cdrq.scan(broken).collect()
+    assert raised.value.line == 1

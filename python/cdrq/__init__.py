@@ -12,9 +12,9 @@ from typing import Any
 from cdrq._core import CdrqError, ParseError, QueryError, __version__
 from cdrq.dataset import convert
 from cdrq.query import Pattern, compile_pattern, query
-from cdrq.read import FORMATS, read
+from cdrq.read import FORMATS, SkippedFileWarning, read
 from cdrq.render import cdrapi, render
-from cdrq.scan import scan
+from cdrq.scan import ScanRejects, scan, scan_errors
 
 
 def to_sql(qs: str, dialect: str = "duckdb", **options: Any) -> str:
@@ -31,6 +31,8 @@ __all__ = [
     "ParseError",
     "Pattern",
     "QueryError",
+    "ScanRejects",
+    "SkippedFileWarning",
     "__version__",
     "cdrapi",
     "compile_pattern",
@@ -39,5 +41,6 @@ __all__ = [
     "read",
     "render",
     "scan",
+    "scan_errors",
     "to_sql",
 ]

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from datetime import datetime, timezone
 from typing import Any
 
 import polars as pl
 
 from cdrq import _core
-from cdrq.dataset import convert
+from cdrq._zone import DEFAULT_TZ
+from cdrq.dataset import convert, is_dataset, zone_for
 from cdrq.query import query
-from cdrq.read import localise, read
+from cdrq.read import expand, localise, read
 from cdrq.render import FIRMWARES, cdrapi, rejected, render, requested_format
 from cdrq.scan import scan
 
@@ -30,7 +32,19 @@ exit status: 0 ok, 1 unreadable input, 2 bad query
 
 #: Options several commands take, by name.
 SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "tz": (("--tz",), {"default": "UTC", "help": "the PBX's time zone (default UTC)"}),
+    "tz": (
+        ("--tz",),
+        {"default": DEFAULT_TZ, "help": "the PBX's time zone (default UTC; a dataset is shown in its own zone)"},
+    ),
+    "include": (
+        ("--include",),
+        {
+            "action": "append",
+            "metavar": "GLOB",
+            "help": "of a directory, also read the files matching GLOB (repeatable); by default only "
+            "*.csv, *.json, *.xml, *.txt (optionally .gz/.zst) are read and the others named in a warning",
+        },
+    ),
     "format": (("--format",), {"default": "auto", "help": "input format (default: auto)"}),
     "to": (("--to",), {"required": True, "metavar": "DIR", "help": "the dataset directory"}),
     "user": (("--user",), {"required": True}),
@@ -82,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         EXAMPLES,
         "tz",
         "format",
+        "include",
         "firmware",
         "progress",
     )
@@ -109,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "to",
         "tz",
         "format",
+        "include",
         "progress",
     )
     c.add_argument("source", nargs="+", help="files, globs or directories")
@@ -169,6 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     li.add_argument("--http", action="store_true", help="HTTP POSTs instead of raw TCP (PortSIP's webhook too)")
     li.add_argument("--fold-every", type=float, default=5.0, help="seconds between folds into the dataset")
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = show_warning
+        return run(parser, args)
+
+
+def show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+    """A warning as one line of ours on stderr, not Python's file:line form."""
+    print(f"cdrq: warning: {message}", file=sys.stderr)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "serve":
         return serve_command(parser, args)
     if args.command == "listen":
@@ -204,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "convert":
         try:
             source = args.source if len(args.source) > 1 else args.source[0]
-            counts = convert(source, args.to, format=args.format, tz=args.tz, progress=args.progress)
+            counts = convert(
+                source, args.to, format=args.format, tz=args.tz, include=args.include, progress=args.progress
+            )
         except _core.CdrqError as e:
             print(f"cdrq: {e}", file=sys.stderr)
             return 1
@@ -218,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         now = datetime.fromisoformat(args.now)
         now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
     source = sources if len(sources) > 1 else sources[0]
+    if args.include and not is_dataset(source):
+        try:
+            source = expand(source, args.include)
+        except _core.CdrqError as e:
+            print(f"cdrq: {e}", file=sys.stderr)
+            return 1
     if args.engine == "duckdb":
         return query_duckdb(source, qs, args, now)
     if args.engine == "spark":
@@ -245,7 +280,7 @@ def query_duckdb(source, qs: str, args: argparse.Namespace, now) -> int:
     """The query compiled to SQL and run by DuckDB over a dataset directory."""
     import duckdb
 
-    from cdrq.dataset import is_dataset, scan_dataset
+    from cdrq.dataset import scan_dataset
     from cdrq.sql import to_sql
 
     if not isinstance(source, str) or not is_dataset(source):
@@ -260,7 +295,7 @@ def query_duckdb(source, qs: str, args: argparse.Namespace, now) -> int:
         sys.stdout.write(rejected(scan_dataset(source, args.tz).head(0).collect(), qs, e, firmware=args.firmware))
         return 0
     con = duckdb.connect()
-    con.execute("SET TimeZone = ?", [args.tz])
+    con.execute("SET TimeZone = ?", [zone_for(source, args.tz) or "UTC"])
     files = f"{source}/year=*/month=*/part-*.parquet"
     con.execute(f"CREATE VIEW cdrs AS SELECT * FROM read_parquet('{files}', union_by_name = true)")
     selected = pl.DataFrame(con.sql(sql))
@@ -277,13 +312,14 @@ def query_spark(source, qs: str, args: argparse.Namespace, now) -> int:
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 
-    from cdrq.dataset import is_dataset, parts
+    from cdrq.dataset import parts
     from cdrq.spark import register, spark_query
 
+    tz = zone_for(source, args.tz)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = (
         SparkSession.builder.master("local[*]")
-        .config("spark.sql.session.timeZone", args.tz)
+        .config("spark.sql.session.timeZone", tz or "UTC")
         .config("spark.ui.enabled", "false")
         .getOrCreate()
     )
@@ -293,7 +329,7 @@ def query_spark(source, qs: str, args: argparse.Namespace, now) -> int:
         df = spark.read.option("mergeSchema", "true").parquet(*parts(pathlib.Path(source)))
     else:
         path = source if isinstance(source, str) else ",".join(source)
-        df = spark.read.format("cdrq").option("format", args.format).option("tz", args.tz).load(path)
+        df = spark.read.format("cdrq").option("format", args.format).option("tz", tz).load(path)
     # Archive order: files by name (months, then runs), rows as read.
     df = df.withColumn("_order", F.struct(F.input_file_name(), F.monotonically_increasing_id()))
     try:
@@ -302,11 +338,11 @@ def query_spark(source, qs: str, args: argparse.Namespace, now) -> int:
         if args.library:
             print(f"cdrq: bad query: {e}", file=sys.stderr)
             return 2
-        empty = localise(pl.from_arrow(df.drop("_order").limit(0).toArrow()), args.tz)
+        empty = localise(pl.from_arrow(df.drop("_order").limit(0).toArrow()), tz)
         sys.stdout.write(rejected(empty, qs, e, firmware=args.firmware))
         return 0
-    frame = localise(pl.from_arrow(selected.toArrow()), args.tz)
-    mains = localise(pl.from_arrow(df.filter(F.col("cdr_kind") == "main").drop("_order").toArrow()), args.tz)
+    frame = localise(pl.from_arrow(selected.toArrow()), tz)
+    mains = localise(pl.from_arrow(df.filter(F.col("cdr_kind") == "main").drop("_order").toArrow()), tz)
     sys.stdout.write(render(frame, requested_format(qs), legs_of=mains, firmware=args.firmware))
     spark.stop()
     return 0

@@ -3,10 +3,17 @@
 Layout of a dataset directory::
 
     DIR/_cdrq_manifest.jsonl          one line per source read, per run
+    DIR/_cdrq_dataset.json            {"tz": zone of every part's times}
     DIR/_rejects/run-000001.parquet   the records a run could not read
     DIR/year=2024/month=05/part-000001-000000-1a2b3c4d.parquet
 
-Months are those of ``start`` in the archive zone; records without a start
+Every part holds its times in the dataset's zone, the ``tz`` of the run
+that created it: a later run in another zone has its instants converted
+into it (a run of naive times into a zoned dataset, or the reverse, is
+refused: there is no instant to convert). Datasets written before the zone
+was recorded take the zone of their first part, and parts of other zones
+are converted as they are read. Months are those of ``start`` in the
+dataset's zone; records without a start
 go to ``year=__HIVE_DEFAULT_PARTITION__`` (null when read back). A run
 appends: a record already in the dataset is not written again. Records are
 the same when ``session``, ``AcctId``, ``cdr_kind`` and ``leg`` are (PortSIP
@@ -19,6 +26,7 @@ leaves nothing half-written and a re-run completes it without duplicates.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pathlib
@@ -30,9 +38,11 @@ from typing import Any
 import polars as pl
 
 from cdrq._core import CdrqError
-from cdrq.read import REJECT_SCHEMA, Source, check_tz, default_threads, expand, localise, open_source
+from cdrq._zone import DEFAULT_TZ
+from cdrq.read import REJECT_SCHEMA, Include, Source, check_tz, default_threads, expand, localise, open_source
 
 MANIFEST = "_cdrq_manifest.jsonl"
+METADATA = "_cdrq_dataset.json"
 KEY = ["session", "AcctId", "cdr_kind", "leg"]
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
@@ -42,18 +52,61 @@ def is_dataset(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike)) and os.path.isfile(os.path.join(source, MANIFEST))
 
 
-def scan_dataset(directory: str | os.PathLike[str], tz: str | None = "UTC") -> pl.LazyFrame:
-    """A dataset's records, months in order, as a LazyFrame in zone ``tz``."""
+def scan_dataset(directory: str | os.PathLike[str], tz: str | None = DEFAULT_TZ) -> pl.LazyFrame:
+    """A dataset's records, months in order, as a LazyFrame in zone ``tz``
+    (by default the dataset's own)."""
     files = parts(pathlib.Path(directory))
     if not files:
         raise CdrqError(f"dataset {os.fspath(directory)!r} holds no records yet")
+    return scan_parts(files, zone_for(directory, tz))
+
+
+def zone_for(source: Any, tz: str | None) -> str | None:
+    """``tz``; for the default and a dataset ``source``, the dataset's zone."""
+    if tz is DEFAULT_TZ and is_dataset(source):
+        return metadata(pathlib.Path(source)).get("tz", "UTC")
+    return tz
+
+
+def metadata(root: pathlib.Path) -> dict[str, Any]:
+    """What a dataset records of itself (``{"tz": ...}``); for one written
+    before it did, the zone of its first part; ``{}`` while it has neither."""
+    path = root / METADATA
+    if path.exists():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise CdrqError(f"dataset {os.fspath(root)!r}: {METADATA} is unreadable: {e}") from e
+    # part-RUN-SEQ-… names sort by run, then by write order.
+    for f in sorted(parts(root), key=os.path.basename):
+        zones = file_zones(pl.read_parquet_schema(f))
+        if zones:
+            return {"tz": zones[0]}
+    return {}
+
+
+def file_zones(schema: dict[str, pl.DataType]) -> list[str | None]:
+    """The zones of a part's time columns."""
+    return [dtype.time_zone for dtype in schema.values() if isinstance(dtype, pl.Datetime)]
+
+
+def scan_parts(files: list[str], tz: str | None) -> pl.LazyFrame:
+    """Part files as one LazyFrame in zone ``tz``."""
+    schemas = {f: pl.read_parquet_schema(f) for f in files}
     # Parts of other sources may hold other columns: read them all by the union.
-    schema: dict[str, pl.DataType] = {}
-    for f in files:
-        for name, dtype in pl.read_parquet_schema(f).items():
-            schema.setdefault(name, dtype)
-    frame = pl.scan_parquet(files, schema=schema, missing_columns="insert", hive_partitioning=False)
-    return localise(frame, tz)
+    union: dict[str, pl.DataType] = {}
+    for schema in schemas.values():
+        for name, dtype in schema.items():
+            union.setdefault(name, dtype)
+    # Datasets written before the zone was recorded may hold parts of other
+    # zones, which one scan would refuse: each run of parts of one zone is
+    # scanned as such and converted.
+    frames = []
+    for zone, group in itertools.groupby(files, key=lambda f: next(iter(file_zones(schemas[f])), tz)):
+        schema = {n: pl.Datetime(d.time_unit, zone) if isinstance(d, pl.Datetime) else d for n, d in union.items()}
+        frame = pl.scan_parquet(list(group), schema=schema, missing_columns="insert", hive_partitioning=False)
+        frames.append(localise(frame, tz))
+    return frames[0] if len(frames) == 1 else pl.concat(frames)
 
 
 def parts(root: pathlib.Path) -> list[str]:
@@ -67,17 +120,23 @@ def convert(
     format: str = "auto",
     tz: str | None = "UTC",
     *,
+    include: Include = None,
     threads: int | None = None,
     progress: bool = False,
 ) -> dict[str, int]:
-    """Reads ``source`` (anything :func:`cdrq.read` takes) a window at a
-    time into the Parquet dataset ``to`` (created if needed), appending to
-    what is there without duplicating records. Unreadable records never
-    stop the run: they are written to ``to/_rejects/``. Returns the counts:
-    ``records`` read, ``written``, ``duplicates`` skipped, ``rejects``."""
+    """Reads ``source`` (anything :func:`cdrq.read` takes; ``include``
+    globs as there) a window at a time into the Parquet dataset ``to``
+    (created if needed), appending to what is there without duplicating
+    records. ``tz`` is the source's zone; the dataset keeps the zone it was
+    created with and converts other zones' instants into it. Unreadable
+    records never stop the run: they are written to ``to/_rejects/``; a
+    run that read no record at all raises :class:`CdrqError` saying why.
+    Returns the counts: ``records`` read, ``written``, ``duplicates``
+    skipped, ``rejects``."""
     from cdrq.scan import ScanSpec
 
     check_tz(tz)
+    files = expand(source, include)
     root = pathlib.Path(to)
     root.mkdir(parents=True, exist_ok=True)
     manifest = root / MANIFEST
@@ -85,9 +144,11 @@ def convert(
     writer = MonthWriter(root, run, tz)
     totals = {"records": 0, "written": 0, "duplicates": 0, "rejects": 0}
     rejects: list[tuple] = []
-    for one in expand(source):
+    labels = []
+    for one in files:
         data, name = open_source(one)
         label = name or (os.fspath(one) if isinstance(one, (str, os.PathLike)) else "<bytes>")
+        labels.append(label)
         spec = ScanSpec(
             sources=(data,),
             names=(name,),
@@ -127,7 +188,21 @@ def convert(
         atomic_parquet(
             pl.DataFrame(rejects, schema=REJECT_SCHEMA, orient="row"), root / "_rejects" / f"run-{run:06d}.parquet"
         )
+    if not totals["records"]:
+        raise CdrqError(nothing_read(labels, rejects, root / "_rejects" / f"run-{run:06d}.parquet"))
     return totals
+
+
+def nothing_read(labels: list[str], rejects: list[tuple], kept: pathlib.Path) -> str:
+    """Why a conversion wrote nothing: its sources hold no record, or every one was rejected."""
+    named = ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
+    if not rejects:
+        return f"no record in {named}: nothing written"
+    source, line, _, reason, _ = rejects[0]
+    return (
+        f"no readable record in {named}: all {len(rejects)} rejected (the first: {source}:{line}: {reason}); "
+        f"nothing written, the rejects are in {kept}"
+    )
 
 
 class MonthWriter:
@@ -135,13 +210,30 @@ class MonthWriter:
     (or this run) already holds; keeps the keys of the months it touched."""
 
     def __init__(self, root: pathlib.Path, run: int, tz: str | None) -> None:
-        self.root, self.run, self.tz = root, run, tz
+        """``tz`` is the zone of the frames written; they are stored in the
+        dataset's zone, which a new dataset takes from ``tz``."""
+        recorded = metadata(root)
+        zone = recorded.get("tz", tz)
+        if zone is not None and tz is None:
+            raise CdrqError(
+                f"dataset {os.fspath(root)!r} holds times in {zone}: naive times (tz=None) cannot be added; "
+                "give the zone the source's times are in"
+            )
+        if zone is None and tz is not None:
+            raise CdrqError(
+                f"dataset {os.fspath(root)!r} holds naive times (written with tz=None): times in {tz} "
+                "cannot be added; read the source with tz=None"
+            )
+        if not (root / METADATA).exists():
+            atomic_write(root / METADATA, json.dumps({"tz": zone}).encode())
+        self.root, self.run, self.tz = root, run, zone
         (root / MANIFEST).touch()  # the directory is a dataset from its first part on
         self.keys: dict[tuple[str, str], pl.DataFrame] = {}
         self.whole: dict[tuple[str, str], pl.DataFrame] = {}
         self.sequence = 0
 
     def write(self, frame: pl.DataFrame) -> int:
+        frame = localise(frame, self.tz)
         written = 0
         for (year, month), part in self.months(frame):
             fresh = self.fresh((year, month), part)
@@ -186,7 +278,7 @@ class MonthWriter:
         if not files:
             self.keys[month], self.whole[month] = empty, pl.DataFrame()
             return
-        existing = localise(pl.scan_parquet(files, hive_partitioning=False), self.tz)
+        existing = scan_parts([str(f) for f in files], self.tz)
         keyed = pl.col("session").is_not_null() | pl.col("AcctId").is_not_null()
         self.keys[month] = existing.filter(keyed).select(KEY).collect()
         self.whole[month] = existing.filter(~keyed).collect()

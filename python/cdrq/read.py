@@ -151,23 +151,63 @@ def default_threads(threads: int | None) -> int | None:
     return threads
 
 
-def expand(source: Source | Sequence[str | os.PathLike[str]]) -> list[Source]:
-    """One source, or each file of a list, a glob or a directory (sorted)."""
+class SkippedFileWarning(UserWarning):
+    """Files of a directory that were not read: their names do not say CDR
+    (and ``include=`` did not name them). ``paths`` lists them."""
+
+    def __init__(self, message: str, paths: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.paths = list(paths)
+
+
+#: Names of the files a directory is read for (case-insensitive).
+CDR_NAMES = tuple(f".{kind}{packed}" for kind in ("csv", "json", "xml", "txt") for packed in ("", ".gz", ".zst"))
+
+#: ``include=``: one glob or many, matched against a file's path in the directory from the right.
+Include = str | Sequence[str] | None
+
+
+def expand(source: Source | Sequence[str | os.PathLike[str]], include: Include = None) -> list[Source]:
+    """One source, or each file of a list, a glob or a directory (sorted;
+    of a directory only the CDR files, see :func:`directory_files`)."""
     if isinstance(source, (list, tuple)):
-        files = [f for item in source for f in expand(item)]
+        files = [f for item in source for f in expand(item, include)]
     elif isinstance(source, str) and any(c in source for c in "*?["):
         files = sorted(glob.glob(source, recursive=True))
         if not files:
             raise CdrqError(f"no file matches {source!r}")
     elif isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
-        files = sorted(str(p) for p in pathlib.Path(source).rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise CdrqError(f"no file in directory {os.fspath(source)!r}")
+        files = directory_files(source, include)
     else:
         return [source]
     if not files:
         raise CdrqError("no source given")
     return files
+
+
+def directory_files(directory: str | os.PathLike[str], include: Include = None) -> list[str]:
+    """The files of ``directory`` (recursively, sorted) named as CDR files
+    (:data:`CDR_NAMES`) or matching an ``include`` glob. Hidden files and
+    directories (a name starting with a dot) are passed over; every other
+    file not read is named in one :class:`SkippedFileWarning`."""
+    root = pathlib.Path(directory)
+    patterns = [include] if isinstance(include, str) else list(include or ())
+    taken, skipped = [], []
+    for path in sorted(root.rglob("*"), key=str):
+        relative = path.relative_to(root)
+        if not path.is_file() or any(part.startswith(".") for part in relative.parts):
+            continue
+        wanted = path.name.lower().endswith(CDR_NAMES) or any(relative.match(p) for p in patterns)
+        (taken if wanted else skipped).append(str(path))
+    why = "names not .csv, .json, .xml or .txt (optionally .gz or .zst); include= reads others"
+    if not taken:
+        listed = f": {len(skipped)} skipped ({', '.join(skipped)}; {why})" if skipped else ""
+        raise CdrqError(f"no {'CDR ' if skipped else ''}file in directory {os.fspath(directory)!r}{listed}")
+    if skipped:
+        message = f"{os.fspath(directory)}: skipped {len(skipped)} file(s) ({why}): {', '.join(skipped)}"
+        # stacklevel: the caller of read/scan/convert.
+        warnings.warn(SkippedFileWarning(message, skipped), stacklevel=4)
+    return taken
 
 
 def open_source(source: Source) -> tuple[str | bytes, str | None]:

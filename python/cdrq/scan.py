@@ -5,22 +5,43 @@ reader a window at a time. Polars tells it which columns the query needs
 (only those are built) and the filter it can apply; ``cdrq.query`` on a
 scan goes further and hands the compiled query to the reader itself, which
 drops non-matching records before building any column of them.
+
+Errors: Polars re-raises what the IO source's generator raises, so a
+record's :class:`cdrq.ParseError` reaches the caller of ``collect`` as
+itself; an error raised while Polars asks for the schema (before any
+record) comes wrapped in Polars's ``ComputeError``, which
+:func:`scan_errors` turns back into the cdrq error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import polars as pl
 from polars.io.plugins import register_io_source
 
 from cdrq import _core
-from cdrq.read import Source, check_tz, default_threads, expand, localise, open_source, ordered_map
+from cdrq._core import CdrqError
+from cdrq._zone import DEFAULT_TZ
+from cdrq.read import (
+    REJECT_SCHEMA,
+    Include,
+    OnError,
+    Source,
+    check_tz,
+    default_threads,
+    expand,
+    localise,
+    open_source,
+    ordered_map,
+)
 
 #: How far a UCM wall clock can be from UTC (zones run from -12 h to +14 h,
 #: with room to spare): the reader's time bounds are widened by this unless
@@ -43,6 +64,53 @@ def dtype_of(name: str, tz: str | None) -> pl.DataType:
     return pl.String()
 
 
+class ScanRejects:
+    """The records a scan with ``on_error="collect"`` could not read, in
+    source order, filled as the scan runs. Every run of the scan (each
+    ``collect``, ``sink_*`` or ``collect_batches`` of it, or of a frame built
+    on it such as ``cdrq.query(scan, qs)``) starts it afresh: it holds the
+    rejects of the latest run, up to where that run has read."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+
+    def start(self) -> list[tuple]:
+        """A new run's list, from now on the one shown."""
+        self.rows = []
+        return self.rows
+
+    def frame(self) -> pl.DataFrame:
+        """The rejects as a frame of the columns of ``cdrq.read``'s rejects."""
+        return pl.DataFrame(list(self.rows), schema=REJECT_SCHEMA, orient="row")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        return f"<cdrq.ScanRejects: {len(self.rows)} reject(s)>"
+
+
+#: The cdrq errors of schema callables, by the text Polars wraps them in
+#: (the latest few; see :func:`scan_errors`).
+WRAPPED: OrderedDict[str, CdrqError] = OrderedDict()
+
+
+@contextlib.contextmanager
+def scan_errors() -> Iterator[None]:
+    """Inside, a cdrq error that Polars wrapped in its ``ComputeError`` (one
+    raised while Polars asked a scan for its schema: a file that cannot be
+    opened, decompressed or whose JSON/XML is broken before the first
+    record) is raised as the cdrq error itself. Errors of records need no
+    help: Polars re-raises them as they are."""
+    try:
+        yield
+    except pl.exceptions.ComputeError as e:
+        original = next((error for text, error in WRAPPED.items() if text in str(e)), None)
+        if original is None:
+            raise
+        raise original from e
+
+
 @dataclasses.dataclass(frozen=True)
 class ScanSpec:
     """Everything a scan reads; a query pushed into it makes a new one."""
@@ -58,6 +126,8 @@ class ScanSpec:
     query: str | None = None
     now_us: int = 0
     library: bool = True
+    on_error: OnError = "raise"
+    rejects: ScanRejects | None = dataclasses.field(default=None, compare=False)
     schema_cache: dict[str, pl.Schema] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     def schema(self) -> pl.Schema:
@@ -65,7 +135,14 @@ class ScanSpec:
         if "schema" not in self.schema_cache:
             names: dict[str, None] = {}
             for source, name in zip(self.sources, self.names, strict=True):
-                columns, _ = _core.column_names(source, name=name, format=self.format)
+                try:
+                    columns, _ = _core.column_names(source, name=name, format=self.format)
+                except CdrqError as e:
+                    # Polars keeps only the text of what the schema callable raises.
+                    WRAPPED[f"{type(e).__name__}: {e}"] = e
+                    while len(WRAPPED) > 64:
+                        WRAPPED.popitem(last=False)
+                    raise
                 names.update(dict.fromkeys(columns))
             self.schema_cache["schema"] = pl.Schema({n: dtype_of(n, self.tz) for n in names})
         return self.schema_cache["schema"]
@@ -111,18 +188,47 @@ class ScanSpec:
                     yield frame, rejects
 
 
+@overload
+def scan(
+    source: Source,
+    format: str = ...,
+    tz: str | None = ...,
+    *,
+    on_error: Literal["raise"] = ...,
+    include: Include = ...,
+    batch_size: int | None = ...,
+    threads: int | None = ...,
+    window_bytes: int | None = ...,
+    progress: bool = ...,
+) -> pl.LazyFrame: ...
+@overload
+def scan(
+    source: Source,
+    format: str = ...,
+    tz: str | None = ...,
+    *,
+    on_error: Literal["collect"],
+    include: Include = ...,
+    batch_size: int | None = ...,
+    threads: int | None = ...,
+    window_bytes: int | None = ...,
+    progress: bool = ...,
+) -> tuple[pl.LazyFrame, ScanRejects]: ...
 def scan(
     source: Source,
     format: str = "auto",
-    tz: str | None = "UTC",
+    tz: str | None = DEFAULT_TZ,
     *,
+    on_error: OnError = "raise",
+    include: Include = None,
     batch_size: int | None = None,
     threads: int | None = None,
     window_bytes: int | None = None,
     progress: bool = False,
-) -> pl.LazyFrame:
+) -> pl.LazyFrame | tuple[pl.LazyFrame, ScanRejects]:
     """A lazy, streaming read of ``source`` (anything :func:`cdrq.read`
-    takes, or a dataset directory written by :func:`cdrq.convert`).
+    takes, or a dataset directory written by :func:`cdrq.convert`, shown
+    in its own zone unless ``tz`` is given).
 
     Nothing is read until the frame is collected; then each file is read a
     window at a time (``window_bytes``, default 16 MiB per thread; web UI
@@ -132,14 +238,23 @@ def scan(
     (default: Polars's hint, else a window's rows). ``progress=True`` shows
     bytes, records/s and the time left on stderr. Works with
     ``collect(engine="streaming")`` and ``sink_parquet``.
+
+    ``on_error="collect"`` returns ``(frame, rejects)``: the scan reads on
+    past unreadable records, and ``rejects`` (a :class:`ScanRejects`) fills
+    with them as it runs; ``rejects.frame()`` has the columns of
+    ``cdrq.read``'s rejects. (A dataset's rejects are those its conversions
+    kept in ``DIR/_rejects/``.)
     """
     from cdrq import dataset
 
+    if on_error not in ("raise", "collect"):
+        raise CdrqError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
     check_tz(tz)
     if dataset.is_dataset(source):
-        return dataset.scan_dataset(source, tz)
+        frame = dataset.scan_dataset(source, tz)
+        return frame if on_error == "raise" else (frame, ScanRejects())
     sources, names = [], []
-    for one in expand(source):
+    for one in expand(source, include):
         data, name = open_source(one)
         sources.append(data)
         names.append(name)
@@ -152,8 +267,11 @@ def scan(
         window_bytes=window_bytes,
         progress=progress,
         batch_size=batch_size,
+        on_error=on_error,
+        rejects=ScanRejects() if on_error == "collect" else None,
     )
-    return register(spec)
+    frame = register(spec)
+    return frame if spec.rejects is None else (frame, spec.rejects)
 
 
 #: The scans made here, so that ``cdrq.query`` can push its filter into
@@ -168,7 +286,9 @@ def register(spec: ScanSpec) -> pl.LazyFrame:
         rows_per_batch = spec.batch_size or batch_size
         wanted = list(spec.schema()) if with_columns is None else list(with_columns)
         needed = wanted + [c for c in _roots(predicate) if c not in wanted]
-        for frame, _ in spec.windows(needed):
+        rejects = spec.rejects.start() if spec.rejects is not None else []
+        for frame, bad in spec.windows(needed, on_error=spec.on_error):
+            rejects.extend(bad)
             if predicate is not None:
                 frame = frame.filter(predicate)
             frame = frame.select(wanted)
