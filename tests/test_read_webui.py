@@ -143,3 +143,54 @@ def test_random_subsets_round_trip(labels, rows, how, us_times):
     for got, want in zip(df.iter_rows(named=True), expected, strict=True):
         assert {k: got[k] for k in want} == want
         assert got["start"] == datetime(2026, 9, 28, 13, 2, 3, tzinfo=UTC)
+
+
+# Older firmware: the UCM6510 1.0.2.5 manual lists the UI's CDR fields as
+# Start Time, Call From ("John Doe"<6012>), Call To, Call Time (0:00:10),
+# Talk Time, Status; the UCM6100 1.0.9.25 download adds Context, Source
+# Channel, Dest Channel (an FXO call: empty Call From, Call To "s").
+OLD_UI = (
+    b"Start Time,Call From,Call To,Call Time,Talk Time,Status\n"
+    b'2013-03-27 16:47:03,"John Doe"<6012>,6005,0:00:10,0:00:08,ANSWERED\n'
+    b'2013-03-27 16:48:00,"""Jane Roe""<6013>",6005,0:00:04,0:00:00,NO ANSWER\n'
+    b"2013-03-27 16:49:00,,s,0:00:02,0:00:00,FAILED\n"
+)
+
+
+def test_firmware_1_0_2_5_labels():
+    df = cdrq.read(OLD_UI)  # sniffed as ucm-webui-csv by its labels
+    assert df.select("start", "clid", "dst", "duration", "billsec", "disposition").rows() == [
+        (datetime(2013, 3, 27, 16, 47, 3, tzinfo=UTC), '"John Doe"<6012>', "6005", 10, 8, "ANSWERED"),
+        (datetime(2013, 3, 27, 16, 48, tzinfo=UTC), '"Jane Roe"<6013>', "6005", 4, 0, "NO ANSWER"),
+        (datetime(2013, 3, 27, 16, 49, tzinfo=UTC), None, "s", 2, 0, "FAILED"),
+    ]
+
+
+def test_firmware_1_0_2_5_labels_collect_counts_every_row():
+    data = OLD_UI + b"2013-03-27 16:50:00,6012,6005,ten,0:00:00,ANSWERED\n"
+    with pytest.raises(cdrq.ParseError) as e:
+        cdrq.read(data)
+    assert (e.value.line, e.value.reason) == (5, 'duration is not seconds or H:MM:SS: "ten"')
+    df, rejects = cdrq.read(data, on_error="collect")
+    assert (df.height, rejects.height) == (3, 1)
+
+
+def test_older_download_labels():
+    header = "Call From,Call To,Context,Source Channel,Dest Channel,Status"
+    row = "6012,6005,from-internal,SIP/6012-0001,SIP/6005-0002,BUSY"
+    got = cdrq.read(f"{header}\n{row}\n".encode()).row(0, named=True)
+    assert {k: got[k] for k in ("clid", "dst", "dcontext", "channel", "dstchannel", "disposition")} == {
+        "clid": "6012", "dst": "6005", "dcontext": "from-internal", "channel": "SIP/6012-0001",
+        "dstchannel": "SIP/6005-0002", "disposition": "BUSY",
+    }  # fmt: skip
+
+
+def test_gxw_caller_id_label():
+    # The GXW450x report (same firmware family) names the caller ID CallerID.
+    data = b'Caller Number,CallerID,Callee Number\n6012,"John Doe" <6012>,6005\n'
+    assert cdrq.read(data).select("src", "clid", "dst").rows() == [("6012", '"John Doe" <6012>', "6005")]
+
+
+def test_call_from_and_caller_id_in_one_header_name_one_column_twice():
+    with pytest.raises(cdrq.ParseError, match="duplicate column"):
+        cdrq.read(b"Call From,Caller ID,Call To\n1,2,3\n", format="ucm-webui-csv")

@@ -4,8 +4,13 @@
 //! reader (`csv.rs`); this module holds what differs, as data.
 //!
 //! Labels are those read by public importers of the download
-//! (`tests/samples/ucm63xx-webui-export-columns.txt`); the user picks which
-//! columns are exported, so any subset, order and letter case is accepted.
+//! (`tests/samples/ucm63xx-webui-export-columns.txt`), and those of older
+//! firmware's manuals: UCM6510 1.0.0.5/1.0.2.5 and UCM6100 1.0.9.25 name
+//! `Start Time`, `Call From` (the caller ID, `"John Doe"<6012>`), `Call To`,
+//! `Call Time`, `Talk Time`, `Status`, `Context`, `Source Channel`,
+//! `Dest Channel`; the GXW450x's report (same firmware family) `CallerID`.
+//! The user picks which columns are exported, so any subset, order and
+//! letter case is accepted.
 
 use super::values::{Timestamp, parse_int, parse_timestamp};
 
@@ -49,6 +54,14 @@ const LABELS: &[(&str, &str)] = &[
     ("action type", "action_type"),
     ("source trunk name", "src_trunk_name"),
     ("destination trunk name", "dst_trunk_name"),
+    // Older firmware (UCM6510 1.0.2.5, UCM6100 1.0.9.25, GXW450x). `Call
+    // From` is the caller ID as the UI shows it (`"John Doe"<6012>`, no
+    // space), hence `clid`, kept as written.
+    ("call from", "clid"),
+    ("call to", "dst"),
+    ("status", "disposition"),
+    ("dest channel", "dstchannel"),
+    ("callerid", "clid"),
 ];
 
 /// The target of a header label, matched without regard to letter case or
@@ -147,6 +160,10 @@ mod tests {
         assert_eq!(lookup("DEST. CHANNEL"), Some(Target::Field("dstchannel")));
         assert_eq!(lookup("cdr"), Some(Target::Kind));
         assert_eq!(lookup("Talk Time"), Some(Target::Field("billsec")));
+        assert_eq!(lookup("Call From"), Some(Target::Field("clid")));
+        assert_eq!(lookup("call to"), Some(Target::Field("dst")));
+        assert_eq!(lookup("STATUS"), Some(Target::Field("disposition")));
+        assert!(is_webui_header(&["Start Time", "Call From", "Call To", "Call Time", "Talk Time", "Status"]));
         assert_eq!(lookup("nope"), None);
     }
 
