@@ -6,11 +6,17 @@ Side by side in one run (group "read"):
   strings — less work than cdrq does (no typing, no quirks);
 - ``polars.read_csv(twin, try_parse_dates=True)``: the twin, typed.
 
+``test_side_by_side_ownership`` alternates the default (the frame owns its
+memory: the file is read, not mapped), ``memory_map=True`` (the frame's
+strings point into the mapped file) and Polars all-strings, round by round.
 ``test_peak_memory`` reads in a fresh process per contender and records peak
 RSS against the frame's ``estimated_size()``.
 """
 
 from __future__ import annotations
+
+import statistics
+import time
 
 import polars as pl
 import pytest
@@ -41,12 +47,43 @@ def test_polars_read_twin_typed(benchmark, archive):
     assert df.schema["AcctId"] == pl.Int64
 
 
+def test_side_by_side_ownership(archive):
+    """Rounds alternate the three contenders (after one warm-up round); the
+    table gives min / median seconds and cdrq's ratios to Polars."""
+    path, twin = archive
+    routes = {
+        "cdrq.read (owned, default)": lambda: cdrq.read(path),
+        "cdrq.read(memory_map=True)": lambda: cdrq.read(path, memory_map=True),
+        "polars.read_csv(twin, infer_schema=False)": lambda: pl.read_csv(twin, infer_schema=False),
+    }
+    times: dict[str, list[float]] = {k: [] for k in routes}
+    rounds = 5
+    for r in range(rounds + 1):
+        order = list(routes)[r % 3 :] + list(routes)[: r % 3]
+        for name in order:
+            t0 = time.perf_counter()
+            frame = routes[name]()
+            if r:
+                times[name].append(time.perf_counter() - t0)
+            del frame
+    polars = times["polars.read_csv(twin, infer_schema=False)"]
+    mb = path.stat().st_size / 1e6
+    print(f"\n{mb:.0f} MB CSV, {rounds} alternating rounds (s, min / median; MB/s of the median)")
+    print("| contender | min / median | MB/s | ÷ Polars all strings (min / median) |")
+    print("|---|---:|---:|---:|")
+    for name, t in times.items():
+        lo, mid = min(t), statistics.median(t)
+        ratio = f"{lo / min(polars):.2f} / {mid / statistics.median(polars):.2f}"
+        print(f"| {name} | {lo:.2f} / {mid:.2f} | {mb / mid:.0f} | {ratio} |")
+
+
 @pytest.mark.benchmark(group="memory")
 def test_peak_memory_csv(benchmark, archive):
     path, twin = archive
     report = peak_memory(
         {
             "cdrq": ("cdrq.read(path)", path),
+            "cdrq-mmap": ("cdrq.read(path, memory_map=True)", path),
             "polars-strings": ("pl.read_csv(path, infer_schema=False)", twin),
             "polars-typed": ("pl.read_csv(path, try_parse_dates=True)", twin),
         }

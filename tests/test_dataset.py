@@ -136,7 +136,6 @@ def test_a_dataset_keeps_the_zone_it_was_created_in(tmp_path):
     assert "2024-03-01 10:00:00" in answer.stdout and "2024-03-01 11:00:00" in answer.stdout
 
 
-@pytest.mark.xfail(reason="read()'s tz default becomes the dataset's zone (DEFAULT_TZ) with the read() rework")
 def test_read_shows_a_dataset_in_its_zone_by_default(tmp_path):
     cdrq.convert(one_call(tmp_path, "a.csv", 1), tmp_path / "ds", tz="Europe/Berlin")
     assert cdrq.read(tmp_path / "ds")["start"].dtype == pl.Datetime("us", "Europe/Berlin")

@@ -46,6 +46,14 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         },
     ),
     "format": (("--format",), {"default": "auto", "help": "input format (default: auto)"}),
+    "encoding": (
+        ("--encoding",),
+        {
+            "default": "utf8",
+            "help": "the files' text encoding: utf8 (default; records with invalid bytes are rejected), "
+            "utf8-lossy, latin-1, windows-1252, …",
+        },
+    ),
     "to": (("--to",), {"required": True, "metavar": "DIR", "help": "the dataset directory"}),
     "user": (("--user",), {"required": True}),
     "password": (("--password",), {"required": True}),
@@ -96,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         EXAMPLES,
         "tz",
         "format",
+        "encoding",
         "include",
         "firmware",
         "progress",
@@ -124,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "to",
         "tz",
         "format",
+        "encoding",
         "include",
         "progress",
     )
@@ -232,7 +242,13 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         try:
             source = args.source if len(args.source) > 1 else args.source[0]
             counts = convert(
-                source, args.to, format=args.format, tz=args.tz, include=args.include, progress=args.progress
+                source,
+                args.to,
+                format=args.format,
+                tz=args.tz,
+                include=args.include,
+                progress=args.progress,
+                encoding=args.encoding,
             )
         except _core.CdrqError as e:
             print(f"cdrq: {e}", file=sys.stderr)
@@ -260,12 +276,12 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         if args.library:
             # Streams: only the matching legs (and main rows, for sessions) are kept.
-            archive = scan(source, format=args.format, tz=args.tz, progress=args.progress)
+            archive = scan(source, format=args.format, tz=args.tz, progress=args.progress, encoding=args.encoding)
             selected = query(archive, qs, now=now).collect()
             mains = archive.filter(pl.col("cdr_kind") == "main").collect()
             sys.stdout.write(render(selected, requested_format(qs), legs_of=mains, firmware=args.firmware))
         else:
-            frame = read(source, format=args.format, tz=args.tz)
+            frame = read(source, format=args.format, tz=args.tz, encoding=args.encoding)
             sys.stdout.write(cdrapi(frame, qs, now=now, firmware=args.firmware))
     except _core.QueryError as e:
         print(f"cdrq: bad query: {e}", file=sys.stderr)

@@ -123,11 +123,13 @@ def convert(
     include: Include = None,
     threads: int | None = None,
     progress: bool = False,
+    encoding: str = "utf8",
 ) -> dict[str, int]:
     """Reads ``source`` (anything :func:`cdrq.read` takes; ``include``
     globs as there) a window at a time into the Parquet dataset ``to``
     (created if needed), appending to what is there without duplicating
-    records. ``tz`` is the source's zone; the dataset keeps the zone it was
+    records. ``tz`` is the source's zone and ``encoding`` its text's (as
+    for :func:`cdrq.read`); the dataset keeps the zone it was
     created with and converts other zones' instants into it. Unreadable
     records never stop the run: they are written to ``to/_rejects/``; a
     run that read no record at all raises :class:`CdrqError` saying why.
@@ -157,6 +159,7 @@ def convert(
             threads=default_threads(threads),
             window_bytes=None,
             progress=progress,
+            encoding=encoding,
         )
         counts = {"records": 0, "written": 0, "duplicates": 0, "rejects": 0}
         for frame, bad in spec.windows(None, on_error="collect"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import functools
 import glob
 import os
 import pathlib
@@ -16,6 +18,7 @@ import polars as pl
 
 from cdrq import _core
 from cdrq._core import CdrqError
+from cdrq._zone import DEFAULT_TZ
 
 Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], Sequence[str]]
 OnError = Literal["raise", "collect"]
@@ -44,6 +47,9 @@ def read(
     on_error: Literal["raise"] = ...,
     threads: int | None = ...,
     include_source: bool = ...,
+    encoding: str = ...,
+    memory_map: bool = ...,
+    include: Include = ...,
 ) -> pl.DataFrame: ...
 @overload
 def read(
@@ -54,15 +60,21 @@ def read(
     on_error: Literal["collect"],
     threads: int | None = ...,
     include_source: bool = ...,
+    encoding: str = ...,
+    memory_map: bool = ...,
+    include: Include = ...,
 ) -> tuple[pl.DataFrame, pl.DataFrame]: ...
 def read(
     source: Source,
     format: str = "auto",
-    tz: str | None = "UTC",
+    tz: str | None = DEFAULT_TZ,
     *,
     on_error: OnError = "raise",
     threads: int | None = None,
     include_source: bool = False,
+    encoding: str = "utf8",
+    memory_map: bool = False,
+    include: Include = None,
 ) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
     """Read a PBX CDR export into a Polars frame.
 
@@ -77,8 +89,18 @@ def read(
     PBX writes wall-clock times; ``tz`` is the zone they are in (``None``
     keeps them naive). ``on_error="collect"`` returns ``(frame, rejects)``
     instead of raising :class:`ParseError` at the first unreadable record;
-    every input record is then in exactly one of the two. ``threads``
+    every input record is then in exactly one of the two; a wall time
+    that ``tz`` skips (a DST gap) is such a record. ``threads``
     defaults to ``POLARS_MAX_THREADS`` or all cores.
+    ``encoding``: ``"utf8"`` (a record with invalid UTF-8 is unreadable),
+    ``"utf8-lossy"`` (invalid bytes become U+FFFD) or another encoding's
+    WHATWG label (``"latin-1"``, ``"windows-1252"``, …).
+    The frame owns its memory: a file is read into memory, so no later
+    change to the file can alter the frame. ``memory_map=True`` maps the
+    file and lets the frame's text point into the mapping instead (no
+    copy), with the hazard of any mapping: a file rewritten in place
+    changes the frame's values, and one truncated crashes the process
+    when the frame is next read.
     """
     from cdrq import dataset
 
@@ -99,6 +121,9 @@ def read(
             threads=threads,
             on_error=on_error,
             tz_label="UTC" if tz == "UTC" else None,
+            encoding=encoding,
+            gaps=wall_clock_gaps(tz),
+            memory_map=memory_map,
         )
         frame = localise(pl.DataFrame(stream), tz)
         if include_source:
@@ -108,7 +133,7 @@ def read(
 
     frames, rejects = [], []
     # Many files are read side by side (the core releases the GIL).
-    for frame, bad in ordered_map(read_one, expand(source), threads):
+    for frame, bad in ordered_map(read_one, expand(source, include), threads):
         frames.append(frame)
         rejects.extend(bad)
     # Columns missing from one source are null in its rows.
@@ -228,6 +253,55 @@ def open_source(source: Source) -> tuple[str | bytes, str | None]:
 
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def wall_clock_gaps(tz: str | None) -> tuple[str, list[tuple[int, int]]] | None:
+    """The zone and the wall-clock times it skips, as the core takes them
+    to reject records holding one; ``None`` for naive times and UTC."""
+    if tz is None or tz == "UTC":
+        return None
+    return tz, list(skipped_wall_times(tz))
+
+
+@functools.lru_cache(maxsize=64)
+def skipped_wall_times(tz: str) -> tuple[tuple[int, int], ...]:
+    """The ``[start, end)`` wall-clock ranges (µs since 1970-01-01 of the
+    wall clock) that ``tz`` skips when its clocks jump forward, 1970 to 2100.
+    Polars' own zone data tells them, so they are exactly the times
+    :func:`localise` could not place: each day's UTC offset finds the days
+    of a forward jump, then the minute, then the second of each jump."""
+
+    def offset(t: pl.Expr) -> pl.Expr:
+        local = t.dt.convert_time_zone(tz).dt.replace_time_zone(None)
+        return (local - t.dt.replace_time_zone(None)).dt.total_microseconds()
+
+    def first_change(jumps: pl.DataFrame, step: pl.Expr, count: int) -> pl.DataFrame:
+        # Per jump: the first of lo + k * step (k = 1..count) off the offset before it.
+        t = pl.col("lo") + pl.col("k") * step
+        return (
+            jumps.with_columns(k=pl.int_ranges(1, count + 1))
+            .explode("k")
+            .filter(offset(t) != pl.col("before"))
+            .group_by("jump", maintain_order=True)
+            .agg(at=t.first(), before=pl.col("before").first(), after=offset(t).first())
+        )
+
+    days = pl.datetime_range(
+        datetime.datetime(1970, 1, 1), datetime.datetime(2100, 1, 1), "1d", time_unit="us", time_zone="UTC", eager=True
+    )
+    jumps = (
+        pl.DataFrame({"lo": days})
+        .with_row_index("jump")
+        .with_columns(before=offset(pl.col("lo")).shift(1), after=offset(pl.col("lo")))
+        .filter(pl.col("after") > pl.col("before"))
+        .select("jump", lo=pl.col("lo") - pl.duration(days=1), before="before")
+    )
+    minutes = first_change(jumps, pl.duration(minutes=1), 1440)
+    seconds = first_change(
+        minutes.select("jump", lo=pl.col("at") - pl.duration(minutes=1), before="before"), pl.duration(seconds=1), 60
+    )
+    wall = pl.col("at").dt.replace_time_zone(None).dt.epoch("us")
+    return tuple(seconds.select(start=wall + pl.col("before"), end=wall + pl.col("after")).iter_rows())
 
 
 def localise(frame: Frame, tz: str | None) -> Frame:

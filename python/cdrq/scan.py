@@ -41,6 +41,7 @@ from cdrq.read import (
     localise,
     open_source,
     ordered_map,
+    wall_clock_gaps,
 )
 
 #: How far a UCM wall clock can be from UTC (zones run from -12 h to +14 h,
@@ -127,6 +128,8 @@ class ScanSpec:
     now_us: int = 0
     library: bool = True
     on_error: OnError = "raise"
+    encoding: str = "utf8"
+    memory_map: bool = False
     rejects: ScanRejects | None = dataclasses.field(default=None, compare=False)
     schema_cache: dict[str, pl.Schema] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -136,7 +139,7 @@ class ScanSpec:
             names: dict[str, None] = {}
             for source, name in zip(self.sources, self.names, strict=True):
                 try:
-                    columns, _ = _core.column_names(source, name=name, format=self.format)
+                    columns, _ = _core.column_names(source, name=name, format=self.format, encoding=self.encoding)
                 except CdrqError as e:
                     # Polars keeps only the text of what the schema callable raises.
                     WRAPPED[f"{type(e).__name__}: {e}"] = e
@@ -168,6 +171,9 @@ class ScanSpec:
                 library=self.library,
                 margin_us=margin,
                 window_bytes=self.window_bytes,
+                encoding=self.encoding,
+                gaps=wall_clock_gaps(self.tz),
+                memory_map=self.memory_map,
             )
 
         def load(pair: tuple[str | bytes, str | None]) -> tuple[Any, list | None]:
@@ -200,6 +206,8 @@ def scan(
     threads: int | None = ...,
     window_bytes: int | None = ...,
     progress: bool = ...,
+    encoding: str = ...,
+    memory_map: bool = ...,
 ) -> pl.LazyFrame: ...
 @overload
 def scan(
@@ -213,6 +221,8 @@ def scan(
     threads: int | None = ...,
     window_bytes: int | None = ...,
     progress: bool = ...,
+    encoding: str = ...,
+    memory_map: bool = ...,
 ) -> tuple[pl.LazyFrame, ScanRejects]: ...
 def scan(
     source: Source,
@@ -225,6 +235,8 @@ def scan(
     threads: int | None = None,
     window_bytes: int | None = None,
     progress: bool = False,
+    encoding: str = "utf8",
+    memory_map: bool = False,
 ) -> pl.LazyFrame | tuple[pl.LazyFrame, ScanRejects]:
     """A lazy, streaming read of ``source`` (anything :func:`cdrq.read`
     takes, or a dataset directory written by :func:`cdrq.convert`, shown
@@ -237,7 +249,11 @@ def scan(
     them. ``batch_size`` caps the rows of each frame handed to Polars
     (default: Polars's hint, else a window's rows). ``progress=True`` shows
     bytes, records/s and the time left on stderr. Works with
-    ``collect(engine="streaming")`` and ``sink_parquet``.
+    ``collect(engine="streaming")`` and ``sink_parquet``. ``encoding`` is
+    :func:`cdrq.read`'s (a source in another encoding than UTF-8 is decoded
+    whole first). A file is memory-mapped while it is scanned and the
+    frames copy their text out of the mapping; ``memory_map=True`` lets
+    them point into it instead, with the hazard told at :func:`cdrq.read`.
 
     ``on_error="collect"`` returns ``(frame, rejects)``: the scan reads on
     past unreadable records, and ``rejects`` (a :class:`ScanRejects`) fills
@@ -268,6 +284,8 @@ def scan(
         progress=progress,
         batch_size=batch_size,
         on_error=on_error,
+        encoding=encoding,
+        memory_map=memory_map,
         rejects=ScanRejects() if on_error == "collect" else None,
     )
     frame = register(spec)

@@ -84,6 +84,13 @@ pub fn base_index(name: &str) -> Option<usize> {
     BASE_COLUMNS.iter().position(|n| *n == name)
 }
 
+/// A column name from a source's bytes (a header, a key, an element):
+/// invalid UTF-8 and control characters (a NUL cannot cross Arrow's C
+/// interface) become U+FFFD, so any bytes make a usable name.
+pub fn column_name(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
+}
+
 /// The Arrow field of a column. `tz` labels the timestamps; `None` leaves
 /// them naive (the Python layer then localises them).
 pub fn arrow_field(name: &str, tz: Option<&str>) -> Field {

@@ -16,7 +16,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use crate::error::Error;
-use crate::read::{Format, Input, OnError, ReadOptions};
+use crate::read::values::Gaps;
+use crate::read::{Encoding, Format, Input, OnError, ReadOptions};
 use arrow_export::ArrowStream;
 use errors::{CdrqError, ParseError, QueryError, panic_error, to_pyerr};
 
@@ -50,12 +51,44 @@ impl Source {
         }
     }
 
-    /// The input's bytes (a path is memory-mapped); run without the GIL.
-    fn open(self) -> Result<Input, Error> {
+    /// The input's bytes; run without the GIL. A path is read into memory
+    /// the frame owns, or with `memory_map` mapped and shared by the frame.
+    fn read(self, memory_map: bool) -> Result<Input, Error> {
         match self {
-            Self::Path(path) => Input::from_path(&path),
+            Self::Path(path) if memory_map => Input::from_path(&path).map(|input| Input { share_map: true, ..input }),
+            Self::Path(path) => Input::read_path(&path),
             Self::Bytes(input) => Ok(input),
         }
+    }
+
+    /// The input's bytes for a scan: a path is mapped, and its pages given
+    /// back as windows are done; built columns copy their bytes unless
+    /// `memory_map`.
+    fn map(self, memory_map: bool) -> Result<Input, Error> {
+        match self {
+            Self::Path(path) => Input::from_path(&path).map(|input| Input { share_map: memory_map, ..input }),
+            Self::Bytes(input) => Ok(input),
+        }
+    }
+}
+
+/// The options every reader takes, from their Python forms.
+struct Options {
+    encoding: Encoding,
+    gaps: Option<Arc<Gaps>>,
+}
+
+impl Options {
+    /// `encoding` as Polars and WHATWG name it; `gaps` as (zone, wall-clock
+    /// ranges the zone skips), computed by the Python layer from its tzdata.
+    fn extract(encoding: &str, gaps: Option<(String, Vec<(i64, i64)>)>) -> PyResult<Self> {
+        let encoding = Encoding::parse(encoding).ok_or_else(|| {
+            CdrqError::new_err(format!(
+                "unknown encoding {encoding:?}; expected utf8, utf8-lossy, latin-1, windows-1252 or another WHATWG label"
+            ))
+        })?;
+        let gaps = gaps.map(|(zone, ranges)| Arc::new(Gaps { zone, ranges }));
+        Ok(Self { encoding, gaps })
     }
 }
 
@@ -83,7 +116,7 @@ fn reject_rows(rejects: Vec<crate::error::Reject>) -> Vec<RejectRow> {
 /// batches as an Arrow stream and the rejected records.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)] // keyword-only options of one Python call
-#[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, chunk_bytes = None))]
+#[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, chunk_bytes = None, encoding = "utf8", gaps = None, memory_map = false))]
 fn read(
     py: Python<'_>,
     source: &Bound<'_, PyAny>,
@@ -93,12 +126,16 @@ fn read(
     on_error: &str,
     tz_label: Option<String>,
     chunk_bytes: Option<usize>,
+    encoding: &str,
+    gaps: Option<(String, Vec<(i64, i64)>)>,
+    memory_map: bool,
 ) -> PyResult<(ArrowStream, Vec<RejectRow>)> {
     let format = parse_format(format)?;
     let on_error = parse_on_error(on_error)?;
-    let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes, pushdown: None };
+    let Options { encoding, gaps } = Options::extract(encoding, gaps)?;
+    let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes, pushdown: None, encoding, gaps };
     let source = Source::extract(source, name)?;
-    let output = guarded(py, || crate::read::read(&source.open()?, format, &options))?;
+    let output = guarded(py, || crate::read::read(&source.read(memory_map)?, format, &options))?;
     Ok((ArrowStream::new(output.schema, output.batches), reject_rows(output.rejects)))
 }
 

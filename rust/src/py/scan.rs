@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use super::arrow_export::ArrowStream;
 use super::errors::CdrqError;
 use super::query::query_error;
-use super::{RejectRow, Source, guarded, parse_format, parse_on_error, reject_rows};
+use super::{Options, RejectRow, Source, guarded, parse_format, parse_on_error, reject_rows};
 use crate::query::compile::{Surface, compile};
 use crate::read::pushdown::{COUNTERS, Pushdown, RowFilter};
 use crate::read::stream::{self, Stream};
@@ -28,7 +28,7 @@ impl Scanner {
     /// `byte_range` reads only the CSV records starting in it.
     #[new]
     #[allow(clippy::too_many_arguments)] // keyword-only options of one Python call
-    #[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, columns = None, query = None, now_us = 0, library = false, margin_us = 0, window_bytes = None, byte_range = None))]
+    #[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, columns = None, query = None, now_us = 0, library = false, margin_us = 0, window_bytes = None, byte_range = None, encoding = "utf8", gaps = None, memory_map = false))]
     fn new(
         py: Python<'_>,
         source: &Bound<'_, PyAny>,
@@ -44,9 +44,13 @@ impl Scanner {
         margin_us: i64,
         window_bytes: Option<usize>,
         byte_range: Option<(usize, usize)>,
+        encoding: &str,
+        gaps: Option<(String, Vec<(i64, i64)>)>,
+        memory_map: bool,
     ) -> PyResult<Self> {
         let format = parse_format(format)?;
         let on_error = parse_on_error(on_error)?;
+        let Options { encoding, gaps } = Options::extract(encoding, gaps)?;
         let surface = if library { Surface::Library } else { Surface::Cdrapi };
         let filter = match query {
             None => None,
@@ -56,9 +60,10 @@ impl Scanner {
             }
         };
         let pushdown = Some(Arc::new(Pushdown { columns, filter }));
-        let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes: None, pushdown };
+        let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes: None, pushdown, encoding, gaps };
         let source = Source::extract(source, name)?;
-        let stream = guarded(py, || Stream::open_range(source.open()?, format, options, window_bytes, byte_range))?;
+        let stream =
+            guarded(py, || Stream::open_range(source.map(memory_map)?, format, options, window_bytes, byte_range))?;
         Ok(Self { stream: Mutex::new(stream) })
     }
 
@@ -86,17 +91,19 @@ impl Scanner {
 
 /// The names of every column of a source, and its format.
 #[pyfunction]
-#[pyo3(signature = (source, *, name = None, format = "auto"))]
+#[pyo3(signature = (source, *, name = None, format = "auto", encoding = "utf8"))]
 pub fn column_names(
     py: Python<'_>,
     source: &Bound<'_, PyAny>,
     name: Option<String>,
     format: &str,
+    encoding: &str,
 ) -> PyResult<(Vec<String>, &'static str)> {
     let format = parse_format(format)?;
     let source = Source::extract(source, name)?;
-    let options = ReadOptions { on_error: OnError::Collect, ..ReadOptions::default() };
-    let (names, format) = guarded(py, || stream::column_names(source.open()?, format, &options))?;
+    let encoding = Options::extract(encoding, None)?.encoding;
+    let options = ReadOptions { on_error: OnError::Collect, encoding, ..ReadOptions::default() };
+    let (names, format) = guarded(py, || stream::column_names(source.map(false)?, format, &options))?;
     Ok((names, format.name()))
 }
 
@@ -120,7 +127,7 @@ pub fn json_ranges(
     let format = parse_format(format)?;
     let source = Source::extract(source, None)?;
     guarded(py, || {
-        let input = source.open()?;
+        let input = source.map(false)?;
         let format = if format == Format::Auto { Format::sniff(input.bytes()) } else { format };
         match format {
             Format::UcmJson | Format::PortsipJson => {

@@ -26,7 +26,7 @@ use arrow_schema::SchemaRef;
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER, make_view};
 use super::pushdown::{COUNTERS, Pushdown, RowFilter};
 use super::split::{FieldKind, FieldSpan, skip_blank_lines, split_record, unescape_into};
-use super::values::{Timestamp, parse_int, parse_timestamp};
+use super::values::{Gaps, Timestamp, parse_int, parse_timestamp};
 use super::webui;
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput, parse_chunks};
 use crate::error::{Error, Reject, Result};
@@ -169,6 +169,7 @@ struct Context<'a> {
     plan: &'a CsvPlan,
     strict: bool,
     filter: Option<&'a RowFilter>,
+    gaps: Option<&'a Gaps>,
 }
 
 /// Reads a UCM CDR API CSV export.
@@ -222,7 +223,7 @@ pub fn read_window(
     let buf = input.bytes();
     let strict = options.on_error == OnError::Raise;
     let filter = options.pushdown.as_deref().and_then(|p| p.filter.as_ref());
-    let ctx = Context { buf, plan, strict, filter };
+    let ctx = Context { buf, plan, strict, filter, gaps: options.gaps.as_deref() };
     let bounds = match plan.dialect {
         Dialect::Api => chunk_bounds(buf, from, to, rayon::current_num_threads(), options.chunk_bytes),
         Dialect::WebUi => vec![from, buf.len().max(from)],
@@ -261,7 +262,7 @@ fn finish_chunk(input: &Input, mut chunk: Chunk, plan: &CsvPlan, tz: Option<&str
     if len > u32::MAX as usize || chunk.scratch.len() > u32::MAX as usize {
         return Err(fail(format!("a record run of {len} bytes exceeds 4 GiB")));
     }
-    let input_slice = input.data.slice_with_length(chunk.start, len);
+    let input_slice = input.column_buffer(chunk.start, len);
     let buffers: Arc<[Buffer]> = if chunk.scratch.is_empty() {
         Arc::from([input_slice])
     } else {
@@ -305,8 +306,7 @@ fn read_layout(input: &Input, pos: usize, dialect: Dialect) -> Result<(FileLayou
     if pos >= buf.len() {
         return Ok((headerless(32), Vec::new(), pos));
     }
-    let names: Vec<String> =
-        fields.iter().map(|f| String::from_utf8_lossy(&field_bytes(buf, f)).trim().to_string()).collect();
+    let names: Vec<String> = fields.iter().map(|f| schema::column_name(field_bytes(buf, f).trim_ascii())).collect();
     let header_error = |reason: String| {
         let err = ChunkError { record_start: first.start, record_end: first.end, at: first.start, reason };
         Error::Parse(Box::new(locate(input, &[&err]).remove(0)))
@@ -550,7 +550,10 @@ fn check_record(
                 parse_int(&value).ok_or_else(|| (f.start, format!("{name} is not an integer: {:?}", shown())))?
             }
             _ => match if webui { webui::parse_time(&value) } else { parse_timestamp(&value) } {
-                Some(Timestamp::At(us)) => us,
+                Some(Timestamp::At(us)) => match ctx.gaps {
+                    Some(gaps) if gaps.skips(us) => return Err((f.start, gaps.reason(name, &value))),
+                    _ => us,
+                },
                 Some(Timestamp::Unset) => continue,
                 None => {
                     return Err((
@@ -646,7 +649,7 @@ mod tests {
             on_error,
             tz: Some("UTC".into()),
             chunk_bytes: Some(if threads == 1 { usize::MAX } else { 512 }),
-            pushdown: None,
+            ..ReadOptions::default()
         };
         super::super::read(&input, super::super::Format::UcmCsv, &options)
     }

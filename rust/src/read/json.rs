@@ -22,7 +22,7 @@
 use super::portsip;
 use super::pushdown::{Pushdown, RowFilter};
 use super::records::{self, Kind, RecordSet, Row, Value};
-use super::{Emit, Input, Locator, ReadOptions, ReadOutput, STOPPED};
+use super::{Emit, Input, Locator, OnError, ReadOptions, ReadOutput, STOPPED, encoding};
 use crate::error::{Error, Result};
 
 struct SyntaxError {
@@ -66,14 +66,13 @@ pub fn read_ucm_json(input: &Input, options: &ReadOptions) -> Result<ReadOutput>
 /// Reads PortSIP CDRs: the `/api/cdrs` response or a CDR webhook event.
 /// Its times are instants, so they are labelled UTC whatever the archive zone.
 pub fn read_portsip_json(input: &Input, options: &ReadOptions) -> Result<ReadOutput> {
-    let options = ReadOptions { tz: Some("UTC".into()), ..options.clone() };
-    read_json(input, &options, true)
+    read_json(input, &options.for_instants(), true)
 }
 
 /// Reads UCM (or PortSIP) JSON handing record arrays to `emit` a window at
 /// a time; returns what is left (records outside the arrays, rejects).
 pub fn stream_json(input: &Input, options: &ReadOptions, portsip: bool, emit: Emit<'_>) -> Result<ReadOutput> {
-    let options = if portsip { ReadOptions { tz: Some("UTC".into()), ..options.clone() } } else { options.clone() };
+    let options = if portsip { options.for_instants() } else { options.clone() };
     run(input, &options, portsip, Some(emit))
 }
 
@@ -85,7 +84,12 @@ fn run(input: &Input, options: &ReadOptions, portsip: bool, emit: Option<Emit<'_
     let buf = input.bytes();
     let syntax = |e: SyntaxError| Error::Parse(Box::new(Locator::new(input).reject(e.at, e.at, e.at, e.reason)));
     if let Err(e) = std::str::from_utf8(buf) {
-        return Err(syntax(SyntaxError { at: e.valid_up_to(), reason: "invalid UTF-8".into() }));
+        // Collecting, invalid bytes are their records' problem: parse the
+        // repaired text and reject the records holding a repair.
+        return match (options.on_error, encoding::repair(input)) {
+            (OnError::Collect, Some(repaired)) => run(&repaired, options, portsip, emit),
+            _ => Err(syntax(SyntaxError { at: e.valid_up_to(), reason: "invalid UTF-8".into() })),
+        };
     }
     let pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
     let mut doc = Document::new(input, options, pos, portsip);
@@ -132,7 +136,7 @@ pub fn read_elements(
     start: usize,
     end: usize,
 ) -> Result<ReadOutput> {
-    let options = if portsip { ReadOptions { tz: Some("UTC".into()), ..options.clone() } } else { options.clone() };
+    let options = if portsip { options.for_instants() } else { options.clone() };
     let mut doc = Document::new(input, &options, start, portsip);
     doc.chunk_elements(end)
         .map_err(|e| Error::Parse(Box::new(Locator::new(input).reject(e.at, e.at, e.at, e.reason))))?;
@@ -304,17 +308,45 @@ impl<'a> Document<'a> {
         match self.peek() {
             None => return Ok(()),
             Some(b'[') => self.record_array()?,
-            Some(b'{') if self.portsip && !self.has_items() => self.element()?,
+            Some(b'{') if self.portsip && !self.has_items() => {
+                // One CDR or call event; any other object (a UCM archive,
+                // `{}`) is not PortSIP's, and must not become an all-null row.
+                let keys = self.top_keys();
+                if !portsip::is_cdr(keys.iter().map(Vec::as_slice)) {
+                    return self.error(portsip::not_cdrs(&keys));
+                }
+                self.element()?
+            }
             Some(b'{') => {
+                let at = self.pos;
                 self.pos += 1;
+                let portsip = self.portsip;
+                let (mut found, mut keys) = (false, Vec::new());
                 self.members(|doc, key| match key {
-                    b"cdr" | b"cdr_root" | b"items" => match doc.peek() {
-                        Some(b'[') => doc.record_array(),
-                        Some(b'{') => doc.element(),
-                        _ => doc.skip_value(),
-                    },
-                    _ => doc.skip_value(),
+                    b"cdr" | b"cdr_root" if !portsip => {
+                        found = true;
+                        doc.records_value(key)
+                    }
+                    b"items" if portsip => {
+                        found = true;
+                        match doc.peek() {
+                            Some(b'[') => doc.record_array(),
+                            Some(b'{') => doc.element(),
+                            _ => doc.skip_value(),
+                        }
+                    }
+                    _ => {
+                        if keys.len() < 8 {
+                            keys.push(String::from_utf8_lossy(key).into_owned());
+                        }
+                        doc.skip_value()
+                    }
                 })?;
+                if !found {
+                    let wanted = if portsip { "\"items\"" } else { "\"cdr\" or \"cdr_root\"" };
+                    let reason = format!("a JSON object without {wanted}, so no CDRs (keys: {})", keys.join(", "));
+                    return Err(SyntaxError { at, reason });
+                }
             }
             Some(_) => return self.error("expected a JSON object or array"),
         }
@@ -324,16 +356,76 @@ impl<'a> Document<'a> {
         Ok(())
     }
 
+    /// The records under a UCM document's `cdr` or `cdr_root`: an array, one
+    /// call object, or `""` (none); anything else is not an export.
+    fn records_value(&mut self, key: &[u8]) -> Parsed<()> {
+        match self.peek() {
+            Some(b'[') => self.record_array(),
+            Some(b'{') => self.element(),
+            Some(b'"') if self.buf[self.pos..].starts_with(b"\"\"") => self.skip_value(),
+            Some(b'n') => self.literal(b"null"),
+            _ => {
+                let key = String::from_utf8_lossy(key);
+                self.error(format!("\"{key}\" holds neither records nor \"\": not a CDR export"))
+            }
+        }
+    }
+
     /// Whether the object at `pos` has an `items` key (a PortSIP list
     /// response rather than a single event).
     fn has_items(&self) -> bool {
+        self.top_keys().iter().any(|k| k == b"items")
+    }
+
+    /// A PortSIP CDR or event at `start..end` whose fields begin at
+    /// `fields[first_field]`: its derived fields, then its `call_targets`
+    /// (the array at `targets`) as `sub` rows under a `main` row. An object
+    /// that is not a CDR (an `/api/recordings` item) is a reject.
+    fn portsip_call(&mut self, start: usize, end: usize, first_field: usize, targets: Option<usize>) -> Parsed<()> {
+        let call = match portsip::derive(self.buf, &mut self.set, first_field, None) {
+            Ok(call) => call,
+            Err(reason) => {
+                self.set.fields.truncate(first_field);
+                self.set.unmapped.push((start, end, reason.to_string()));
+                return Ok(());
+            }
+        };
+        let last_field = self.set.fields.len();
+        let Some(at) = targets else {
+            self.set.rows.push(Row { kind: Kind::Record, start, end, first_field, last_field });
+            return Ok(());
+        };
+        let mut legs = vec![Row { kind: Kind::Main, start, end, first_field, last_field }];
+        self.pos = at + 1;
+        let mut n = 0;
+        while self.peek() != Some(b']') {
+            n += 1;
+            let count = legs.len();
+            self.leg(b"call_targets", Kind::Sub(n), &mut legs)?;
+            if let Some(first_field) = legs.get(count).map(|leg| leg.first_field) {
+                let _ = portsip::derive(self.buf, &mut self.set, first_field, Some(&call));
+                legs[count].last_field = self.set.fields.len();
+            }
+            if self.next_or_close(b']')? {
+                break;
+            }
+        }
+        self.pos = end;
+        records::order_call(&mut legs);
+        self.set.rows.extend(legs);
+        Ok(())
+    }
+
+    /// The keys of the object at `pos` (syntax errors are left to the parse
+    /// proper).
+    fn top_keys(&self) -> Vec<Vec<u8>> {
         let mut probe = Document::new(self.input, self.options, self.pos + 1, false);
-        let mut found = false;
+        let mut keys = Vec::new();
         let _ = probe.members(|doc, key| {
-            found |= key == b"items";
+            keys.push(key.to_vec());
             doc.skip_value()
         });
-        found
+        keys
     }
 
     /// After an item of an object or array: `,` (`false`: more follow) or
@@ -395,7 +487,15 @@ impl<'a> Document<'a> {
                 self.pos += 1;
                 let first_field = self.set.fields.len();
                 let mut legs: Vec<Row> = Vec::new();
+                let mut listed = false;
+                let mut targets = None;
                 self.members(|doc, key| {
+                    if doc.portsip && key == b"call_targets" && doc.peek() == Some(b'[') {
+                        // PortSIP's legs: read after the call's own fields, so
+                        // that each row's fields stay one run.
+                        targets = Some(doc.pos);
+                        return doc.skip_value();
+                    }
                     let kind = match key {
                         b"main_cdr" => Some(Kind::Main),
                         _ => key
@@ -404,47 +504,77 @@ impl<'a> Document<'a> {
                             .map(Kind::Sub),
                     };
                     match (kind, doc.peek()) {
-                        (Some(kind), Some(b'{')) => {
-                            let leg_start = doc.pos;
+                        // Legs listed in an array: each element a leg.
+                        (Some(kind), Some(b'[')) => {
+                            listed = true;
                             doc.pos += 1;
-                            let leg_first = doc.set.fields.len();
-                            doc.members(|doc, key| doc.field(key))?;
-                            legs.push(Row {
-                                kind,
-                                start: leg_start,
-                                end: doc.pos,
-                                first_field: leg_first,
-                                last_field: doc.set.fields.len(),
-                            });
-                            Ok(())
+                            if doc.peek() == Some(b']') {
+                                doc.pos += 1;
+                                return Ok(());
+                            }
+                            loop {
+                                doc.leg(key, kind, &mut legs)?;
+                                if doc.next_or_close(b']')? {
+                                    return Ok(());
+                                }
+                            }
                         }
-                        (Some(_), Some(b'n')) => {
-                            let at = doc.pos;
-                            doc.literal(b"null")?;
-                            doc.set.skipped.push((at, "a null leg"));
-                            Ok(())
-                        }
+                        (Some(kind), _) => doc.leg(key, kind, &mut legs),
                         // The element's own `cdr` is the session id of its legs,
                         // not a field.
                         _ if key == b"cdr" => doc.skip_value(),
+                        _ if key.starts_with(b"sub_cdr") || key.starts_with(b"main_cdr") => {
+                            let start = doc.pos;
+                            doc.skip_value()?;
+                            let key = String::from_utf8_lossy(key);
+                            doc.set.unmapped.push((start, doc.pos, format!("{key:?} is not main_cdr or sub_cdr_N")));
+                            Ok(())
+                        }
                         _ => doc.field(key),
                     }
                 })?;
                 let end = self.pos;
                 if self.portsip {
-                    portsip::derive(self.buf, &mut self.set, first_field);
+                    return self.portsip_call(start, end, first_field, targets);
                 }
                 if legs.is_empty() {
                     let last_field = self.set.fields.len();
                     self.set.rows.push(Row { kind: Kind::Record, start, end, first_field, last_field });
                 } else {
                     records::order_call(&mut legs);
+                    if listed {
+                        records::number_legs(&mut legs);
+                    }
                     self.set.rows.extend(legs);
                 }
                 Ok(())
             }
             _ => self.error("expected a CDR object or null"),
         }
+    }
+
+    /// One leg of a call under `key`: an object becomes a row of `kind`,
+    /// `null` is skipped, anything else is a reject naming the key.
+    fn leg(&mut self, key: &[u8], kind: Kind, legs: &mut Vec<Row>) -> Parsed<()> {
+        let start = self.pos;
+        match self.peek() {
+            Some(b'{') => {
+                self.pos += 1;
+                let first_field = self.set.fields.len();
+                self.members(|doc, key| doc.field(key))?;
+                legs.push(Row { kind, start, end: self.pos, first_field, last_field: self.set.fields.len() });
+            }
+            Some(b'n') => {
+                self.literal(b"null")?;
+                self.set.skipped.push((start, "a null leg"));
+            }
+            _ => {
+                self.skip_value()?;
+                let key = String::from_utf8_lossy(key);
+                self.set.unmapped.push((start, self.pos, format!("{key:?} holds a leg that is not an object")));
+            }
+        }
+        Ok(())
     }
 
     /// A field of a record: its value under the key's column.

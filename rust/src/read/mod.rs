@@ -3,6 +3,7 @@
 pub mod builder;
 pub mod csv;
 pub mod decompress;
+pub mod encoding;
 pub mod json;
 pub mod portsip;
 pub mod pushdown;
@@ -24,6 +25,7 @@ use arrow_schema::SchemaRef;
 
 use crate::error::{Error, Reject, Result};
 pub use decompress::decompress;
+pub use encoding::Encoding;
 use pushdown::Pushdown;
 
 /// The bytes of one source and the name errors give it.
@@ -34,10 +36,17 @@ pub struct Input {
     /// The memory map behind `data`, for a file: a scan tells the kernel
     /// when it is done with a range of it.
     pub map: Option<Arc<memmap2::Mmap>>,
+    /// Whether built columns may point into `map` (`memory_map=True`):
+    /// otherwise they get a copy of their bytes, so no later change to the
+    /// file can alter or crash a frame.
+    pub share_map: bool,
+    /// Where invalid UTF-8 was replaced (see [`encoding::repair`]): records
+    /// holding one of these offsets are rejected.
+    pub invalid_utf8: Option<Arc<[usize]>>,
 }
 
 impl Input {
-    /// Maps a file into memory; its pages become the text columns' buffer.
+    /// Maps a file into memory (`share_map` false: columns copy their bytes).
     pub fn from_path(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
         let io_err = |e: std::io::Error| Error::Input { source: name.clone(), reason: e.to_string() };
@@ -46,11 +55,25 @@ impl Input {
         if len == 0 {
             return Ok(Self::from_vec(name, Vec::new()));
         }
-        // SAFETY: the map is read-only; a file truncated by another process
-        // while mapped is outside what any mmap-based reader can guard.
+        // SAFETY: the map is read-only. A file truncated by another process
+        // while mapped faults on access: columns copy their bytes unless
+        // `share_map` (memory_map=True) accepts that hazard.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
         let map = Arc::new(map);
-        Ok(Self { data: buffer_from_owner(Arc::clone(&map)), name, map: Some(map) })
+        Ok(Self {
+            data: buffer_from_owner(Arc::clone(&map)),
+            name,
+            map: Some(map),
+            share_map: false,
+            invalid_utf8: None,
+        })
+    }
+
+    /// Reads a whole file into memory the frame then owns.
+    pub fn read_path(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| Error::Input { source: name.clone(), reason: e.to_string() })?;
+        Ok(Self::from_vec(name, bytes))
     }
 
     pub fn from_vec(name: impl Into<String>, bytes: Vec<u8>) -> Self {
@@ -58,7 +81,15 @@ impl Input {
     }
 
     pub fn from_buffer(name: impl Into<String>, data: Buffer) -> Self {
-        Self { name: name.into(), data, map: None }
+        Self { name: name.into(), data, map: None, share_map: false, invalid_utf8: None }
+    }
+
+    /// The buffer text columns built from bytes `start..start + len` point
+    /// into: a slice of the input, or a copy of it for a file mapped
+    /// without `share_map`.
+    pub fn column_buffer(&self, start: usize, len: usize) -> Buffer {
+        let slice = self.data.slice_with_length(start, len);
+        if self.map.is_some() && !self.share_map { Buffer::from(slice.as_slice().to_vec()) } else { slice }
     }
 
     /// Tells the kernel that bytes `start..end` are not needed soon, so a
@@ -117,6 +148,18 @@ impl Format {
             "portsip-json" => Self::PortsipJson,
             _ => return None,
         })
+    }
+
+    /// Whether both formats are the same syntax (JSON, XML or CSV): what
+    /// sniffing can tell apart for certain.
+    pub fn same_syntax(self, other: Self) -> bool {
+        let syntax = |f: Self| match f {
+            Self::UcmJson | Self::PortsipJson => 0,
+            Self::UcmXml => 1,
+            Self::UcmCsv | Self::UcmWebuiCsv => 2,
+            Self::Auto => 3,
+        };
+        syntax(self) == syntax(other)
     }
 
     pub fn name(self) -> &'static str {
@@ -188,11 +231,30 @@ pub struct ReadOptions {
     pub chunk_bytes: Option<usize>,
     /// Columns to build and rows to keep; `None` builds everything.
     pub pushdown: Option<Arc<Pushdown>>,
+    pub encoding: Encoding,
+    /// The wall-clock times the archive zone skips (DST gaps): a record
+    /// holding one is rejected. `None` for UTC, naive times and instants.
+    pub gaps: Option<Arc<values::Gaps>>,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        Self { threads: None, on_error: OnError::Raise, tz: Some("UTC".into()), chunk_bytes: None, pushdown: None }
+        Self {
+            threads: None,
+            on_error: OnError::Raise,
+            tz: Some("UTC".into()),
+            chunk_bytes: None,
+            pushdown: None,
+            encoding: Encoding::Utf8,
+            gaps: None,
+        }
+    }
+}
+
+impl ReadOptions {
+    /// For instants (PortSIP): labelled UTC, no wall-clock gaps.
+    pub fn for_instants(&self) -> Self {
+        Self { tz: Some("UTC".into()), gaps: None, ..self.clone() }
     }
 }
 
@@ -336,13 +398,16 @@ impl ReadOutput {
 }
 
 /// Reads one source in the given format (`Auto` sniffs it); gzip and zstd
-/// sources are decompressed first.
+/// sources are decompressed and other encodings decoded first.
 pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<ReadOutput> {
     if let Some(plain) = decompress(input)? {
         return read(&plain, format, options);
     }
-    let sniffed = (format == Format::Auto).then(|| Format::sniff_why(input.bytes()));
-    let format = sniffed.as_ref().map_or(format, |(f, _)| *f);
+    if let Some(text) = encoding::decode(input, options.encoding) {
+        return read(&text, format, &ReadOptions { encoding: Encoding::Utf8, ..options.clone() });
+    }
+    let (format, why) = resolve_format(&input.name, input.bytes(), format)?;
+    let sniffed = why.map(|why| (format, why));
     let run = || match format {
         Format::UcmCsv => csv::read_ucm_csv(input, options),
         Format::UcmJson => json::read_ucm_json(input, options),
@@ -363,7 +428,7 @@ pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<Read
         // A first record whose shape fails may mean the guess was wrong: say
         // what it was. (A bad value in a well-shaped record says nothing.)
         (Err(Error::Parse(mut reject)), Some((format, why)))
-            if reject.line == 1 && !reject.reason.contains(" is not ") && reject.reason != "invalid UTF-8" =>
+            if reject.line == 1 && reject.reason.starts_with("expected") =>
         {
             reject.reason = format!(
                 "{} (format auto read this as {} after seeing {why}; pass format= to choose)",
@@ -374,4 +439,31 @@ pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<Read
         }
         (result, _) => result,
     }
+}
+
+/// The format to read `head` (a source's first bytes) as, and for `Auto`
+/// what sniffing saw. An explicit format whose syntax (JSON, XML, CSV) the
+/// bytes do not have is an error saying what they look like: read as
+/// another format they would give nothing, silently.
+pub fn resolve_format(name: &str, head: &[u8], format: Format) -> Result<(Format, Option<String>)> {
+    let (seen, why) = Format::sniff_why(head);
+    if format == Format::Auto {
+        return Ok((seen, Some(why)));
+    }
+    if !seen.same_syntax(format) && !is_blank(head) {
+        let line = &head[..memchr::memchr(b'\n', head).unwrap_or(head.len()).min(200)];
+        return Err(Error::Parse(Box::new(Reject {
+            source: name.to_string(),
+            line: 1,
+            column: 1,
+            reason: format!("format={} but the bytes look like {why}", format.name()),
+            raw: String::from_utf8_lossy(line).into_owned(),
+        })));
+    }
+    Ok((format, None))
+}
+
+/// Nothing but whitespace (and a BOM): an empty export of any format.
+pub fn is_blank(bytes: &[u8]) -> bool {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes).iter().all(u8::is_ascii_whitespace)
 }

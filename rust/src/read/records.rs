@@ -15,8 +15,8 @@ use arrow_buffer::Buffer;
 
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER};
 use super::pushdown::{COUNTERS, Pushdown};
-use super::values::{Timestamp, parse_int, parse_timestamp};
-use super::{Input, Locator, OnError, ReadOptions, ReadOutput};
+use super::values::{Gaps, Timestamp, parse_int, parse_timestamp};
+use super::{Input, Locator, OnError, ReadOptions, ReadOutput, encoding};
 use crate::error::{Error, Result};
 use crate::schema::{
     self, BASE_COLUMNS, BILLSEC_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN, LEG_COLUMN, SRC_COLUMN, START_COLUMN,
@@ -71,6 +71,16 @@ pub fn order_call(legs: &mut [Row]) {
     legs.sort_by_key(|leg| leg.kind.order());
 }
 
+/// Numbers a call's `sub` rows 1, 2, … in their order: legs listed in
+/// arrays (`"sub_cdr_1": [{…}, {…}]`) have no number of their own.
+pub fn number_legs(legs: &mut [Row]) {
+    let mut n = 0;
+    for leg in legs.iter_mut().filter(|leg| matches!(leg.kind, Kind::Sub(_))) {
+        n += 1;
+        leg.kind = Kind::Sub(n);
+    }
+}
+
 /// One record: its kind, its extent in the input and its fields
 /// (`fields[first_field..last_field]`).
 pub struct Row {
@@ -108,6 +118,9 @@ pub struct RecordSet {
     pub rows: Vec<Row>,
     /// `null` (or empty) records: (offset, what it was).
     pub skipped: Vec<(usize, &'static str)>,
+    /// Content that is not a record cdrq can map (a leg that is not an
+    /// object): (start, end, reason), each one reject.
+    pub unmapped: Vec<(usize, usize, String)>,
     pub decoded: Vec<u8>,
     /// The key that followed each column's last time, and its column.
     next_key: Vec<Option<(Vec<u8>, usize)>>,
@@ -123,6 +136,7 @@ impl Default for RecordSet {
             fields: Vec::new(),
             rows: Vec::new(),
             skipped: Vec::new(),
+            unmapped: Vec::new(),
             decoded: Vec::new(),
             next_key: Vec::new(),
             last_column: 0,
@@ -144,8 +158,13 @@ impl RecordSet {
                 let column = match self.columns_by_key.get(key) {
                     Some(&c) => c,
                     None => {
-                        let c = self.names.len();
-                        self.names.push(String::from_utf8_lossy(key).into_owned());
+                        // Keys that differ only in bytes a name cannot hold
+                        // share a column rather than make two of one name.
+                        let name = schema::column_name(key);
+                        let c = self.names.iter().position(|n| *n == name).unwrap_or(self.names.len());
+                        if c == self.names.len() {
+                            self.names.push(name);
+                        }
                         self.columns_by_key.insert(key.to_vec(), c);
                         c
                     }
@@ -202,12 +221,23 @@ pub fn build(input: &Input, options: &ReadOptions, set: RecordSet, range: Range<
     let mut ints: Vec<Option<i64>> = vec![None; set.names.len()];
     let mut locator = Locator::new(input);
 
+    let gaps = options.gaps.as_deref();
+    let invalid_utf8 = input.invalid_utf8.as_deref();
     for row in &set.rows {
         slots.fill(Value::Null);
         for &(column, value) in &set.fields[row.first_field..row.last_field] {
             slots[column] = value;
         }
-        if let Err((at, reason)) = check_row(buf, &set, &types, &slots, &mut ints) {
+        let checked = match encoding::invalid_in(invalid_utf8, row.start, row.end) {
+            Some(at) => Err((at, "invalid UTF-8".to_string())),
+            // Not a CDR at all (`{"hello": 1}`, an HTML page as XML): no key
+            // of the data model, so no row to make of it.
+            None if set.fields[row.first_field..row.last_field].iter().all(|&(c, _)| c >= BASE_COLUMNS.len()) => {
+                Err((row.start, "holds no CDR field".to_string()))
+            }
+            None => check_row(buf, &set, &types, &slots, &mut ints, gaps),
+        };
+        if let Err((at, reason)) = checked {
             let reject = locator.reject(row.start, row.end, at, reason);
             if strict {
                 return Err(Error::Parse(Box::new(reject)));
@@ -252,6 +282,13 @@ pub fn build(input: &Input, options: &ReadOptions, set: RecordSet, range: Range<
             }
         }
     }
+    for (start, end, reason) in &set.unmapped {
+        let reject = locator.reject(*start, *end, *start, reason.clone());
+        if strict {
+            return Err(Error::Parse(Box::new(reject)));
+        }
+        rejects.push(reject);
+    }
     if !strict {
         for &(at, what) in &set.skipped {
             let end = (at + 4).min(buf.len());
@@ -266,7 +303,7 @@ pub fn build(input: &Input, options: &ReadOptions, set: RecordSet, range: Range<
     let names: Vec<String> = set.names.iter().zip(&wanted).filter(|(_, w)| **w).map(|(n, _)| n.clone()).collect();
     COUNTERS.add(records, rows, names.len());
     let schema = schema::arrow_schema(&names, tz);
-    let input_slice = input.data.slice_with_length(base, range.len());
+    let input_slice = input.column_buffer(base, range.len());
     let buffers: Arc<[Buffer]> = Arc::from([input_slice, Buffer::from_vec(set.decoded)]);
     let arrays: Vec<ArrayRef> = columns.into_iter().flatten().map(|c| c.finish(&buffers, tz)).collect();
     let batch_options = RecordBatchOptions::new().with_row_count(Some(rows));
@@ -284,6 +321,7 @@ fn check_row(
     types: &[ColumnType],
     slots: &[Value],
     ints: &mut [Option<i64>],
+    gaps: Option<&Gaps>,
 ) -> std::result::Result<(), (usize, String)> {
     for (column, &ty) in types.iter().enumerate() {
         ints[column] = None;
@@ -302,6 +340,9 @@ fn check_row(
                 Some(parse_int(text).ok_or_else(|| (at, format!("{name} is not an integer: {:?}", shown())))?)
             }
             _ => match parse_timestamp(text) {
+                Some(Timestamp::At(us)) if gaps.is_some_and(|g| g.skips(us)) => {
+                    return Err((at, gaps.map(|g| g.reason(name, text)).unwrap_or_default()));
+                }
                 Some(Timestamp::At(us)) => Some(us),
                 Some(Timestamp::Unset) => None,
                 None => return Err((at, format!("{name} is not a YYYY-MM-DD HH:MM:SS time: {:?}", shown()))),

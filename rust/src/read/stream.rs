@@ -18,7 +18,7 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use super::csv::{CsvPlan, Dialect, read_window};
 use super::decompress::Decoder;
 use super::pushdown::{Pushdown, RowFilter};
-use super::{Format, Input, ReadOptions, ReadOutput, STOPPED, json, xml};
+use super::{Encoding, Format, Input, ReadOptions, ReadOutput, STOPPED, encoding, json, xml};
 use crate::error::{Error, Result};
 
 /// Bytes of CSV per window and worker thread.
@@ -92,18 +92,27 @@ impl Stream {
         window_bytes: Option<usize>,
         range: Option<(usize, usize)>,
     ) -> Result<Self> {
+        // Another encoding is decoded whole first (after decompressing).
+        let (input, options) = match options.encoding {
+            Encoding::Utf8 => (input, options),
+            encoding => {
+                let plain = super::decompress(&input)?.unwrap_or(input);
+                let text = encoding::decode(&plain, encoding).unwrap_or(plain);
+                (text, ReadOptions { encoding: Encoding::Utf8, ..options })
+            }
+        };
         // A compressed CDR API CSV is decompressed a window at a time;
         // anything else compressed is decompressed whole first.
         let mut decoder = None;
         let (input, format) = match Decoder::new(&input) {
             None => {
-                let format = if format == Format::Auto { Format::sniff(input.bytes()) } else { format };
+                let format = super::resolve_format(&input.name, input.bytes(), format)?.0;
                 (input, format)
             }
             Some(mut d) => {
                 let mut head = Vec::new();
                 d.fill(&mut head, 4096)?; // what sniffing looks at
-                let format = if format == Format::Auto { Format::sniff(&head) } else { format };
+                let format = super::resolve_format(&input.name, &head, format)?.0;
                 if format != Format::UcmCsv || range.is_some() {
                     d.read_to_end(&mut head).map_err(|e| d.error(e))?;
                 } else {

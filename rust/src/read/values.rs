@@ -30,6 +30,29 @@ pub enum Timestamp {
     Unset,
 }
 
+/// The wall-clock times a zone skips when its clocks jump forward, as
+/// sorted `[start, end)` microsecond ranges of wall time: a PBX cannot have
+/// written one, so a record holding one is rejected rather than moved.
+#[derive(Clone, Debug, Default)]
+pub struct Gaps {
+    pub zone: String,
+    pub ranges: Vec<(i64, i64)>,
+}
+
+impl Gaps {
+    /// Whether wall time `us` falls in a gap.
+    pub fn skips(&self, us: i64) -> bool {
+        let i = self.ranges.partition_point(|&(_, end)| end <= us);
+        self.ranges.get(i).is_some_and(|&(start, _)| start <= us)
+    }
+
+    /// The reason a record with time `text` in column `name` is rejected.
+    pub fn reason(&self, name: &str, text: &[u8]) -> String {
+        let shown = String::from_utf8_lossy(text);
+        format!("{name} {shown:?} does not exist in {}: the clocks skip it (daylight saving)", self.zone)
+    }
+}
+
 /// Parses `YYYY-MM-DD HH:MM:SS` (calendar-checked) as wall-clock time.
 #[inline]
 pub fn parse_timestamp(s: &[u8]) -> Option<Timestamp> {
@@ -67,6 +90,14 @@ pub fn parse_timestamp(s: &[u8]) -> Option<Timestamp> {
     }
     let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
     Some(Timestamp::At(secs * 1_000_000))
+}
+
+#[cfg(test)]
+#[test]
+fn gaps_are_half_open() {
+    let gaps = Gaps { zone: "Z".into(), ranges: vec![(10, 20), (30, 40)] };
+    let skipped: Vec<i64> = (0..45).filter(|&us| gaps.skips(us)).collect();
+    assert_eq!(skipped, (10..20).chain(30..40).collect::<Vec<_>>());
 }
 
 /// Parses an RFC 3339 instant (`2024-08-20T06:00:59.457188Z`, or with an

@@ -18,7 +18,7 @@ use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 
 use super::records::{self, Kind, RecordSet, Row, Value};
-use super::{Emit, Input, Locator, ReadOptions, ReadOutput, STOPPED};
+use super::{Emit, Input, Locator, OnError, ReadOptions, ReadOutput, STOPPED, encoding};
 use crate::error::{Error, Result};
 
 /// The text of the field element being read.
@@ -102,8 +102,20 @@ pub fn stream_xml(input: &Input, options: &ReadOptions, emit: Emit<'_>) -> Resul
 fn run(input: &Input, options: &ReadOptions, emit: Option<Emit<'_>>) -> Result<ReadOutput> {
     let buf = input.bytes();
     let syntax = |at: usize, reason: String| Error::Parse(Box::new(Locator::new(input).reject(at, at, at, reason)));
-    let text = std::str::from_utf8(buf).map_err(|e| syntax(e.valid_up_to(), "invalid UTF-8".into()))?;
-    let body = root_body(text);
+    let text = match std::str::from_utf8(buf) {
+        Ok(text) => text,
+        // Collecting, invalid bytes are their records' problem (see json.rs).
+        Err(e) => {
+            return match (options.on_error, encoding::repair(input)) {
+                (OnError::Collect, Some(repaired)) => run(&repaired, options, emit),
+                _ => Err(syntax(e.valid_up_to(), "invalid UTF-8".into())),
+            };
+        }
+    };
+    let Some(body) = root_body(text) else {
+        let shown: String = text.trim_start().chars().take(40).collect();
+        return Err(syntax(0, format!("no XML root element holding CDRs: {shown:?}")));
+    };
     let threads = rayon::current_num_threads();
     let target = options.chunk_bytes.unwrap_or((buf.len() / (4 * threads)).clamp(1 << 20, 32 << 20)).max(1);
     let bounds = body.map_or_else(Vec::new, |start| call_bounds(buf, start, target));
@@ -145,13 +157,16 @@ fn run(input: &Input, options: &ReadOptions, emit: Option<Emit<'_>>) -> Result<R
     records::merge(outputs)
 }
 
-/// Where the root element's content starts, if the document has one.
-fn root_body(text: &str) -> Option<usize> {
+/// Where the root element's content starts: `None` without a root element
+/// (not XML, unless blank), `Some(None)` for an empty one (`<cdr_root/>`).
+fn root_body(text: &str) -> Option<Option<usize>> {
     let mut reader = Reader::from_str(text);
     loop {
-        match reader.read_event().ok()? {
-            Event::Start(_) => return Some(reader.buffer_position() as usize),
-            Event::Eof | Event::Empty(_) => return None,
+        match reader.read_event() {
+            Ok(Event::Start(_)) => return Some(Some(reader.buffer_position() as usize)),
+            Ok(Event::Empty(_)) => return Some(None),
+            Ok(Event::Eof) => return super::is_blank(text.as_bytes()).then_some(None),
+            Err(_) => return Some(None), // the parse below says where
             _ => {}
         }
     }
