@@ -51,20 +51,10 @@ impl Source {
         }
     }
 
-    /// The input's bytes; run without the GIL. A path is read into memory
-    /// the frame owns, or with `memory_map` mapped and shared by the frame.
-    fn read(self, memory_map: bool) -> Result<Input, Error> {
-        match self {
-            Self::Path(path) if memory_map => Input::from_path(&path).map(|input| Input { share_map: true, ..input }),
-            Self::Path(path) => Input::read_path(&path),
-            Self::Bytes(input) => Ok(input),
-        }
-    }
-
-    /// The input's bytes for a scan: a path is mapped, and its pages given
-    /// back as windows are done; built columns copy their bytes unless
-    /// `memory_map`.
-    fn map(self, memory_map: bool) -> Result<Input, Error> {
+    /// The input's bytes; run without the GIL. A path is memory-mapped:
+    /// the readers parse the mapping, and the frame's columns point into it
+    /// only with `memory_map` (otherwise each chunk copies its bytes out).
+    fn open(self, memory_map: bool) -> Result<Input, Error> {
         match self {
             Self::Path(path) => Input::from_path(&path).map(|input| Input { share_map: memory_map, ..input }),
             Self::Bytes(input) => Ok(input),
@@ -135,7 +125,7 @@ fn read(
     let Options { encoding, gaps } = Options::extract(encoding, gaps)?;
     let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes, pushdown: None, encoding, gaps };
     let source = Source::extract(source, name)?;
-    let output = guarded(py, || crate::read::read(&source.read(memory_map)?, format, &options))?;
+    let output = guarded(py, || crate::read::read(&source.open(memory_map)?, format, &options))?;
     Ok((ArrowStream::new(output.schema, output.batches), reject_rows(output.rejects)))
 }
 

@@ -63,7 +63,7 @@ impl Scanner {
         let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes: None, pushdown, encoding, gaps };
         let source = Source::extract(source, name)?;
         let stream =
-            guarded(py, || Stream::open_range(source.map(memory_map)?, format, options, window_bytes, byte_range))?;
+            guarded(py, || Stream::open_range(source.open(memory_map)?, format, options, window_bytes, byte_range))?;
         Ok(Self { stream: Mutex::new(stream) })
     }
 
@@ -103,7 +103,7 @@ pub fn column_names(
     let source = Source::extract(source, name)?;
     let encoding = Options::extract(encoding, None)?.encoding;
     let options = ReadOptions { on_error: OnError::Collect, encoding, ..ReadOptions::default() };
-    let (names, format) = guarded(py, || stream::column_names(source.map(false)?, format, &options))?;
+    let (names, format) = guarded(py, || stream::column_names(source.open(false)?, format, &options))?;
     Ok((names, format.name()))
 }
 
@@ -127,7 +127,7 @@ pub fn json_ranges(
     let format = parse_format(format)?;
     let source = Source::extract(source, None)?;
     guarded(py, || {
-        let input = source.map(false)?;
+        let input = source.open(false)?;
         let format = if format == Format::Auto { Format::sniff(input.bytes()) } else { format };
         match format {
             Format::UcmJson | Format::PortsipJson => {

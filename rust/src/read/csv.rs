@@ -22,6 +22,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, StringViewArray};
 use arrow_buffer::Buffer;
 use arrow_schema::SchemaRef;
+use rayon::prelude::*;
 
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER, make_view};
 use super::pushdown::{COUNTERS, Pushdown, RowFilter};
@@ -238,13 +239,15 @@ pub fn read_window(
     let rejects = locate(input, &errors);
 
     let tz = options.tz.as_deref();
-    let mut batches = Vec::with_capacity(chunks.len());
-    for chunk in chunks {
+    for chunk in &chunks {
         COUNTERS.add(chunk.records, chunk.rows, plan.output.len());
-        if chunk.rows > 0 {
-            batches.push(finish_chunk(input, chunk, plan, tz)?);
-        }
     }
+    // In parallel: finishing a chunk may copy its bytes out of a mapping.
+    let batches = chunks
+        .into_par_iter()
+        .filter(|chunk| chunk.rows > 0)
+        .map(|chunk| finish_chunk(input, chunk, plan, tz))
+        .collect::<Result<Vec<_>>>()?;
     Ok((ReadOutput { schema: Arc::clone(&plan.schema), batches, rejects }, end))
 }
 

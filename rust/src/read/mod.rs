@@ -69,13 +69,6 @@ impl Input {
         })
     }
 
-    /// Reads a whole file into memory the frame then owns.
-    pub fn read_path(path: &Path) -> Result<Self> {
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| Error::Input { source: name.clone(), reason: e.to_string() })?;
-        Ok(Self::from_vec(name, bytes))
-    }
-
     pub fn from_vec(name: impl Into<String>, bytes: Vec<u8>) -> Self {
         Self::from_buffer(name, Buffer::from_vec(bytes))
     }
@@ -89,7 +82,13 @@ impl Input {
     /// without `share_map`.
     pub fn column_buffer(&self, start: usize, len: usize) -> Buffer {
         let slice = self.data.slice_with_length(start, len);
-        if self.map.is_some() && !self.share_map { Buffer::from(slice.as_slice().to_vec()) } else { slice }
+        if self.map.is_none() || self.share_map {
+            return slice;
+        }
+        let copy = Buffer::from(slice.as_slice().to_vec());
+        // The copy is what the frame keeps: the mapped pages can go.
+        self.release(start, start + len);
+        copy
     }
 
     /// Tells the kernel that bytes `start..end` are not needed soon, so a
