@@ -95,8 +95,9 @@ def read(
     ``encoding``: ``"utf8"`` (a record with invalid UTF-8 is unreadable),
     ``"utf8-lossy"`` (invalid bytes become U+FFFD) or another encoding's
     WHATWG label (``"latin-1"``, ``"windows-1252"``, …).
-    The frame owns its memory: a file is read into memory, so no later
-    change to the file can alter the frame. ``memory_map=True`` maps the
+    The frame owns its memory: the file is mapped while it is parsed and
+    each chunk copies its bytes out, so no change to the file after
+    ``read`` returns can alter the frame. ``memory_map=True`` maps the
     file and lets the frame's text point into the mapping instead (no
     copy), with the hazard of any mapping: a file rewritten in place
     changes the frame's values, and one truncated crashes the process
