@@ -166,6 +166,19 @@ def test_firmware_1_0_2_5_labels():
     ]
 
 
+def test_call_from_gives_the_caller_number_and_name():
+    # Without a Caller Number column the caller ID is the only source of src,
+    # so that `caller=6012` matches these downloads too.
+    df = cdrq.read(OLD_UI)
+    assert df.select("src", "caller_name").rows() == [("6012", "John Doe"), ("6013", None), (None, None)]
+    assert cdrq.query(df, "caller=6012")["clid"].to_list() == ['"John Doe"<6012>']
+    lf = cdrq.scan(OLD_UI)
+    assert cdrq.query(lf, "caller=6013").collect()["src"].to_list() == ["6013"]
+    # A download that has Caller Number keeps it as written.
+    both = b"Caller Number,Call From\n7000,\"John Doe\"<6012>\n"
+    assert cdrq.read(both).select("src", "caller_name").rows() == [("7000", None)]
+
+
 def test_firmware_1_0_2_5_labels_collect_counts_every_row():
     data = OLD_UI + b"2013-03-27 16:50:00,6012,6005,ten,0:00:00,ANSWERED\n"
     with pytest.raises(cdrq.ParseError) as e:

@@ -49,9 +49,11 @@ pub const BASE_COLUMNS: [&str; 32] = [
 /// Indexes in [`BASE_COLUMNS`] of the fields readers look at themselves.
 pub const SRC_COLUMN: usize = 2;
 pub const DST_COLUMN: usize = 3;
+pub const CLID_COLUMN: usize = 5;
 pub const LASTDATA_COLUMN: usize = 9;
 pub const START_COLUMN: usize = 10;
 pub const BILLSEC_COLUMN: usize = 14;
+pub const CALLER_NAME_COLUMN: usize = 22;
 
 /// `record` for a flat record, `main` for a call summary, `sub` for a leg.
 pub const CDR_KIND: &str = "cdr_kind";

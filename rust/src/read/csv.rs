@@ -32,7 +32,7 @@ use super::webui;
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput, parse_chunks};
 use crate::error::{Error, Reject, Result};
 use crate::schema::{
-    self, BASE_COLUMNS, BILLSEC_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN, LASTDATA_COLUMN, LEG_COLUMN, SRC_COLUMN,
+    self, BASE_COLUMNS, BILLSEC_COLUMN, CALLER_NAME_COLUMN, CLID_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN, LASTDATA_COLUMN, LEG_COLUMN, SRC_COLUMN,
     START_COLUMN,
 };
 
@@ -530,6 +530,18 @@ fn check_record(
     }
 
     let webui = ctx.plan.dialect == Dialect::WebUi;
+    if webui && matches!(slots[SRC_COLUMN], Slot::Null) {
+        // Older downloads give the caller only as `Call From`, the caller
+        // ID (`"John Doe"<6012>`): its number is the caller, so queries on
+        // `src` match these files too.
+        if let Slot::Field(clid) = slots[CLID_COLUMN] {
+            let (name, number) = webui::split_caller_id(buf, clid);
+            slots[SRC_COLUMN] = number.map_or(Slot::Null, Slot::Field);
+            if matches!(slots[CALLER_NAME_COLUMN], Slot::Null) {
+                slots[CALLER_NAME_COLUMN] = name.map_or(Slot::Null, Slot::Field);
+            }
+        }
+    }
     for &column in &ctx.plan.checked {
         ints[column] = None;
         let ty = ctx.plan.types[column];

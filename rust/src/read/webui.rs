@@ -12,6 +12,7 @@
 //! The user picks which columns are exported, so any subset, order and
 //! letter case is accepted.
 
+use super::split::{FieldKind, FieldSpan};
 use super::values::{Timestamp, parse_int, parse_timestamp};
 
 /// Where a header label goes.
@@ -150,6 +151,38 @@ fn parse_us_time(s: &[u8]) -> Option<i64> {
     }
 }
 
+/// The name and number of a caller ID field, `"John Doe"<6012>`,
+/// `John Doe <6012>` or a bare `6012`, as spans of the input. The number is
+/// taken from the raw bytes in any quoting (it holds no quotes); the name
+/// only from an unquoted field, whose bytes are its text.
+pub fn split_caller_id(buf: &[u8], field: FieldSpan) -> (Option<FieldSpan>, Option<FieldSpan>) {
+    let raw = &buf[field.start..field.end];
+    let span = |start: usize, end: usize| {
+        (start < end).then_some(FieldSpan { start: field.start + start, end: field.start + end, kind: FieldKind::Plain })
+    };
+    let dialable = |s: &[u8]| !s.is_empty() && s.iter().all(|b| b.is_ascii_digit() || b"+*#".contains(b));
+    let trimmed = raw.trim_ascii_end();
+    let Some(open) = trimmed.strip_suffix(b">").and_then(|t| memchr::memrchr(b'<', t)) else {
+        return (None, if dialable(raw.trim_ascii()) { span(0, raw.len()) } else { None });
+    };
+    let number = &trimmed[open + 1..trimmed.len() - 1];
+    if !dialable(number) {
+        return (None, None);
+    }
+    let name = match field.kind {
+        FieldKind::Plain => {
+            let before = raw[..open].trim_ascii();
+            let (lead, trail) = (raw[..open].len() - raw[..open].trim_ascii_start().len(), before.len());
+            match before {
+                [b'"', .., b'"'] if before.len() >= 2 => span(lead + 1, lead + trail - 1),
+                _ => span(lead, lead + trail),
+            }
+        }
+        _ => None,
+    };
+    (name, span(open + 1, trimmed.len() - 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +221,23 @@ mod tests {
         for bad in [&b"2/30/2026 1:00:00 AM"[..], b"9/28/2026 13:00:00 PM", b"9/28/26 1:00:00 AM", b"9/28/2026"] {
             assert_eq!(parse_time(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn caller_id_splits_into_name_and_number() {
+        use super::{FieldKind, FieldSpan, split_caller_id};
+        fn parts(text: &str, kind: FieldKind) -> (Option<&str>, Option<&str>) {
+            let span = FieldSpan { start: 0, end: text.len(), kind };
+            let (name, number) = split_caller_id(text.as_bytes(), span);
+            let at = |s: Option<FieldSpan>| s.map(|s| &text[s.start..s.end]);
+            (at(name), at(number))
+        }
+        assert_eq!(parts("\"John Doe\"<6012>", FieldKind::Plain), (Some("John Doe"), Some("6012")));
+        assert_eq!(parts("John Doe <6012> ", FieldKind::Plain), (Some("John Doe"), Some("6012")));
+        assert_eq!(parts("\"\"John\"\"<6012>", FieldKind::Escaped), (None, Some("6012")));
+        assert_eq!(parts("+496012", FieldKind::Plain), (None, Some("+496012")));
+        assert_eq!(parts("<6012>", FieldKind::Plain), (None, Some("6012")));
+        assert_eq!(parts("John <sip:6012@pbx>", FieldKind::Plain), (None, None));
+        assert_eq!(parts("anonymous", FieldKind::Plain), (None, None));
     }
 }
