@@ -175,7 +175,7 @@ def test_call_from_gives_the_caller_number_and_name():
     lf = cdrq.scan(OLD_UI)
     assert cdrq.query(lf, "caller=6013").collect()["src"].to_list() == ["6013"]
     # A download that has Caller Number keeps it as written.
-    both = b"Caller Number,Call From\n7000,\"John Doe\"<6012>\n"
+    both = b'Caller Number,Call From\n7000,"John Doe"<6012>\n'
     assert cdrq.read(both).select("src", "caller_name").rows() == [("7000", None)]
 
 

@@ -32,8 +32,8 @@ use super::webui;
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput, parse_chunks};
 use crate::error::{Error, Reject, Result};
 use crate::schema::{
-    self, BASE_COLUMNS, BILLSEC_COLUMN, CALLER_NAME_COLUMN, CLID_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN, LASTDATA_COLUMN, LEG_COLUMN, SRC_COLUMN,
-    START_COLUMN,
+    self, BASE_COLUMNS, BILLSEC_COLUMN, CALLER_NAME_COLUMN, CLID_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN,
+    LASTDATA_COLUMN, LEG_COLUMN, SRC_COLUMN, START_COLUMN,
 };
 
 /// Which CSV export a file is.

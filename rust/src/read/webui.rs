@@ -158,7 +158,11 @@ fn parse_us_time(s: &[u8]) -> Option<i64> {
 pub fn split_caller_id(buf: &[u8], field: FieldSpan) -> (Option<FieldSpan>, Option<FieldSpan>) {
     let raw = &buf[field.start..field.end];
     let span = |start: usize, end: usize| {
-        (start < end).then_some(FieldSpan { start: field.start + start, end: field.start + end, kind: FieldKind::Plain })
+        (start < end).then_some(FieldSpan {
+            start: field.start + start,
+            end: field.start + end,
+            kind: FieldKind::Plain,
+        })
     };
     let dialable = |s: &[u8]| !s.is_empty() && s.iter().all(|b| b.is_ascii_digit() || b"+*#".contains(b));
     let trimmed = raw.trim_ascii_end();
