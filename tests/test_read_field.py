@@ -318,11 +318,7 @@ def write(format: str, records: list[dict | str]) -> bytes:
     out: list[bytes] = []
     for r in records:
         if r == "foreign":
-            out.append(
-                {"csv": b"not,a,cdr", "json": b'{"hello": 1}', "xml": b"<x><y>1</y></x>"}[format]
-                if format != "csv"
-                else b"1,2,3"
-            )
+            out.append(FOREIGN[format])
             continue
         rec = dict(r) if isinstance(r, dict) else {"AcctId": "9", "src": "1", "clid": "c", "start": ""}
         if r == "gap":
@@ -331,8 +327,16 @@ def write(format: str, records: list[dict | str]) -> bytes:
             clid = '"' + rec["clid"].replace('"', '""') + '"'
             line = f"{rec['AcctId']},,{rec['src']},6002,ctx,{clid},c,d,Dial,SIP,{rec['start']},,,9,6,ANSWERED,D,1,,,,s"
             out.append(line.encode())
+        elif format == "webui":
+            clid = '"' + rec["clid"].replace('"', '""') + '"'
+            out.append(f"{rec['src']},{clid},{rec['start']}".encode())
         elif format == "json":
             out.append(json.dumps(rec).encode())
+        elif format == "portsip":
+            # Instants: a wall time in no gap anywhere, so only bad bytes and foreign items fail.
+            started = "2023-03-26T01:15:00Z" if rec["start"] else None
+            item = {"id": rec["AcctId"], "caller": rec["src"], "caller_display_name": rec["clid"]}
+            out.append(json.dumps({**item, "callee": "6002", "call_id": rec["AcctId"], "started_at": started}).encode())
         else:
             esc = rec["clid"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             fields = f"<AcctId>{rec['AcctId']}</AcctId><src>{rec['src']}</src><clid>{esc}</clid>"
@@ -342,17 +346,32 @@ def write(format: str, records: list[dict | str]) -> bytes:
             out[-1] = out[-1].replace(src, src + b"\xff\xfe", 1)
     if format == "csv":
         return (CSV_HEADER + "\n").encode() + b"\n".join(out) + b"\n"
+    if format == "webui":
+        return b"Caller Number,Caller ID,Start Time\n" + b"\n".join(out) + b"\n"
     if format == "json":
         return b'{"cdr": [' + b",\n".join(out) + b"]}"
+    if format == "portsip":
+        return b'{"count": 0, "items": [' + b",\n".join(out) + b"]}"
     return b"<cdr_root>\n" + b"\n".join(out) + b"\n</cdr_root>"
 
 
+FOREIGN = {
+    "csv": b"1,2,3",
+    "webui": b"1,2,3,4,5",
+    "json": b'{"hello": 1}',
+    "portsip": b'{"hello": 1}',
+    "xml": b"<x><y>1</y></x>",
+}
+
+
 @given(
-    format=st.sampled_from(["csv", "json", "xml"]),
+    format=st.sampled_from(list(FOREIGN)),
     records=st.lists(st.one_of(GOOD, BAD), max_size=12),
     threads=st.sampled_from([1, 2]),
 )
 def test_collect_mode_keeps_every_good_record_and_rejects_every_bad_one(format, records, threads):
+    if format == "portsip":  # instants: no wall time to fall in a gap
+        records = [r for r in records if r != "gap"]
     data = write(format, records)
     frame, rejects = cdrq.read(data, tz="Europe/Berlin", on_error="collect", threads=threads)
     bad = sum(isinstance(r, str) for r in records)
