@@ -1,33 +1,96 @@
-"""The `cdrq` command line."""
+"""The `cdrq` command line.
+
+One handler per subcommand (``query_command``, ``convert_command``, …),
+dispatched by :func:`main` through :func:`report`, which turns every
+failure into one line on stderr and the exit status: 0 ok, 1 a runtime
+failure (unreadable input, a file, port or host that fails), 2 a usage
+error or a rejected query. ``--debug`` lets the traceback through instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import ipaddress
 import json
+import os
+import socket
 import sys
 import warnings
-from datetime import datetime, timezone
-from typing import Any
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from typing import Any, NoReturn
 
 import polars as pl
 
 from cdrq import _core
 from cdrq._zone import DEFAULT_TZ
 from cdrq.dataset import convert, is_dataset, zone_for
-from cdrq.query import query
+from cdrq.query import compile_query, query
 from cdrq.read import expand, localise, read
 from cdrq.render import FIRMWARES, cdrapi, rejected, render, requested_format
-from cdrq.scan import scan
+from cdrq.scan import scan, scan_errors
 
 EXAMPLES = """examples:
   cdrq query archive/ 'format=json&caller=5300,6300-6399&callee=5@&minDur=8'
   cdrq query cdrs-2024-*.csv.gz 'startTime=2024-05-01&endTime=2024-05-31T23:59:59' --tz Europe/Berlin
   cdrq query --library cdrs.json 'callerNumber=3XXX&status=answered&order=desc'
+  zcat cdrs.csv.gz | cdrq query - 'caller=5300'          # - reads the archive from stdin
   cdrq convert archive/ --to dataset/ --tz Europe/Berlin
   cdrq query --library dataset/ 'caller=5300&startTime=2024-05-01'
-
-exit status: 0 ok, 1 unreadable input, 2 bad query
 """
+
+NOTES = """passwords (serve, pull): --password-file PATH (its first line; - for stdin),
+  --password-env NAME, or the environment variable CDRQ_PASSWORD; --password
+  works too but shows the password to anyone who can run ps.
+
+errors: one line on stderr, "cdrq: what: why" (--debug shows the traceback).
+exit status: 0 ok; 1 unreadable input or a runtime failure (file, port, network);
+  2 usage error or a rejected query (without --library the PBX's empty answer is
+  still printed on stdout, as the UCM sends it).
+"""
+
+#: The environment variable read for the password when no option names one.
+PASSWORD_ENV = "CDRQ_PASSWORD"
+
+
+class Usage(Exception):
+    """A usage error found after parsing (conflicting options): exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def networks(text: str) -> list[str]:
+    """``--permit``'s value: one network or several, comma-separated."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a network (CIDR like 10.0.0.0/8): {item!r}") from None
+    return items
+
+
+def instant(text: str) -> datetime:
+    """``--now``: ISO 8601, UTC unless it says otherwise."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def day(text: str) -> date:
+    """``--since``: YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
 
 
 #: Options several commands take, by name.
@@ -56,9 +119,8 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     ),
     "to": (("--to",), {"required": True, "metavar": "DIR", "help": "the dataset directory"}),
     "user": (("--user",), {"required": True}),
-    "password": (("--password",), {"required": True}),
-    "cert": (("--cert",), {"help": "TLS certificate (PEM)"}),
-    "key": (("--key",), {"help": "TLS private key (PEM)"}),
+    "cert": (("--cert",), {"help": "TLS certificate (PEM; with --key)"}),
+    "key": (("--key",), {"help": "TLS private key (PEM; with --cert)"}),
     "firmware": (
         ("--firmware",),
         {
@@ -70,7 +132,8 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         ("--progress",),
         {
             "action": argparse.BooleanOptionalAction,
-            "default": sys.stderr.isatty(),
+            # None: not given, so on when stderr is a terminal (and no error where nothing can show).
+            "default": None,
             "help": "show progress on stderr (default: when it is a terminal)",
         },
     ),
@@ -78,30 +141,41 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 
 
 def command(commands: Any, name: str, help: str, description: str, epilog: str, *shared: str) -> Any:
-    """A subcommand with the ``shared`` options."""
+    """A subcommand with the ``shared`` options (and ``password``'s three)."""
     sub = commands.add_parser(
         name, help=help, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     for option in shared:
+        if option == "password":
+            group = sub.add_mutually_exclusive_group()
+            group.add_argument("--password", help="the password (visible in ps: prefer the two below)")
+            group.add_argument("--password-file", metavar="PATH", help="read the password from PATH (- : stdin)")
+            group.add_argument("--password-env", metavar="NAME", help="read the password from variable NAME")
+            continue
         flags, kwargs = SHARED[option]
         sub.add_argument(*flags, **kwargs)
+    # SUPPRESS: `cdrq --debug query …` and `cdrq query --debug …` both count.
+    sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return sub
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> Parser:
+    top = Parser(
         prog="cdrq",
         description="Telephone CDRs (Grandstream UCM, PortSIP): read, query like the PBX, render.",
-        epilog=EXAMPLES,
+        epilog=EXAMPLES + "\n" + NOTES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    top.add_argument("--version", action="version", version=f"cdrq {_core.__version__}")
+    top.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    commands = top.add_subparsers(dest="command", required=True)
     q = command(
         commands,
         "query",
         "answer a CDR API query string over archives",
-        "Prints the UCM's /cdrapi response to QUERY over the ARCHIVE files (paths, globs, directories).",
-        EXAMPLES,
+        "Prints the UCM's /cdrapi response to QUERY over the ARCHIVE files (paths, globs, directories; "
+        "- reads one archive from stdin).",
+        EXAMPLES + "\n" + NOTES,
         "tz",
         "format",
         "encoding",
@@ -109,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         "firmware",
         "progress",
     )
-    q.add_argument("archive", nargs="+", help="files, globs or directories; the last argument is the query")
-    q.add_argument("--now", help="the instant `now` means (ISO 8601; default: the current time)")
+    q.add_argument("archive", nargs="+", help="files, globs or directories (- : stdin); the last argument is the query")
+    q.add_argument("--now", type=instant, help="the instant `now` means (ISO 8601; default: the current time)")
     q.add_argument(
         "--engine",
         default="polars",
@@ -121,15 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument(
         "--library",
         action="store_true",
-        help="library semantics: the web UI filters, every match unless numRecords/offset, errors reported",
+        help="library semantics: the web UI filters, every match unless numRecords/offset, nothing on stdout "
+        "for a rejected query",
     )
+    q.set_defaults(handler=query_command)
     c = command(
         commands,
         "convert",
         "write archives into a month-partitioned Parquet dataset",
-        "Reads SOURCE files (paths, globs, directories) into the Parquet dataset DIR "
+        "Reads SOURCE files (paths, globs, directories; - : stdin) into the Parquet dataset DIR "
         "(year=YYYY/month=MM/), appending without duplicating records; rejects go to DIR/_rejects/.",
-        EXAMPLES,
+        EXAMPLES + "\n" + NOTES,
         "to",
         "tz",
         "format",
@@ -137,15 +213,16 @@ def main(argv: list[str] | None = None) -> int:
         "include",
         "progress",
     )
-    c.add_argument("source", nargs="+", help="files, globs or directories")
+    c.add_argument("source", nargs="+", help="files, globs or directories (- : stdin)")
+    c.set_defaults(handler=convert_command)
     s = command(
         commands,
         "serve",
         "answer the UCM's /cdrapi and /recapi (and the new /api) over HTTPS",
         "Serves ARCHIVE (files, globs, directories or a dataset) as a UCM serves its CDR API: "
         "/cdrapi and /recapi with Digest authentication on --port, the UCM63xx JSON API on --api-port.",
-        "example:\n  cdrq serve dataset/ --self-signed --user cdrapi --password s3cret "
-        "--permit 10.0.0.0/8 --recordings /var/spool/asterisk",
+        "example:\n  CDRQ_PASSWORD=s3cret cdrq serve dataset/ --self-signed --user cdrapi "
+        "--permit 10.0.0.0/8 --permit 192.168.1.0/24 --recordings /var/spool/asterisk\n\n" + NOTES,
         "user",
         "password",
         "cert",
@@ -154,37 +231,52 @@ def main(argv: list[str] | None = None) -> int:
         "firmware",
     )
     s.add_argument("archive", nargs="+", help="files, globs, directories or a dataset directory")
-    s.add_argument("--self-signed", action="store_true", help="make a throw-away certificate instead")
+    s.add_argument("--self-signed", action="store_true", help="make a throw-away certificate (not with --cert/--key)")
     s.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     s.add_argument("--port", type=int, default=8443, help="legacy API port (default 8443)")
     s.add_argument("--api-port", type=int, default=8089, help="new JSON API port (default 8089; 0: off)")
-    s.add_argument("--permit", nargs="*", default=[], metavar="CIDR", help="networks allowed in (none: nobody)")
+    s.add_argument(
+        "--permit",
+        type=networks,
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a network let in (repeatable, or comma-separated; none: nobody)",
+    )
     s.add_argument("--recordings", help="the recordings root /recapi serves")
+    s.set_defaults(handler=serve_command)
     p = command(
         commands,
         "pull",
         "fetch every CDR (and recording) from a UCM into a dataset, incrementally",
         "Pulls the UCM at URL (https://host:8443 legacy API, https://host:8089 new API) month by month "
-        "into the Parquet dataset --to; resumes where the last pull stopped.",
-        "example:\n  cdrq pull https://pbx.example:8443 --user cdrapi --password s3cret --to ds/ --recordings",
+        "into the Parquet dataset --to; resumes where the last pull stopped, and says on stderr which "
+        "window it fetches.",
+        "example:\n  cdrq pull https://pbx.example:8443 --user cdrapi --password-file ~/.pbx --to ds/ --recordings\n\n"
+        + NOTES,
         "user",
         "password",
         "to",
         "tz",
     )
     p.add_argument("url")
-    p.add_argument("--since", help="first day to pull (YYYY-MM-DD; default: where the last pull stopped)")
+    p.add_argument(
+        "--since",
+        type=day,
+        help="first day to pull (YYYY-MM-DD; default: where the last pull stopped, else 3 months back)",
+    )
     p.add_argument("--recordings", action="store_true", help="also download the recordings records name")
     p.add_argument("--api", default="auto", choices=["auto", "legacy", "new", "portsip"])
     p.add_argument("--ca", help="CA certificate to verify the PBX with")
-    p.add_argument("--insecure", action="store_true", help="do not verify the PBX's certificate")
+    p.add_argument("--insecure", action="store_true", help="do not verify the PBX's certificate (not with --ca)")
+    p.set_defaults(handler=pull_command)
     li = command(
         commands,
         "listen",
         "receive the UCM's CDR real-time output (or PortSIP's webhook) into a dataset",
         "Accepts CDRs pushed by the PBX over TCP (or HTTP POST with --http), in JSON or XML, "
         "journals each record durably before anything else and folds them into the dataset --to.",
-        "example:\n  cdrq listen --port 9000 --to dataset/",
+        "example:\n  cdrq listen --port 9000 --to dataset/\n\n" + NOTES,
         "to",
         "cert",
         "key",
@@ -194,10 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     li.add_argument("--host", default="0.0.0.0")
     li.add_argument("--http", action="store_true", help="HTTP POSTs instead of raw TCP (PortSIP's webhook too)")
     li.add_argument("--fold-every", type=float, default=5.0, help="seconds between folds into the dataset")
-    args = parser.parse_args(argv)
+    li.set_defaults(handler=listen_command)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.showwarning = show_warning
-        return run(parser, args)
+        return report(args.handler, args)
 
 
 def show_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
@@ -205,125 +302,203 @@ def show_warning(message: Warning | str, category: type[Warning], *_: object, **
     print(f"cdrq: warning: {message}", file=sys.stderr)
 
 
-def run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    if args.command == "serve":
-        return serve_command(parser, args)
-    if args.command == "listen":
-        import asyncio
-
-        from cdrq.listen import Listener
-
-        listener = Listener(args.to, tz=args.tz, fold_every=args.fold_every)
-        print(f"cdrq: listening on {args.host}:{args.port} ({'http' if args.http else 'tcp'})", file=sys.stderr)
-        asyncio.run(listener.serve(args.host, args.port, http=args.http, cert=args.cert, key=args.key))
-        return 0
-    if args.command == "pull":
-        from cdrq.pull import pull
-
-        try:
-            counts = pull(
-                args.url,
-                args.to,
-                user=args.user,
-                password=args.password,
-                since=args.since,
-                recordings=args.recordings,
-                api=args.api,
-                ca=args.ca,
-                insecure=args.insecure,
-                tz=args.tz,
-            )
-        except _core.CdrqError as e:
-            print(f"cdrq: {e}", file=sys.stderr)
-            return 1
-        print(json.dumps(counts))
-        return 0
-    if args.command == "convert":
-        try:
-            source = args.source if len(args.source) > 1 else args.source[0]
-            counts = convert(
-                source,
-                args.to,
-                format=args.format,
-                tz=args.tz,
-                include=args.include,
-                progress=args.progress,
-                encoding=args.encoding,
-            )
-        except _core.CdrqError as e:
-            print(f"cdrq: {e}", file=sys.stderr)
-            return 1
-        print(json.dumps(counts))
-        return 0
-    if len(args.archive) < 2:
-        parser.error("give at least one archive and the query")
-    *sources, qs = args.archive
-    now = None
-    if args.now:
-        now = datetime.fromisoformat(args.now)
-        now = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
-    source = sources if len(sources) > 1 else sources[0]
-    if args.include and not is_dataset(source):
-        try:
-            source = expand(source, args.include)
-        except _core.CdrqError as e:
-            print(f"cdrq: {e}", file=sys.stderr)
-            return 1
-    if args.engine == "duckdb":
-        return query_duckdb(source, qs, args, now)
-    if args.engine == "spark":
-        return query_spark(source, qs, args, now)
+def report(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Runs a command's handler; any failure becomes one stderr line and the
+    exit status (the traceback only with ``--debug``)."""
     try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        status, text = describe(e, args)
+        print(one_line(text), file=sys.stderr)
+        return status
+
+
+def describe(e: Exception, args: argparse.Namespace) -> tuple[int, str]:
+    """The exit status and the line for an error."""
+    if isinstance(e, Usage):
+        return 2, f"cdrq {args.command}: error: {e} (see cdrq {args.command} --help)"
+    if isinstance(e, _core.QueryError):
+        return 2, f"cdrq: bad query: {e}"
+    if isinstance(e, _core.CdrqError):
+        return 1, f"cdrq: {e}"
+    if isinstance(e, OSError) and e.filename is not None:
+        return 1, f"cdrq: {e.filename}: {e.strerror or e}"
+    if isinstance(e, (OSError, pl.exceptions.PolarsError)):
+        return 1, f"cdrq: {args.command}: {e}"
+    return 1, f"cdrq: {args.command}: {type(e).__name__}: {e} (--debug shows the traceback)"
+
+
+def one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.strip().splitlines())
+
+
+def sources(items: list[str]) -> Any:
+    """The archive arguments as a source: one, a list, or stdin's bytes for ``-``."""
+    if "-" in items:
+        if len(items) > 1:
+            raise Usage("- (stdin) is the only archive when given")
+        return sys.stdin.buffer.read()
+    return items if len(items) > 1 else items[0]
+
+
+def progress_of(args: argparse.Namespace) -> bool:
+    return sys.stderr.isatty() if args.progress is None else args.progress
+
+
+def directory_target(path: str) -> None:
+    """``--to`` must be a directory (or not exist yet)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise _core.CdrqError(f"--to {path}: not a directory")
+
+
+def tls_pair(args: argparse.Namespace) -> None:
+    """``--cert`` and ``--key`` come together, name readable files, and hold
+    a certificate and its key: checked before anything is announced."""
+    import ssl
+
+    if bool(args.cert) != bool(args.key):
+        raise Usage("give --cert and --key together")
+    if not args.cert:
+        return
+    for option, path in (("--cert", args.cert), ("--key", args.key)):
+        if not os.path.isfile(path):
+            raise _core.CdrqError(f"{option} {path}: {'not a file' if os.path.exists(path) else 'no such file'}")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(args.cert, args.key)
+    except (ssl.SSLError, OSError) as e:
+        raise _core.CdrqError(f"--cert {args.cert} / --key {args.key}: not a certificate and its key ({e})") from None
+
+
+def bind(host: str, port: int, option: str) -> socket.socket:
+    """A listening socket, or an error naming the address and the option."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as e:
+        why = "address already in use" if e.errno == errno.EADDRINUSE else e.strerror or str(e)
+        raise _core.CdrqError(f"{option} {port}: cannot listen on {host}:{port}: {why}") from None
+
+
+def password(args: argparse.Namespace) -> str:
+    """The password from the option given, else ``$CDRQ_PASSWORD``."""
+    if args.password is not None:
+        value, where = args.password, "--password"
+    elif args.password_env is not None:
+        if args.password_env not in os.environ:
+            raise Usage(f"--password-env {args.password_env}: the variable is not set")
+        value, where = os.environ[args.password_env], f"${args.password_env}"
+    elif args.password_file is not None:
+        if args.password_file == "-":
+            value = sys.stdin.readline()
+        else:
+            try:
+                with open(os.path.expanduser(args.password_file), encoding="utf-8") as f:
+                    value = f.readline()
+            except (OSError, UnicodeDecodeError) as e:
+                why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+                raise _core.CdrqError(f"--password-file {args.password_file}: {why}") from None
+        value, where = value.rstrip("\r\n"), f"--password-file {args.password_file}"
+    elif PASSWORD_ENV in os.environ:
+        value, where = os.environ[PASSWORD_ENV], f"${PASSWORD_ENV}"
+    else:
+        raise Usage(f"give --password-file, --password-env or --password (or set {PASSWORD_ENV})")
+    if not value:
+        raise Usage(f"{where}: the password is empty")
+    return value
+
+
+def query_command(args: argparse.Namespace) -> int:
+    if len(args.archive) < 2:
+        raise Usage("give at least one archive and the query")
+    *items, qs = args.archive
+    source = sources(items)
+    if args.progress and args.engine != "polars":
+        raise Usage(f"--progress shows nothing with --engine {args.engine}")
+    if args.include and isinstance(source, (str, list)) and not is_dataset(source):
+        source = expand(source, args.include)
+    if args.engine == "duckdb":
+        return query_duckdb(source, qs, args)
+    if args.engine == "spark":
+        return query_spark(source, qs, args)
+    show = progress_of(args)
+    if args.progress and is_dataset(source):
+        warnings.warn("--progress shows nothing for a dataset (its Parquet is read directly)", stacklevel=1)
+    with scan_errors():
         if args.library:
             # Streams: only the matching legs (and main rows, for sessions) are kept.
-            archive = scan(source, format=args.format, tz=args.tz, progress=args.progress, encoding=args.encoding)
-            selected = query(archive, qs, now=now).collect()
+            archive = scan(source, format=args.format, tz=args.tz, progress=show, encoding=args.encoding)
+            selected = query(archive, qs, now=args.now).collect()
             mains = archive.filter(pl.col("cdr_kind") == "main").collect()
             sys.stdout.write(render(selected, requested_format(qs), legs_of=mains, firmware=args.firmware))
+            return 0
+        # The PBX answers a query it rejects with an empty container; so does
+        # this, and then says so on stderr (exit 2).
+        error = rejection(qs, args.now)
+        if show and not is_dataset(source):
+            frame = scan(source, format=args.format, tz=args.tz, progress=True, encoding=args.encoding).collect()
         else:
             frame = read(source, format=args.format, tz=args.tz, encoding=args.encoding)
-            sys.stdout.write(cdrapi(frame, qs, now=now, firmware=args.firmware))
-    except _core.QueryError as e:
-        print(f"cdrq: bad query: {e}", file=sys.stderr)
-        return 2
-    except _core.CdrqError as e:
-        print(f"cdrq: {e}", file=sys.stderr)
-        return 1
+        sys.stdout.write(cdrapi(frame, qs, now=args.now, firmware=args.firmware))
+    if error is not None:
+        raise error
     return 0
 
 
-def query_duckdb(source, qs: str, args: argparse.Namespace, now) -> int:
+def rejection(qs: str, now: datetime | None) -> _core.QueryError | None:
+    """The error the CDR API answers ``qs`` with, if it rejects it."""
+    try:
+        compile_query(qs, now, library=False)
+    except _core.QueryError as e:
+        return e
+    return None
+
+
+def query_duckdb(source: Any, qs: str, args: argparse.Namespace) -> int:
     """The query compiled to SQL and run by DuckDB over a dataset directory."""
+    import tempfile
+
     import duckdb
 
     from cdrq.dataset import scan_dataset
     from cdrq.sql import to_sql
 
     if not isinstance(source, str) or not is_dataset(source):
-        print("cdrq: --engine duckdb reads a dataset directory (make one with cdrq convert)", file=sys.stderr)
-        return 1
+        raise _core.CdrqError("--engine duckdb reads a dataset directory (make one with cdrq convert)")
     try:
-        sql = to_sql(qs, "duckdb", now=now, table="cdrs", cdrapi=not args.library)
+        sql = to_sql(qs, "duckdb", now=args.now, table="cdrs", cdrapi=not args.library)
     except _core.QueryError as e:
-        if args.library:
-            print(f"cdrq: bad query: {e}", file=sys.stderr)
-            return 2
-        sys.stdout.write(rejected(scan_dataset(source, args.tz).head(0).collect(), qs, e, firmware=args.firmware))
-        return 0
-    con = duckdb.connect()
-    con.execute("SET TimeZone = ?", [zone_for(source, args.tz) or "UTC"])
-    files = f"{source}/year=*/month=*/part-*.parquet"
-    con.execute(f"CREATE VIEW cdrs AS SELECT * FROM read_parquet('{files}', union_by_name = true)")
-    selected = pl.DataFrame(con.sql(sql))
-    mains = pl.DataFrame(con.sql("SELECT * FROM cdrs WHERE cdr_kind = 'main'"))
+        if not args.library:
+            empty = scan_dataset(source, args.tz).head(0).collect()
+            sys.stdout.write(rejected(empty, qs, e, firmware=args.firmware))
+        raise
+    zone = zone_for(source, args.tz)
+    files = f"{source}/year=*/month=*/part-*.parquet".replace("'", "''")
+    with tempfile.TemporaryDirectory() as tmp, duckdb.connect() as con:
+        con.execute("SET TimeZone = ?", [zone or "UTC"])
+        con.execute(f"CREATE VIEW cdrs AS SELECT * FROM read_parquet('{files}', union_by_name = true)")
+
+        # Results come over as Parquet, not Polars's Arrow import of a
+        # relation: that one leaves DuckDB objects alive at exit, and
+        # nanobind floods stderr with "leaked … instances" (duckdb 2.0).
+        def fetch(select: str, name: str) -> pl.DataFrame:
+            path = os.path.join(tmp, name).replace("'", "''")
+            con.execute(f"COPY ({select}) TO '{path}' (FORMAT parquet)")
+            return localise(pl.read_parquet(path), zone)
+
+        selected = fetch(sql, "selected.parquet")
+        mains = fetch("SELECT * FROM cdrs WHERE cdr_kind = 'main'", "mains.parquet")
     sys.stdout.write(render(selected, requested_format(qs), legs_of=mains, firmware=args.firmware))
     return 0
 
 
-def query_spark(source, qs: str, args: argparse.Namespace, now) -> int:
+def query_spark(source: Any, qs: str, args: argparse.Namespace) -> int:
     """The query run by Spark in local mode, read by the cdrq data source."""
-    import os
     import pathlib
+    import tempfile
 
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
@@ -331,71 +506,161 @@ def query_spark(source, qs: str, args: argparse.Namespace, now) -> int:
     from cdrq.dataset import parts
     from cdrq.spark import register, spark_query
 
+    if isinstance(source, bytes):
+        raise Usage("--engine spark reads files, not stdin")
     tz = zone_for(source, args.tz)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # The JVM's own chatter (log profile, native-hadoop warning, stage bars)
+    # is no concern of a cdrq user: errors only, no console progress.
+    logs = tempfile.TemporaryDirectory()
+    quiet = pathlib.Path(logs.name) / "log4j2.properties"
+    quiet.write_text(
+        "rootLogger.level = error\nrootLogger.appenderRef.stderr.ref = console\n"
+        "appender.console.type = Console\nappender.console.name = console\nappender.console.target = SYSTEM_ERR\n"
+        "appender.console.layout.type = PatternLayout\nappender.console.layout.pattern = spark: %p %c{1}: %m%n\n"
+        # Spark's loggers set too, or Spark prints "Setting default log level".
+        "logger.spark.name = org.apache.spark\nlogger.spark.level = error\n"
+    )
     spark = (
         SparkSession.builder.master("local[*]")
         .config("spark.sql.session.timeZone", tz or "UTC")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={quiet.as_uri()}")
         .getOrCreate()
     )
-    spark.sparkContext.setLogLevel("ERROR")
-    register(spark)
-    if isinstance(source, str) and is_dataset(source):
-        df = spark.read.option("mergeSchema", "true").parquet(*parts(pathlib.Path(source)))
-    else:
-        path = source if isinstance(source, str) else ",".join(source)
-        df = spark.read.format("cdrq").option("format", args.format).option("tz", tz).load(path)
-    # Archive order: files by name (months, then runs), rows as read.
-    df = df.withColumn("_order", F.struct(F.input_file_name(), F.monotonically_increasing_id()))
+    logs.cleanup()  # read once, at the JVM's start
     try:
-        selected = spark_query(df, qs, now=now, order_by="_order", cdrapi=not args.library).drop("_order")
-    except _core.QueryError as e:
-        if args.library:
-            print(f"cdrq: bad query: {e}", file=sys.stderr)
-            return 2
-        empty = localise(pl.from_arrow(df.drop("_order").limit(0).toArrow()), tz)
-        sys.stdout.write(rejected(empty, qs, e, firmware=args.firmware))
-        return 0
-    frame = localise(pl.from_arrow(selected.toArrow()), tz)
-    mains = localise(pl.from_arrow(df.filter(F.col("cdr_kind") == "main").drop("_order").toArrow()), tz)
-    sys.stdout.write(render(frame, requested_format(qs), legs_of=mains, firmware=args.firmware))
-    spark.stop()
+        spark.sparkContext.setLogLevel("ERROR")
+        register(spark)
+        if isinstance(source, str) and is_dataset(source):
+            df = spark.read.option("mergeSchema", "true").parquet(*parts(pathlib.Path(source)))
+        else:
+            path = source if isinstance(source, str) else ",".join(source)
+            df = spark.read.format("cdrq").option("format", args.format).option("tz", tz).load(path)
+        # Archive order: files by name (months, then runs), rows as read.
+        df = df.withColumn("_order", F.struct(F.input_file_name(), F.monotonically_increasing_id()))
+        try:
+            selected = spark_query(df, qs, now=args.now, order_by="_order", cdrapi=not args.library).drop("_order")
+        except _core.QueryError as e:
+            if not args.library:
+                empty = localise(pl.from_arrow(df.drop("_order").limit(0).toArrow()), tz)
+                sys.stdout.write(rejected(empty, qs, e, firmware=args.firmware))
+            raise
+        frame = localise(pl.from_arrow(selected.toArrow()), tz)
+        mains = localise(pl.from_arrow(df.filter(F.col("cdr_kind") == "main").drop("_order").toArrow()), tz)
+        sys.stdout.write(render(frame, requested_format(qs), legs_of=mains, firmware=args.firmware))
+    finally:
+        spark.stop()
     return 0
 
 
-def serve_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def convert_command(args: argparse.Namespace) -> int:
+    directory_target(args.to)
+    counts = convert(
+        sources(args.source),
+        args.to,
+        format=args.format,
+        tz=args.tz,
+        include=args.include,
+        progress=progress_of(args),
+        encoding=args.encoding,
+    )
+    print(json.dumps(counts))
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
     import asyncio
     import tempfile
     from pathlib import Path
 
     from cdrq import server
 
-    if args.self_signed == bool(args.cert and args.key):
-        parser.error("give --cert and --key, or --self-signed")
-    if not args.permit:
-        print("cdrq: no --permit networks: every request will be refused (403), as on the UCM", file=sys.stderr)
-    try:
-        source = args.archive if len(args.archive) > 1 else args.archive[0]
-        archive = server.open_archive(
-            source,
-            user=args.user,
-            password=args.password,
-            permit=args.permit,
-            recordings=args.recordings,
-            tz=args.tz,
-            firmware=args.firmware,
-        )
-    except _core.CdrqError as e:
-        print(f"cdrq: {e}", file=sys.stderr)
-        return 1
+    if args.self_signed and (args.cert or args.key):
+        raise Usage("--self-signed makes its own certificate: give it or --cert/--key, not both")
+    if not args.self_signed and not (args.cert or args.key):
+        raise Usage("give --cert and --key, or --self-signed")
+    permit = [network for given in args.permit for network in given]
+    for item in args.archive:
+        # `--permit A B archive` meant two networks: say so rather than read "B".
+        if not os.path.exists(item) and looks_like_network(item):
+            raise Usage(f"{item!r} is a network, not an archive: give --permit once per network (or A,B)")
+    secret = password(args)
+    tls_pair(args)
+    if not permit:
+        warnings.warn("no --permit networks: every request will be refused (403), as on the UCM", stacklevel=1)
+    listeners = [bind(args.host, args.port, "--port")]
+    if args.api_port:
+        listeners.append(bind(args.host, args.api_port, "--api-port"))
+    archive = server.open_archive(
+        sources(args.archive),
+        user=args.user,
+        password=secret,
+        permit=permit,
+        recordings=args.recordings,
+        tz=args.tz,
+        firmware=args.firmware,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = server.self_signed(Path(tmp)) if args.self_signed else (args.cert, args.key)
         servers = server.servers(
             archive, cert=str(cert), key=str(key), host=args.host, port=args.port, api_port=args.api_port
         )
         print(f"cdrq: serving {archive.frame.height} records on https://{args.host}:{args.port}", file=sys.stderr)
-        asyncio.run(server.serve_forever(servers))
+
+        async def serve() -> None:
+            # The sockets bound above: a port in use was reported before "serving".
+            await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in zip(servers, listeners, strict=True)))
+
+        asyncio.run(serve())
+    return 0
+
+
+def looks_like_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def pull_command(args: argparse.Namespace) -> int:
+    from cdrq.pull import pull
+
+    if args.ca and args.insecure:
+        raise Usage("--insecure verifies nothing: give it or --ca, not both")
+    directory_target(args.to)
+    counts = pull(
+        args.url,
+        args.to,
+        user=args.user,
+        password=password(args),
+        since=args.since,
+        recordings=args.recordings,
+        api=args.api,
+        ca=args.ca,
+        insecure=args.insecure,
+        tz=args.tz,
+        report=lambda line: print(f"cdrq: pull: {line}", file=sys.stderr, flush=True),
+    )
+    print(json.dumps(counts))
+    return 0
+
+
+def listen_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from cdrq.listen import Listener
+
+    directory_target(args.to)
+    tls_pair(args)
+    # Listener.serve binds by itself; a port in use is reported here, before
+    # "listening", by binding it once first.
+    bind(args.host, args.port, "--port").close()
+    listener = Listener(args.to, tz=args.tz, fold_every=args.fold_every)
+    print(f"cdrq: listening on {args.host}:{args.port} ({'http' if args.http else 'tcp'})", file=sys.stderr)
+    asyncio.run(listener.serve(args.host, args.port, http=args.http, cert=args.cert, key=args.key))
     return 0
 
 

@@ -32,7 +32,7 @@ import os
 import pathlib
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,7 +137,7 @@ def send(request, allow: tuple[int, ...] = (), attempts: int = 6) -> httpx.Respo
         try:
             response = request()
         except httpx.HTTPError as e:
-            raise PullError(str(e)) from e
+            raise PullError(network_error(e)) from e
         if response.status_code in (429, 503) and attempt + 1 < attempts:
             retry = response.headers.get("retry-after", "")
             time.sleep(float(retry) if retry.replace(".", "", 1).isdigit() else 2**attempt)
@@ -146,6 +146,16 @@ def send(request, allow: tuple[int, ...] = (), attempts: int = 6) -> httpx.Respo
             raise PullError(f"{response.request.url}: HTTP {response.status_code}")
         return response
     raise PullError("rate limited: gave up")
+
+
+def network_error(e: httpx.HTTPError) -> str:
+    """The error with the host and port it concerns (httpx's text names neither)."""
+    try:
+        url = e.request.url
+    except RuntimeError:  # no request attached
+        return str(e) or type(e).__name__
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme, "")
+    return f"{url.host}:{port}: {str(e) or type(e).__name__}"
 
 
 def pull(
@@ -163,6 +173,7 @@ def pull(
     tz: str | None = "UTC",
     page_size: int = 1000,
     max_pages: int | None = None,
+    report: Callable[[str], None] | None = None,
 ) -> dict[str, int]:
     """Pulls the PBX at ``url`` (``https://host:8443`` for the legacy API,
     ``https://host:8089`` for the new one; ``api`` ``"legacy"``, ``"new"``
@@ -170,21 +181,27 @@ def pull(
     dataset ``to``. ``since`` defaults to where
     the last pull stopped, else three months back (the UCM keeps three);
     ``max_pages`` stops early (what was written stays, and the next pull
-    goes on from there). Returns counts: ``pages``, ``records``,
-    ``written``, ``recordings``."""
+    goes on from there). ``report`` is told, a line each, where the pull
+    starts and which window it fetches. Returns counts: ``pages``,
+    ``records``, ``written``, ``recordings``."""
     root = pathlib.Path(to)
     root.mkdir(parents=True, exist_ok=True)
     state_path = root / STATE
     states = json.loads(state_path.read_text()) if state_path.exists() else {}
     state = states.get(url, {})
     today = until or dt.datetime.now(dt.timezone.utc).date()
-    if since is None:
-        since = dt.date.fromisoformat(state["month"] + "-01") if "month" in state else (today - dt.timedelta(days=90))
+    say = report or (lambda line: None)
+    if since is None and ("month" in state or "started_at" in state):
+        since = dt.date.fromisoformat(state["month"] + "-01") if "month" in state else today - dt.timedelta(days=90)
+        say(f"resuming where the last pull of {url} stopped")
+    elif since is None:
+        since = today - dt.timedelta(days=90)
+        say(f"no --since and no earlier pull of {url}: starting three months back, at {since}")
     elif isinstance(since, str):
         since = dt.date.fromisoformat(since)
     verify: Any = False if insecure else ssl.create_default_context(cafile=ca) if ca else True
     run = next_run(root)
-    target = Target(root, url, states, MonthWriter(root, run, tz), tz, page_size, max_pages, recordings)
+    target = Target(root, url, states, MonthWriter(root, run, tz), tz, page_size, max_pages, recordings, say)
     with httpx.Client(verify=verify, timeout=60) as http:
         if api == "portsip":
             pull_portsip(PortsipClient(http, url.rstrip("/"), user, password), target, state, since)
@@ -215,6 +232,7 @@ class Target:
     page_size: int
     max_pages: int | None
     recordings: bool
+    report: Callable[[str], None] = lambda line: None
     counts: dict[str, int] = field(default_factory=lambda: {"pages": 0, "records": 0, "written": 0, "recordings": 0})
 
     def more_pages(self) -> bool:
@@ -235,6 +253,7 @@ def pull_ucm(client: LegacyClient | NewApiClient, t: Target, state: dict[str, An
     """Month by month, page by page with ``offset``, from the saved position."""
     for month, first, last in months(since, today):
         offset = state.get("offset", 0) if state.get("month") == month else 0
+        t.report(f"fetching {first[:10]} … {last[:10]} (UTC)" + (f" from record {offset}" if offset else ""))
         previous = None
         while t.more_pages():
             params = {
@@ -302,6 +321,7 @@ def pull_portsip(client: PortsipClient, t: Target, state: dict[str, Any], since:
     dataset skips what it has), ``top``/``skip`` pages; then recordings."""
     start = state.get("started_at") or f"{since.isoformat()}T00:00:00Z"
     skip, newest = 0, start
+    t.report(f"fetching calls started at or after {start}")
     while t.more_pages():
         params = {"filter": f"started_at ge '{start}'", "orderby": "started_at asc", "top": t.page_size, "skip": skip}
         page = client.get("/api/cdrs", params).content
@@ -344,7 +364,7 @@ def connect(http: httpx.Client, base: str, user: str, password: str, api: str) -
             probe = http.post(f"{base}/api", json={"request": {"action": "challenge", "user": user}})
             api = "new" if status_of(probe) is not None else "legacy"
         except httpx.HTTPError as e:
-            raise PullError(str(e)) from e
+            raise PullError(network_error(e)) from e
     if api == "new":
         return NewApiClient(http, base, user, password)
     if api == "legacy":

@@ -370,5 +370,6 @@ class Progress:
         if self.bar.n + step > self.bar.total:
             self.bar.total = self.bar.n + step
         rate = self.records / max(self.bar.format_dict["elapsed"], 1e-9)
-        self.bar.set_postfix(records=self.records, rec_s=f"{rate:,.0f}", refresh=False)
+        # As text: tqdm writes numbers in 3 significant digits (records=4e+4).
+        self.bar.set_postfix(records=f"{self.records:,}", rec_s=f"{rate:,.0f}", refresh=False)
         self.bar.update(step)
