@@ -7,6 +7,7 @@ pub mod query;
 pub mod read;
 pub mod render;
 pub mod schema;
+pub mod values;
 
 #[cfg(feature = "python")]
 mod py;

@@ -16,8 +16,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
 
 use crate::error::Error;
-use crate::read::values::Gaps;
 use crate::read::{Encoding, Format, Input, OnError, ReadOptions};
+use crate::values::Gaps;
 use arrow_export::ArrowStream;
 use errors::{CdrqError, ParseError, QueryError, panic_error, to_pyerr};
 

@@ -1,6 +1,6 @@
 //! Time forms of `startTime`/`endTime` (§3) → UTC microseconds.
 
-use crate::read::values::{Timestamp, parse_timestamp};
+use crate::values::{Timestamp, parse_timestamp};
 
 /// Characters a time value may hold.
 pub fn allowed(c: char) -> bool {

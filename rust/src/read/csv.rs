@@ -25,16 +25,17 @@ use arrow_schema::SchemaRef;
 use rayon::prelude::*;
 
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER, make_view};
+use super::chunks::parse_chunks;
 use super::pushdown::{COUNTERS, Pushdown, RowFilter};
 use super::split::{FieldKind, FieldSpan, skip_blank_lines, split_record, unescape_into};
-use super::values::{Gaps, Timestamp, parse_int, parse_timestamp};
 use super::webui;
-use super::{Input, Locator, OnError, ReadOptions, ReadOutput, parse_chunks};
+use super::{Input, Locator, OnError, ReadOptions, ReadOutput};
 use crate::error::{Error, Reject, Result};
 use crate::schema::{
     self, BASE_COLUMNS, BILLSEC_COLUMN, CALLER_NAME_COLUMN, CLID_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN,
     LASTDATA_COLUMN, LEG_COLUMN, SRC_COLUMN, START_COLUMN,
 };
+use crate::values::{Gaps, Timestamp, parse_int, parse_timestamp};
 
 /// Which CSV export a file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +137,7 @@ struct Chunk {
     failed: bool,
 }
 
-impl super::Chunk for Chunk {
+impl super::chunks::Chunk for Chunk {
     fn span(&self) -> (usize, usize) {
         (self.start, self.end)
     }

@@ -33,8 +33,8 @@
 //! Real-Time with PortSIP PBX Pub/Sub" (the call events).
 
 use super::records::{RecordSet, Value};
-use super::values::{format_timestamp, parse_int, parse_rfc3339};
 use crate::schema;
+use crate::values::{format_timestamp, parse_int, parse_rfc3339};
 
 /// Keys one of which every PortSIP CDR or call event has (an `/api/cdrs`
 /// item its `call_id`, an event its `event_type`, `cdr_id`, `session_id`).

@@ -15,12 +15,12 @@ use arrow_buffer::Buffer;
 
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER};
 use super::pushdown::{COUNTERS, Pushdown};
-use super::values::{Gaps, Timestamp, parse_int, parse_timestamp};
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput, encoding};
 use crate::error::{Error, Result};
 use crate::schema::{
     self, BASE_COLUMNS, BILLSEC_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN, LEG_COLUMN, SRC_COLUMN, START_COLUMN,
 };
+use crate::values::{Gaps, Timestamp, parse_int, parse_timestamp};
 
 /// A field's value.
 #[derive(Clone, Copy, Debug)]

@@ -13,7 +13,7 @@
 //! letter case is accepted.
 
 use super::split::{FieldKind, FieldSpan};
-use super::values::{Timestamp, parse_int, parse_timestamp};
+use crate::values::{Timestamp, parse_int, parse_timestamp};
 
 /// Where a header label goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,6 +17,7 @@ use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 
+use super::chunks::{self, Piece};
 use super::records::{self, Kind, RecordSet, Row, Value};
 use super::{Emit, Input, Locator, OnError, ReadOptions, ReadOutput, STOPPED, encoding};
 use crate::error::{Error, Result};
@@ -128,7 +129,7 @@ fn run(input: &Input, options: &ReadOptions, emit: Option<Emit<'_>>) -> Result<R
     // handed over before the next is parsed.
     let group = if emit.is_some() { 4 * threads } else { usize::MAX };
     let (mut outputs, mut closed, mut failed, mut stopped) = (Vec::new(), false, None, false);
-    super::parse_chunk_groups(&bounds, group, parse, |parts| {
+    chunks::parse_chunk_groups(&bounds, group, parse, |parts| {
         for part in parts {
             closed = part.closed;
             match (part.result, emit) {
@@ -196,7 +197,7 @@ fn call_bounds(buf: &[u8], first: usize, target: usize) -> Vec<usize> {
 }
 
 /// One chunk of the document; closed once it saw the root's end, or failed.
-type Part = super::Piece<Result<Vec<ReadOutput>>>;
+type Part = Piece<Result<Vec<ReadOutput>>>;
 
 /// Parses from `start` (at element depth `depth0`) until the first call
 /// starting at or after `nominal_end`, or the end of the document.

@@ -1,4 +1,6 @@
 //! Typed values from field text: integers and PBX wall-clock timestamps.
+//! A leaf: the readers type fields with it and the query compiler parses
+//! its time bounds with it, so neither depends on the other for this.
 
 /// Parses a decimal integer (optional leading `-`), nothing else.
 #[inline]
