@@ -1,5 +1,6 @@
 //! Errors of the core, free of any Python type: the `py` module turns them
-//! into the `cdrq.CdrqError` family at the boundary.
+//! into the `cdrq.CdrqError` family at the boundary. A leaf: readers and the
+//! query compiler both build on it.
 
 use std::fmt;
 
@@ -23,13 +24,41 @@ impl fmt::Display for Reject {
     }
 }
 
-/// Every failure of the core.
+/// A query that cannot be compiled: which parameter, the offending text,
+/// where it stands in the query string (0-based character offset) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryError {
+    pub param: String,
+    pub text: String,
+    pub position: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.param.is_empty() {
+            write!(f, "at {}: {} ({:?})", self.position, self.reason, self.text)
+        } else {
+            write!(f, "{} at {}: {} ({:?})", self.param, self.position, self.reason, self.text)
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+/// Every failure of the core: the one type `py` turns into Python
+/// exceptions, in one place. The query compiler returns its [`QueryError`]
+/// alone (it can fail no other way); it converts into this.
 #[derive(Debug)]
 pub enum Error {
     /// A record that cannot be read, in strict mode.
     Parse(Box<Reject>),
     /// The input as a whole cannot be read (I/O, unknown format, bad option).
     Input { source: String, reason: String },
+    /// A query that cannot be compiled.
+    Query(Box<QueryError>),
+    /// A bug: a panic caught at the boundary, with its message.
+    Internal(String),
 }
 
 impl fmt::Display for Error {
@@ -37,10 +66,18 @@ impl fmt::Display for Error {
         match self {
             Error::Parse(r) => r.fmt(f),
             Error::Input { source, reason } => write!(f, "{source}: {reason}"),
+            Error::Query(q) => q.fmt(f),
+            Error::Internal(message) => write!(f, "cdrq: internal error (please report): {message}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+impl From<QueryError> for Error {
+    fn from(e: QueryError) -> Self {
+        Error::Query(Box::new(e))
+    }
+}
 
 pub type Result<T> = std::result::Result<T, Error>;

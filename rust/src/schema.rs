@@ -72,6 +72,17 @@ pub enum ColumnType {
     Timestamp,
 }
 
+impl ColumnType {
+    /// The type's name for the Python layer (`_core.COLUMN_TYPES`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::Text => "text",
+            ColumnType::Int => "int",
+            ColumnType::Timestamp => "time",
+        }
+    }
+}
+
 /// The type of a column by its vendor name; unknown names are text.
 pub fn column_type(name: &str) -> ColumnType {
     match name {

@@ -131,7 +131,9 @@ fn read(
 
 /// Runs core work with the GIL released; errors and panics (including
 /// those of rayon workers, which rayon re-raises here) become `CdrqError`s.
-fn guarded<T: Send>(py: Python<'_>, work: impl FnOnce() -> Result<T, Error> + Send) -> PyResult<T> {
+/// Every call into the core goes through here, so that no panic reaches
+/// Python as a `PanicException` and errors convert in one place.
+pub(crate) fn guarded<T: Send>(py: Python<'_>, work: impl FnOnce() -> Result<T, Error> + Send) -> PyResult<T> {
     py.detach(|| catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| Err(panic_error(panic))))
         .map_err(|e| to_pyerr(py, e))
 }
@@ -173,5 +175,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // The data model's field names, for the Python layer (one table: schema.rs).
     m.add("BASE_COLUMNS", pyo3::types::PyTuple::new(py, crate::schema::BASE_COLUMNS)?)?;
+    // Each known column's type ("int", "time" or "text"); other names are text.
+    let types = pyo3::types::PyDict::new(py);
+    for name in crate::schema::BASE_COLUMNS.iter().chain([&crate::schema::CDR_KIND, &crate::schema::LEG]) {
+        types.set_item(name, crate::schema::column_type(name).name())?;
+    }
+    m.add("COLUMN_TYPES", types)?;
     Ok(())
 }

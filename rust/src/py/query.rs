@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyDict, PyList};
 
 use super::arrow_export::ArrowStream;
-use super::errors::{CdrqError, QueryError as PyQueryError};
+use super::errors::{CdrqError, to_pyerr};
 use crate::query::compile::{Surface, compile};
 use crate::query::filter::ItemList;
 use crate::query::mask;
@@ -18,18 +18,7 @@ use crate::query::pattern::{self, Item};
 use crate::query::{QueryError, plan::Plan};
 
 pub fn query_error(py: Python<'_>, e: &QueryError) -> PyErr {
-    let err = PyQueryError::new_err(e.to_string());
-    let value = err.value(py);
-    let set = || -> PyResult<()> {
-        value.setattr("param", &e.param)?;
-        value.setattr("text", &e.text)?;
-        value.setattr("position", e.position)?;
-        value.setattr("reason", &e.reason)
-    };
-    match set() {
-        Ok(()) => err,
-        Err(e) => e,
-    }
+    to_pyerr(py, e.clone().into())
 }
 
 /// An item as `(kind, value)`: `("exact", "5300")`, `("range", ("6300", "6399"))`, …

@@ -18,24 +18,5 @@ pub mod plan;
 pub mod ranges;
 pub mod time;
 
-/// A query that cannot be compiled: which parameter, the offending text,
-/// where it stands in the query string (0-based character offset) and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueryError {
-    pub param: String,
-    pub text: String,
-    pub position: usize,
-    pub reason: String,
-}
-
-impl std::fmt::Display for QueryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.param.is_empty() {
-            write!(f, "at {}: {} ({:?})", self.position, self.reason, self.text)
-        } else {
-            write!(f, "{} at {}: {} ({:?})", self.param, self.position, self.reason, self.text)
-        }
-    }
-}
-
-impl std::error::Error for QueryError {}
+/// Defined with the core's other errors, which it converts into.
+pub use crate::error::QueryError;
