@@ -1,4 +1,4 @@
-"""Every rule, error and Decision of query-language.md, through
+"""Every rule, error and Decision of docs/query-language.md, through
 `cdrq.query` (library API) and `cdrq.cdrapi` (the UCM-identical surface)."""
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ def test_firmware_1_0_11_csv_renders_to_its_own_bytes(samples):
     df = cdrq.read(path)
     assert cdrq.render(df, "csv", firmware="1.0.11") == path.read_text()
     assert cdrq.render(df.clear(), "csv", firmware="1.0.11") == ""
-    # §5's layout of the same record: a header of 32 names, dstchanext empty.
+    # docs/query-language.md §5's layout of the same record: a header of 32 names, dstchanext empty.
     header, row = cdrq.render(df, "csv").splitlines()
     assert header.split(",")[-8:-5] == ["dstanswer", "chanext", "dstchanext"] and row.endswith(",DIAL,,")
 

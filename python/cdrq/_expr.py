@@ -146,7 +146,7 @@ def webui_filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Seq
 
 
 def call_type(kind: str, schema: pl.Schema) -> pl.Expr:
-    """§6 call types from the trunk fields; records with neither trunk field
+    """docs/query-language.md §6 call types from the trunk fields; records with neither trunk field
     set fall back to the old firmware's context and channel."""
     src_set = text("src_trunk_name", schema) != ""
     dst_set = text("dst_trunk_name", schema) != ""

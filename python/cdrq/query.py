@@ -124,5 +124,11 @@ class Pattern:
 def compile_pattern(text: str, dialect: str = "cdrapi") -> Pattern:
     """Compiles a ``caller``/``callee`` pattern list (``dialect="cdrapi"``:
     ``5300,6300-6399,_4@``) or a web UI number pattern list (``"webui"``:
-    ``3XXX,3.``). Raises ``QueryError``."""
+    ``3XXX,3.``). Raises ``QueryError``.
+
+    >>> compile_pattern("5300,6300-6399,_4@").matches("6345")
+    True
+    >>> compile_pattern("3XXX,3.", dialect="webui").matches("31234")
+    True
+    """
     return Pattern(text, dialect)

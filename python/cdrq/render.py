@@ -1,5 +1,5 @@
 """`cdrq.render` and `cdrq.cdrapi`: frames back into the UCM's csv / json /
-xml (query-language.md §5), and the CDR API's response to a query string.
+xml (docs/query-language.md §5), and the CDR API's response to a query string.
 
 Columns: the 22 fields of firmware 1.0.2.5 when none of the newer fields
 has a value in the frame (an old-firmware archive), else all 32. Times are

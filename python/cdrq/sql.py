@@ -32,7 +32,11 @@ def to_sql(qs: str, dialect: str = "duckdb", **options: Any) -> str:
     """The query string ``qs`` as SQL for ``dialect``: ``SELECT * FROM table
     WHERE …`` with its paging, or the condition alone; ``options`` are
     those of :func:`to_expression`. Raises :class:`cdrq.QueryError` for a
-    bad query."""
+    bad query.
+
+    >>> print(to_sql("caller=5300&minDur=8", table="cdrs"))
+    SELECT * FROM cdrs WHERE "cdr_kind" IS DISTINCT FROM 'main' AND "src" IN ('5300') AND "billsec" >= 8
+    """
     return to_expression(qs, **options).sql(dialect=dialect)
 
 
@@ -215,7 +219,7 @@ def webui_conditions(plan: dict[str, Any], groups: Mapping[str, Sequence[str]]) 
 
 
 def call_type(kind: str) -> exp.Expression:
-    """§6 call types (see `_expr.call_type`)."""
+    """docs/query-language.md §6 call types (see `_expr.call_type`)."""
     empty = exp.Literal.string("")
     src_set = exp.NEQ(this=text("src_trunk_name"), expression=empty)
     dst_set = exp.NEQ(this=text("dst_trunk_name"), expression=empty)

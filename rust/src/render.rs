@@ -1,4 +1,4 @@
-//! Records back into the UCM's csv / json / xml (query-language.md §5).
+//! Records back into the UCM's csv / json / xml (docs/query-language.md §5).
 //!
 //! Input is text already: the Python layer selects the columns and formats
 //! times and numbers with Polars; this module groups legs into calls and

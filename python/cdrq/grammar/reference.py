@@ -1,5 +1,5 @@
 """The reference evaluator: the Lark grammar (cdrapi.lark) and the plain
-words of query-language.md, in slow, obvious Python. Tests only: it is the
+words of docs/query-language.md, in slow, obvious Python. Tests only: it is the
 yardstick the Rust compiler and the Polars evaluation are held to."""
 
 from __future__ import annotations

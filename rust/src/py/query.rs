@@ -181,7 +181,7 @@ fn import_batches(frame: &Bound<'_, PyAny>) -> PyResult<(Vec<String>, Vec<Record
 }
 
 /// Renders text-only frames: `legs` in order, `mains` the stored main
-/// records (same columns), as `csv`, `json` or `xml`, in §5's layout or in
+/// records (same columns), as `csv`, `json` or `xml`, in docs/query-language.md §5's layout or in
 /// the layout of `firmware` (`1.0.2.5`, `1.0.11`).
 #[pyfunction]
 #[pyo3(signature = (legs, mains, format, firmware=None))]

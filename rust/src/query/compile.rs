@@ -1,4 +1,4 @@
-//! Query string → [`Plan`]: every rule and error of §1, the patterns of §2,
+//! Query string → [`Plan`]: every rule and error of docs/query-language.md §1, the patterns of §2,
 //! the times of §3 and, for the library API, the web UI filters of §6.
 
 use super::QueryError;

@@ -2,7 +2,7 @@
 //!
 //! `python/cdrq/grammar/cdrapi.lark` is the readable, normative grammar;
 //! this is the fast implementation, and `tests/test_grammar_agreement.py`
-//! proves the two agree. Semantics: `query-language.md` §1–§3 and §6.
+//! proves the two agree. Semantics: `docs/query-language.md` §1–§3 and §6.
 //!
 //! Stages: [`params`] splits and percent-decodes the query string, checking
 //! names and duplicates; [`pattern`] and [`time`] compile values;

@@ -1,4 +1,4 @@
-//! Pattern lists: the CDR API's `caller`/`callee` (§2) and the web UI's
+//! Pattern lists (docs/query-language.md): the CDR API's `caller`/`callee` (§2) and the web UI's
 //! number patterns (§6), each item compiled to the cheapest test that
 //! decides it.
 

@@ -21,7 +21,7 @@ impl Format {
     }
 }
 
-/// Web UI `status` words (§6).
+/// Web UI `status` words (docs/query-language.md §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Answered,

@@ -1,4 +1,4 @@
-//! Time forms of `startTime`/`endTime` (§3) → UTC microseconds.
+//! Time forms of `startTime`/`endTime` (docs/query-language.md §3) → UTC microseconds.
 
 use crate::values::{Timestamp, parse_timestamp};
 

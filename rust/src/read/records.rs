@@ -61,7 +61,7 @@ impl Kind {
 
 /// Orders a call's rows (main first, then legs by number, stable for
 /// duplicates). A call of one `main_cdr` and no `sub_cdr_N` is a session
-/// with one leg (query-language §5): that record is the leg, not a summary.
+/// with one leg (docs/query-language.md §5): that record is the leg, not a summary.
 pub fn order_call(legs: &mut [Row]) {
     if !legs.iter().any(|leg| matches!(leg.kind, Kind::Sub(_))) {
         for leg in legs.iter_mut() {
