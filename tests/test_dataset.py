@@ -98,7 +98,7 @@ def test_cli_convert_and_query_a_dataset(tmp_path, source):
     library = subprocess.run([*cli, "query", "--library", str(source), qs], capture_output=True, text=True)
     assert library.stdout == cdrq.render(cdrq.query(cdrq.read(source), qs), "csv")
     shown = subprocess.run([*cli, "query", "--library", "--progress", str(source), qs], capture_output=True, text=True)
-    assert "records=1500" in shown.stderr
+    assert "records=1,500" in shown.stderr
 
 
 @pytest.mark.parametrize("library", [True, False])

@@ -7,9 +7,10 @@ from __future__ import annotations
 import string
 from datetime import datetime, timedelta, timezone
 
+import duckdb
 import polars as pl
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 
@@ -133,6 +134,7 @@ def queries(draw) -> str:
         ("numRecords", st.integers(0, 50).map(str)), ("offset", st.integers(0, 20).map(str)),
         ("callerNumber", webui), ("status", st.sampled_from(["answered", "noanswer", "busy", "failed", "busy,failed"])),
         ("callerName", st.sampled_from(["ann", "BOB", "o"])), ("order", st.sampled_from(["asc", "desc"])),
+        ("extGroup", st.sampled_from(["Sales", "Ops", "Sales,Ops"])),
     ]:  # fmt: skip
         if draw(st.booleans()) and draw(st.booleans()):
             key = draw(st.sampled_from([name, name.lower(), name.upper()]))
@@ -166,11 +168,34 @@ def frames(draw) -> pl.DataFrame:
     return df.with_columns(pl.col("start").dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null"))
 
 
+GROUPS = {"Sales": ["5300", "6001", ""], "Ops": ["12", "0123456789"]}
+
+
 @given(frames(), queries())
 def test_same_rows_as_the_reference(df, qs):
-    expected = [r["AcctId"] for r in reference.select(reference.compile(qs, now_us(NOW)), df.rows(named=True))]
-    assert cdrq.query(df, qs, now=NOW)["AcctId"].to_list() == expected
-    assert cdrq.query(df.lazy(), qs, now=NOW).collect()["AcctId"].to_list() == expected
+    expected = [
+        r["AcctId"] for r in reference.select(reference.compile(qs, now_us(NOW), groups=GROUPS), df.rows(named=True))
+    ]
+    assert cdrq.query(df, qs, now=NOW, groups=GROUPS)["AcctId"].to_list() == expected
+    assert cdrq.query(df.lazy(), qs, now=NOW, groups=GROUPS).collect()["AcctId"].to_list() == expected
+
+
+@given(frames(), queries())
+@settings(max_examples=25)
+def test_scan_and_sql_give_the_reference_rows(tmp_path_factory, df, qs):
+    # One plan, compiled once, through the reader's pushdown and through SQL.
+    plan = compile_query(qs, NOW, GROUPS)
+    ref = reference.compile(qs, now_us(NOW), groups=GROUPS)
+    con = duckdb.connect()
+    con.register("cdrs", df.with_row_index("_order"))
+    rows = con.sql(cdrq.to_sql(plan, "duckdb", tz="UTC", order_by="_order")).pl()
+    assert rows["AcctId"].to_list() == [r["AcctId"] for r in reference.select(ref, df.rows(named=True))]
+    # A CSV archive holds legs only (its reader sets cdr_kind itself).
+    legs = df.filter(pl.col("cdr_kind") != "main")
+    csv = tmp_path_factory.mktemp("scan") / "cdrs.csv"
+    legs.with_columns(pl.col("start").dt.replace_time_zone(None)).write_csv(csv, datetime_format="%Y-%m-%d %H:%M:%S")
+    scanned = cdrq.query(cdrq.scan(csv, tz=legs.schema["start"].time_zone), plan).collect()
+    assert scanned["AcctId"].to_list() == [r["AcctId"] for r in reference.select(ref, legs.rows(named=True))]
 
 
 PARSER = reference.PARSER

@@ -206,3 +206,47 @@ def test_guide_examples_on_a_fixture_archive(samples):
     }
     for qs, n in examples.items():
         assert cdrq.query(df, qs).height == n, qs
+
+
+# A plan is compiled once and travels ------------------------------------------
+
+
+def test_a_plan_carries_its_groups_into_a_scan(samples):
+    path = samples / "ucm6510-fw1.0.2.5-cdrapi.csv"
+    groups = {"S": ["5301"]}
+    expected = cdrq.query(cdrq.read(path), "extGroup=S", groups=groups)
+    assert expected.height > 0
+    # The query is pushed into the scan's reader with its groups (a second
+    # compile without them used to fail: "unknown extension group").
+    scanned = cdrq.query(cdrq.scan(path), "extGroup=S", groups=groups).collect()
+    assert scanned.equals(expected)
+
+
+def test_one_now_for_the_reader_and_the_exact_filter(samples):
+    path = samples / "ucm6510-fw1.0.2.5-cdrapi.csv"
+    frame = cdrq.read(path)
+    now = frame["start"].sort()[2]  # `endTime=now` keeps the first three calls
+    plan = cdrq.compile_query("endTime=now", now=now)
+    assert plan.now_us == int(now.timestamp() * 1_000_000)
+    assert cdrq.query(cdrq.scan(path), plan).collect().equals(cdrq.query(frame, plan))
+    assert cdrq.query(frame, plan).height == 3
+    assert cdrq.to_sql(plan, "duckdb") == cdrq.to_sql("endTime=now", "duckdb", now=now)
+
+
+def test_a_plan_is_typed_and_refuses_a_second_now_or_groups():
+    plan = cdrq.compile_query("caller=5300,6300-6399&status=busy,failed&numRecords=5", groups={"G": ["1"]})
+    assert plan.caller == [("exact", "5300"), ("range", ("6300", "6399"))]
+    assert plan.dispositions == ["BUSY", "FAILED", "CONGESTION"]
+    assert (plan.num_records, plan.offset, plan.groups) == (5, None, [("G", ["1"])])
+    assert plan.mask("caller") is not None and plan.mask("callee") is None
+    with pytest.raises(cdrq.CdrqError, match="already fixed"):
+        cdrq.query(pl.DataFrame({"src": ["1"]}), plan, now=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    with pytest.raises(cdrq.CdrqError, match="library=False"):
+        cdrq.cdrapi(pl.DataFrame({"src": ["1"]}), plan)
+
+
+def test_frames_derived_from_a_scan_are_filtered_by_polars(samples):
+    path = samples / "ucm6510-fw1.0.2.5-cdrapi.csv"
+    derived = cdrq.scan(path).select("AcctId", "src", "cdr_kind")
+    got = cdrq.query(derived, "caller=5300").collect()
+    assert got["AcctId"].to_list() == cdrq.query(cdrq.read(path), "caller=5300")["AcctId"].to_list()

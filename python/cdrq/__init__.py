@@ -11,13 +11,13 @@ from typing import Any
 
 from cdrq._core import CdrqError, ParseError, QueryError, __version__
 from cdrq.dataset import convert
-from cdrq.query import Pattern, compile_pattern, query
+from cdrq.query import Pattern, Plan, compile_pattern, compile_query, query
 from cdrq.read import FORMATS, SkippedFileWarning, read
 from cdrq.render import cdrapi, render
 from cdrq.scan import ScanRejects, scan, scan_errors
 
 
-def to_sql(qs: str, dialect: str = "duckdb", **options: Any) -> str:
+def to_sql(qs: "str | Plan", dialect: str = "duckdb", **options: Any) -> str:
     """The query string as SQL for ``dialect``: see :func:`cdrq.sql.to_sql`
     (imported on first use, as it needs sqlglot: ``pip install cdrq[sql]``)."""
     from cdrq.sql import to_sql as compile_to_sql
@@ -30,12 +30,14 @@ __all__ = [
     "CdrqError",
     "ParseError",
     "Pattern",
+    "Plan",
     "QueryError",
     "ScanRejects",
     "SkippedFileWarning",
     "__version__",
     "cdrapi",
     "compile_pattern",
+    "compile_query",
     "convert",
     "query",
     "read",

@@ -81,7 +81,7 @@ def text(name: str, schema: pl.Schema) -> pl.Expr:
     return field(name, schema).fill_null("")
 
 
-def filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Sequence[str]]) -> pl.Expr:
+def filters(plan: Any, schema: pl.Schema) -> pl.Expr:
     """All of the plan's filters, ANDed, over the real legs (not main rows)."""
     parts: list[pl.Expr] = []
     if "cdr_kind" in schema:
@@ -92,55 +92,47 @@ def filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Sequence[
         ("caller_number", "src"),
         ("callee_number", "dst"),
     ]:
-        if plan[key] is not None:
-            parts.append(items_expr(field(column, schema), plan[key], plan["masks"][key]))
-    bounds = [(plan["start_time"], operator.ge), (plan["end_time"], operator.le)]
+        items = getattr(plan, key)
+        if items is not None:
+            parts.append(items_expr(field(column, schema), items, plan.mask(key)))
+    bounds = [(plan.start_time, operator.ge), (plan.end_time, operator.le)]
     for bound, compare in bounds:
         if bound is not None:
             parts.append(compare(pl.col("start"), instant(bound, schema.get("start"))))
-    if plan["min_dur"] is not None:
-        parts.append(pl.col("billsec") >= plan["min_dur"])
-    if plan["max_dur"] is not None:
-        parts.append(pl.col("billsec") <= plan["max_dur"])
-    parts.extend(webui_filters(plan, schema, groups))
+    if plan.min_dur is not None:
+        parts.append(pl.col("billsec") >= plan.min_dur)
+    if plan.max_dur is not None:
+        parts.append(pl.col("billsec") <= plan.max_dur)
+    parts.extend(webui_filters(plan, schema))
     return all_of(parts)
 
 
-STATUS = {
-    "answered": ["ANSWERED"],
-    "noanswer": ["NO ANSWER"],
-    "busy": ["BUSY"],
-    "failed": ["FAILED", "CONGESTION"],
-}
-
-
-def webui_filters(plan: dict[str, Any], schema: pl.Schema, groups: dict[str, Sequence[str]]) -> list[pl.Expr]:
+def webui_filters(plan: Any, schema: pl.Schema) -> list[pl.Expr]:
     parts = []
-    if plan["caller_name"] is not None:
+    if plan.caller_name is not None:
         name = text("caller_name", schema).str.to_lowercase()
-        parts.append(any_of([name.str.contains(n, literal=True) for n in plan["caller_name"]]))
-    if plan["status"] is not None:
-        words = [d for s in plan["status"] for d in STATUS[s]]
-        parts.append(text("disposition", schema).str.to_uppercase().is_in(words))
-    if plan["call_type"] is not None:
-        parts.append(any_of([call_type(t, schema) for t in plan["call_type"]]))
-    for key, column in [
-        ("src_trunk", "src_trunk_name"),
-        ("dst_trunk", "dst_trunk_name"),
-        ("account_code", "accountcode"),
+        parts.append(any_of([name.str.contains(n, literal=True) for n in plan.caller_name]))
+    if plan.dispositions is not None:
+        parts.append(text("disposition", schema).str.to_uppercase().is_in(plan.dispositions))
+    if plan.call_type is not None:
+        parts.append(any_of([call_type(t, schema) for t in plan.call_type]))
+    for values, column in [
+        (plan.src_trunk, "src_trunk_name"),
+        (plan.dst_trunk, "dst_trunk_name"),
+        (plan.account_code, "accountcode"),
     ]:
-        if plan[key] is not None:
-            parts.append(text(column, schema).is_in(plan[key]))
-    if plan["action_type"] is not None:
+        if values is not None:
+            parts.append(text(column, schema).is_in(values))
+    if plan.action_type is not None:
         word = (
             text("action_type", schema)
             .str.replace(r"[\[ ].*$", "")
             .str.to_uppercase()
             .str.replace_all("_", "", literal=True)
         )
-        parts.append(word.is_in(plan["action_type"]))
-    if plan["ext_group"] is not None:
-        members = sorted({m for g in plan["ext_group"] for m in groups[g]})
+        parts.append(word.is_in(plan.action_type))
+    if plan.ext_members is not None:
+        members = plan.ext_members
         parts.append(text("src", schema).is_in(members) | text("dst", schema).is_in(members))
     return parts
 

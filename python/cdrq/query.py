@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import polars as pl
 
 from cdrq import _core, _expr
+from cdrq._core import CdrqError
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
@@ -24,48 +25,63 @@ def now_us(now: datetime | None) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+Plan = _core.QueryPlan
+Groups = Mapping[str, Sequence[str]]
+
+
 def compile_query(
     qs: str,
     now: datetime | None = None,
-    groups: Mapping[str, Sequence[str]] | None = None,
+    groups: Groups | None = None,
     library: bool = True,
-) -> dict[str, Any]:
-    """The plan of a query string, as Python data (raises ``QueryError``)."""
-    return _core.compile_query(qs, now_us=now_us(now), library=library, groups=list(groups or {}))
+) -> Plan:
+    """Compiles a query string once into the plan every consumer takes
+    (:func:`query`, :func:`cdrq.scan`, :func:`cdrq.to_sql`, Spark, the
+    server): its items, one ``now``, its extension ``groups`` and paging.
+    ``library=False`` admits only the UCM's own parameters. Raises
+    ``QueryError``."""
+    named = [(name, list(members)) for name, members in (groups or {}).items()]
+    return _core.compile_query(qs, now_us=now_us(now), library=library, groups=named)
 
 
-def query(
-    frame: Frame,
-    qs: str,
-    now: datetime | None = None,
-    groups: Mapping[str, Sequence[str]] | None = None,
-) -> Frame:
-    """The records of ``frame`` that the query string ``qs`` selects.
+def plan_of(qs: str | Plan, now: datetime | None, groups: Groups | None, library: bool = True) -> Plan:
+    """``qs`` compiled, or the plan itself (which already fixed ``now`` and
+    its groups: giving them again is an error)."""
+    if not isinstance(qs, Plan):
+        return compile_query(qs, now, groups, library)
+    if now is not None or groups is not None:
+        raise CdrqError("a compiled plan already fixed `now` and `groups`: compile with them instead")
+    return qs
+
+
+def query(frame: Frame, qs: str | Plan, now: datetime | None = None, groups: Groups | None = None) -> Frame:
+    """The records of ``frame`` that the query selects.
 
     ``qs`` is a CDR API query (``caller=5300,6300-6399&callee=5@&minDur=8``,
     or the whole ``https://…/cdrapi?…`` URL) and may also use the web UI's
     filters (``callerNumber=3XXX&status=answered&order=desc``); ``groups``
-    names the extension groups ``extGroup`` may refer to. Matching rows keep
-    archive order; every match is returned unless ``numRecords`` or
-    ``offset`` is given. Works on a DataFrame and on a LazyFrame; on a
-    :func:`cdrq.scan` the reader skips non-matching records before building
-    them. Raises ``QueryError``.
+    names the extension groups ``extGroup`` may refer to. Or ``qs`` is a
+    plan from :func:`compile_query`. Matching rows keep archive order;
+    every match is returned unless ``numRecords`` or ``offset`` is given.
+    Works on a DataFrame and on a LazyFrame; on a :func:`cdrq.scan` the
+    reader skips non-matching records before building them. Raises
+    ``QueryError``.
     """
-    from cdrq.scan import with_query
+    from cdrq.scan import Scan
 
-    groups = dict(groups or {})
-    plan = compile_query(qs, now, groups)
-    # A cdrq scan also filters in its reader; the exact filter follows.
-    frame = with_query(frame, qs, now_us(now), library=True)
-    return apply(frame, plan, groups, clamp=False)
+    plan = plan_of(qs, now, groups)
+    if isinstance(frame, Scan):
+        # A cdrq scan also filters in its reader; the exact filter follows.
+        frame = frame.with_plan(plan)
+    return apply(frame, plan, clamp=False)
 
 
-def apply(frame: Frame, plan: dict[str, Any], groups: Mapping[str, Sequence[str]], clamp: bool) -> Frame:
+def apply(frame: Frame, plan: Plan, clamp: bool) -> Frame:
     """Filters, orders and pages ``frame`` by a compiled plan; ``clamp``
     applies the CDR API's default page of 1000 and its maximum."""
     schema = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
-    out = frame.filter(_expr.filters(plan, schema, groups))
-    if plan["descending"]:
+    out = frame.filter(_expr.filters(plan, schema))
+    if plan.descending:
         out = out.reverse()
     offset, count = page(plan, clamp)
     if offset is not None or count is not None:
@@ -73,13 +89,13 @@ def apply(frame: Frame, plan: dict[str, Any], groups: Mapping[str, Sequence[str]
     return out
 
 
-def page(plan: dict[str, Any], clamp: bool) -> tuple[int | None, int | None]:
+def page(plan: Plan, clamp: bool) -> tuple[int | None, int | None]:
     """(offset, count) of a plan, ``None`` for "not given"; ``clamp`` applies
     the CDR API's default page of 1000 and its maximum."""
-    count = plan["num_records"]
+    count = plan.num_records
     if clamp:
         count = 1000 if count is None else min(count, 1000)
-    return plan["offset"], count
+    return plan.offset, count
 
 
 class Pattern:

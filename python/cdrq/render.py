@@ -25,7 +25,7 @@ from datetime import datetime
 import polars as pl
 
 from cdrq import _core
-from cdrq.query import apply, compile_query
+from cdrq.query import Plan, apply, plan_of
 
 BASE = list(_core.BASE_COLUMNS)
 FORMATS = ("csv", "json", "xml")
@@ -90,7 +90,7 @@ def render(
 
 def cdrapi(
     frame: pl.DataFrame | pl.LazyFrame,
-    qs: str,
+    qs: str | Plan,
     now: datetime | None = None,
     *,
     mains: pl.DataFrame | None = None,
@@ -102,16 +102,19 @@ def cdrapi(
     format's empty container (a bad ``format`` gives the CSV header).
     ``mains``: the archive's ``main`` rows, when a caller answering many
     queries has them at hand (else they are looked up in ``frame``).
-    ``firmware``: answer in that firmware's layout (see ``render``)."""
+    ``firmware``: answer in that firmware's layout (see ``render``). ``qs``
+    may be a plan compiled with ``library=False`` (the UCM's rules)."""
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
     legs_of = frame if mains is None else mains
+    if isinstance(qs, Plan) and qs.library:
+        raise _core.CdrqError("cdrapi takes a plan compiled with library=False (the UCM's parameters only)")
     try:
-        plan = compile_query(qs, now, library=False)
+        plan = plan_of(qs, now, None, library=False)
     except _core.QueryError as e:
         return rejected(frame, qs, e, legs_of=legs_of, firmware=firmware)
-    page = apply(frame, plan, {}, clamp=True)
-    return render(page, plan["format"] or "csv", legs_of=legs_of, firmware=firmware)
+    page = apply(frame, plan, clamp=True)
+    return render(page, plan.format or "csv", legs_of=legs_of, firmware=firmware)
 
 
 def rejected(

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import os
 import sys
-import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal, overload
@@ -29,6 +28,7 @@ from polars.io.plugins import register_io_source
 
 from cdrq import _core
 from cdrq._core import CdrqError
+from cdrq._core import QueryPlan as Plan
 from cdrq._zone import DEFAULT_TZ
 from cdrq.read import (
     REJECT_SCHEMA,
@@ -44,23 +44,21 @@ from cdrq.read import (
     wall_clock_gaps,
 )
 
-#: How far a UCM wall clock can be from UTC (zones run from -12 h to +14 h,
-#: with room to spare): the reader's time bounds are widened by this unless
-#: the archive zone is UTC, and the exact bounds applied afterwards.
-ZONE_MARGIN_US = 26 * 3600 * 1_000_000
+#: How far a UCM wall clock can be from UTC (the core's `ZONE_MARGIN_US`):
+#: the reader's time bounds are widened by this unless the archive zone is
+#: UTC, and the exact bounds applied afterwards.
+ZONE_MARGIN_US: int = _core.ZONE_MARGIN_US
 
 #: Sources up to this size are read whole, several at once.
 EAGER_BYTES = 8 << 20
 
-INT_COLUMNS = frozenset({"AcctId", "duration", "billsec", "leg"})
-TIME_COLUMNS = frozenset({"start", "answer", "end"})
-
 
 def dtype_of(name: str, tz: str | None) -> pl.DataType:
-    """The type cdrq gives a column, by its name."""
-    if name in INT_COLUMNS:
+    """The type cdrq gives a column, by its name (the core's data model)."""
+    kind = _core.COLUMN_TYPES.get(name, "text")
+    if kind == "int":
         return pl.Int64()
-    if name in TIME_COLUMNS:
+    if kind == "time":
         return pl.Datetime("us", tz)
     return pl.String()
 
@@ -124,9 +122,7 @@ class ScanSpec:
     window_bytes: int | None
     progress: bool
     batch_size: int | None = None
-    query: str | None = None
-    now_us: int = 0
-    library: bool = True
+    plan: Plan | None = None
     on_error: OnError = "raise"
     encoding: str = "utf8"
     memory_map: bool = False
@@ -166,9 +162,7 @@ class ScanSpec:
                 on_error=on_error,
                 tz_label="UTC" if self.tz == "UTC" else None,
                 columns=wanted,
-                query=self.query,
-                now_us=self.now_us,
-                library=self.library,
+                plan=self.plan,
                 margin_us=margin,
                 window_bytes=self.window_bytes,
                 encoding=self.encoding,
@@ -292,12 +286,24 @@ def scan(
     return frame if spec.rejects is None else (frame, spec.rejects)
 
 
-#: The scans made here, so that ``cdrq.query`` can push its filter into
-#: them; by ``id`` (a LazyFrame is not hashable), dropped with the frame.
-SCANS: dict[int, tuple[weakref.ref[pl.LazyFrame], ScanSpec]] = {}
+class Scan(pl.LazyFrame):
+    """The LazyFrame :func:`scan` returns: it knows what it reads, so
+    :func:`cdrq.query` can push a plan into its reader. Frames derived from
+    it (``scan.select(…)``) are of this class too but know nothing: they are
+    filtered by Polars alone."""
+
+    spec: ScanSpec | None = None
+
+    def with_plan(self, plan: Plan) -> pl.LazyFrame:
+        """This scan with ``plan`` filtering records in the reader (a
+        superset: the exact filter follows), if it is a scan of cdrq's not
+        already carrying a plan; else the frame itself."""
+        if self.spec is None or self.spec.plan is not None:
+            return self
+        return register(dataclasses.replace(self.spec, plan=plan, schema_cache=self.spec.schema_cache))
 
 
-def register(spec: ScanSpec) -> pl.LazyFrame:
+def register(spec: ScanSpec) -> Scan:
     def source(
         with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
     ) -> Iterator[pl.DataFrame]:
@@ -317,24 +323,15 @@ def register(spec: ScanSpec) -> pl.LazyFrame:
             if n_rows is not None and n_rows <= 0:
                 return
 
-    detail = f"{len(spec.sources)} source(s), format={spec.format}" + (f", query={spec.query}" if spec.query else "")
-    frame = register_io_source(source, schema=spec.schema, explain_name="cdrq", explain_detail=detail)
-    key = id(frame)
-    SCANS[key] = (weakref.ref(frame, lambda _: SCANS.pop(key, None)), spec)
+    detail = f"{len(spec.sources)} source(s), format={spec.format}" + (f", query={spec.plan.text}" if spec.plan else "")
+    lazy = register_io_source(source, schema=spec.schema, explain_name="cdrq", explain_detail=detail)
+    frame = Scan._from_pyldf(lazy._ldf)
+    frame.spec = spec
     return frame
 
 
 def _roots(predicate: pl.Expr | None) -> list[str]:
     return [] if predicate is None else predicate.meta.root_names()
-
-
-def with_query(frame: Any, qs: str, now_us: int, library: bool) -> Any:
-    """``frame`` with the query pushed into its reader, if it is a scan of
-    cdrq's not already carrying one; else ``frame`` itself."""
-    ref, spec = SCANS.get(id(frame), (None, None))
-    if ref is None or ref() is not frame or spec is None or spec.query is not None:
-        return frame
-    return register(dataclasses.replace(spec, query=qs, now_us=now_us, library=library, schema_cache=spec.schema_cache))
 
 
 class Progress:

@@ -71,15 +71,14 @@ def spark_query(
     order — ``F.monotonically_increasing_id()`` taken right after the read
     is the file order) and paged as ``cdrq.query`` would; ``cdrapi`` takes
     the UCM's rules (its parameters only, pages of at most 1000)."""
-    from cdrq.query import compile_query, page
+    from cdrq.query import page, plan_of
 
-    groups = dict(groups or {})
-    plan = compile_query(qs, now, groups, library=not cdrapi)
-    out = df.filter(F.expr(condition_of(plan, groups, "UTC").sql(dialect="spark")))
-    if plan["descending"] and order_by is None:
+    plan = plan_of(qs, now, groups, library=not cdrapi)
+    out = df.filter(F.expr(condition_of(plan, "UTC").sql(dialect="spark")))
+    if plan.descending and order_by is None:
         raise _core.CdrqError("order=desc needs order_by: Spark keeps no archive order")
     if order_by is not None:
-        out = out.orderBy(F.col(order_by).desc() if plan["descending"] else F.col(order_by).asc())
+        out = out.orderBy(F.col(order_by).desc() if plan.descending else F.col(order_by).asc())
     offset, count = page(plan, clamp=cdrapi)
     if offset is not None:
         out = out.offset(offset)
@@ -174,15 +173,16 @@ class CdrqReader(DataSourceReader):
         # it cannot match never reach Spark (a superset is kept; the exact
         # filter is the query's own Column, applied after).
         query = None if rejects_only else self.options.get("query")
+        now = int(self.options.get("now_us", "0")) or now_us(None)
+        # Compiled where the partition is read: a plan does not travel to executors.
+        plan = None if query is None else _core.compile_query(query, now_us=now, library=True)
         scanner = _core.Scanner(
             partition.path,
             format=self.options.get("format", "auto"),
             on_error="collect" if rejects_only else "raise",
             tz_label="UTC" if tz == "UTC" else None,
             byte_range=partition.byte_range,
-            query=query,
-            now_us=int(self.options.get("now_us", "0")) or now_us(None),
-            library=True,
+            plan=plan,
             margin_us=0 if tz == "UTC" else ZONE_MARGIN_US,
             columns=None if rejects_only else list(self.columns),
         )

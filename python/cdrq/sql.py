@@ -23,15 +23,13 @@ from typing import Any
 from sqlglot import exp
 
 from cdrq._core import CdrqError
-from cdrq.query import compile_query, page
-
-STATUS = {"answered": ["ANSWERED"], "noanswer": ["NO ANSWER"], "busy": ["BUSY"], "failed": ["FAILED", "CONGESTION"]}
+from cdrq.query import Plan, page, plan_of
 
 
-def to_sql(qs: str, dialect: str = "duckdb", **options: Any) -> str:
-    """The query string ``qs`` as SQL for ``dialect``: ``SELECT * FROM table
-    WHERE …`` with its paging, or the condition alone; ``options`` are
-    those of :func:`to_expression`. Raises :class:`cdrq.QueryError` for a
+def to_sql(qs: str | Plan, dialect: str = "duckdb", **options: Any) -> str:
+    """The query (a string, or a plan from :func:`cdrq.compile_query`) as
+    SQL for ``dialect``: ``SELECT * FROM table WHERE …`` with its paging, or
+    the condition alone; ``options`` are those of :func:`to_expression`. Raises :class:`cdrq.QueryError` for a
     bad query.
 
     >>> print(to_sql("caller=5300&minDur=8", table="cdrs"))
@@ -41,7 +39,7 @@ def to_sql(qs: str, dialect: str = "duckdb", **options: Any) -> str:
 
 
 def to_expression(
-    qs: str,
+    qs: str | Plan,
     *,
     table: str = "cdrs",
     now: datetime | None = None,
@@ -54,17 +52,17 @@ def to_expression(
     """The sqlglot tree of ``qs``: ``SELECT * FROM table WHERE …`` with its
     paging, or with ``where_only`` the condition alone. ``cdrapi`` takes the
     UCM's rules instead of the library's (its parameters only, pages of at
-    most 1000); ``order_by`` orders the rows (``order=desc`` needs it)."""
-    groups = dict(groups or {})
-    plan = compile_query(qs, now, groups, library=not cdrapi)
-    condition = condition_of(plan, groups, tz)
+    most 1000); ``order_by`` orders the rows (``order=desc`` needs it). A
+    plan carries its own ``now``, groups and rules."""
+    plan = plan_of(qs, now, groups, library=not cdrapi)
+    condition = condition_of(plan, tz)
     if where_only:
         return condition
     select = exp.select("*").from_(exp.to_table(table)).where(condition)
-    if plan["descending"] and order_by is None:
+    if plan.descending and order_by is None:
         raise CdrqError("order=desc needs order_by: SQL tables have no archive order")
     if order_by is not None:
-        select = select.order_by(exp.Ordered(this=exp.column(order_by), desc=bool(plan["descending"])))
+        select = select.order_by(exp.Ordered(this=exp.column(order_by), desc=bool(plan.descending)))
     offset, count = page(plan, clamp=cdrapi)
     if count is not None:
         select = select.limit(count)
@@ -158,20 +156,20 @@ def instant(us: int, tz: str | None) -> exp.Expression:
     return exp.cast(exp.Literal.string(iso + "+00:00"), exp.DataType.build("TIMESTAMPTZ"))
 
 
-def condition_of(plan: dict[str, Any], groups: Mapping[str, Sequence[str]], tz: str | None) -> exp.Expression:
+def condition_of(plan: Plan, tz: str | None) -> exp.Expression:
     parts: list[exp.Expression] = [exp.NullSafeNEQ(this=col("cdr_kind"), expression=exp.Literal.string("main"))]
     for key, column in [("caller", "src"), ("callee", "dst"), ("caller_number", "src"), ("callee_number", "dst")]:
-        if plan[key] is not None:
-            parts.append(items_condition(column, plan[key]))
-    if plan["start_time"] is not None:
-        parts.append(exp.GTE(this=col("start"), expression=instant(plan["start_time"], tz)))
-    if plan["end_time"] is not None:
-        parts.append(exp.LTE(this=col("start"), expression=instant(plan["end_time"], tz)))
-    if plan["min_dur"] is not None:
-        parts.append(exp.GTE(this=col("billsec"), expression=exp.Literal.number(plan["min_dur"])))
-    if plan["max_dur"] is not None:
-        parts.append(exp.LTE(this=col("billsec"), expression=exp.Literal.number(plan["max_dur"])))
-    parts.extend(webui_conditions(plan, groups))
+        if getattr(plan, key) is not None:
+            parts.append(items_condition(column, getattr(plan, key)))
+    if plan.start_time is not None:
+        parts.append(exp.GTE(this=col("start"), expression=instant(plan.start_time, tz)))
+    if plan.end_time is not None:
+        parts.append(exp.LTE(this=col("start"), expression=instant(plan.end_time, tz)))
+    if plan.min_dur is not None:
+        parts.append(exp.GTE(this=col("billsec"), expression=exp.Literal.number(plan.min_dur)))
+    if plan.max_dur is not None:
+        parts.append(exp.LTE(this=col("billsec"), expression=exp.Literal.number(plan.max_dur)))
+    parts.extend(webui_conditions(plan))
     return exp.and_(*parts)
 
 
@@ -181,9 +179,9 @@ def is_in(value: exp.Expression, words: Sequence[str]) -> exp.Expression:
     return exp.In(this=value, expressions=[exp.Literal.string(w) for w in words])
 
 
-def webui_conditions(plan: dict[str, Any], groups: Mapping[str, Sequence[str]]) -> list[exp.Expression]:
+def webui_conditions(plan: Plan) -> list[exp.Expression]:
     parts: list[exp.Expression] = []
-    if plan["caller_name"] is not None:
+    if plan.caller_name is not None:
         name = exp.Lower(this=text("caller_name"))
         parts.append(
             any_of(
@@ -191,30 +189,30 @@ def webui_conditions(plan: dict[str, Any], groups: Mapping[str, Sequence[str]]) 
                     exp.GT(
                         this=exp.StrPosition(this=name, substr=exp.Literal.string(n)), expression=exp.Literal.number(0)
                     )
-                    for n in plan["caller_name"]
+                    for n in plan.caller_name
                 ]
             )
         )
-    if plan["status"] is not None:
-        parts.append(is_in(exp.Upper(this=text("disposition")), [d for s in plan["status"] for d in STATUS[s]]))
-    for key, column in [
-        ("src_trunk", "src_trunk_name"),
-        ("dst_trunk", "dst_trunk_name"),
-        ("account_code", "accountcode"),
+    if plan.dispositions is not None:
+        parts.append(is_in(exp.Upper(this=text("disposition")), plan.dispositions))
+    for values, column in [
+        (plan.src_trunk, "src_trunk_name"),
+        (plan.dst_trunk, "dst_trunk_name"),
+        (plan.account_code, "accountcode"),
     ]:
-        if plan[key] is not None:
-            parts.append(is_in(text(column), plan[key]))
-    if plan["action_type"] is not None:
+        if values is not None:
+            parts.append(is_in(text(column), values))
+    if plan.action_type is not None:
         word = exp.RegexpReplace(
             this=text("action_type"), expression=exp.Literal.string(r"[\[ ].*$"), replacement=exp.Literal.string("")
         )
         word = exp.func("REPLACE", exp.Upper(this=word), exp.Literal.string("_"), exp.Literal.string(""))
-        parts.append(is_in(word, plan["action_type"]))
-    if plan["ext_group"] is not None:
-        members = sorted({m for g in plan["ext_group"] for m in groups[g]})
+        parts.append(is_in(word, plan.action_type))
+    if plan.ext_members is not None:
+        members = plan.ext_members
         parts.append(exp.or_(is_in(text("src"), members), is_in(text("dst"), members)))
-    if plan["call_type"] is not None:
-        parts.append(any_of([call_type(t) for t in plan["call_type"]]))
+    if plan.call_type is not None:
+        parts.append(any_of([call_type(t) for t in plan.call_type]))
     return parts
 
 

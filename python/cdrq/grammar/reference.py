@@ -42,6 +42,7 @@ class Plan:
     max_dur: int | None = None
     words: dict[str, list[str]] = field(default_factory=dict)
     descending: bool = False
+    ext_members: set[str] | None = None
 
 
 def parse(text: str, start: str) -> Tree:
@@ -125,6 +126,7 @@ def compile(qs: str, now_us: int, library: bool = True, groups: dict | None = No
                 if any(i not in (groups or {}) for i in items):
                     raise Rejected("group")
                 plan.words[key] = items
+                plan.ext_members = {m for i in items for m in (groups or {})[i]}
             elif key == "calltype":
                 if any(i.lower() not in ("inbound", "outbound", "external", "internal", "remote") for i in items):
                     raise Rejected("calltype")
@@ -238,6 +240,8 @@ def matches(plan: Plan, row: dict[str, Any]) -> bool:
     ]:
         if key in words and text(column) not in words[key]:
             return False
+    if plan.ext_members is not None and not {text("src"), text("dst")} & plan.ext_members:
+        return False
     return True
 
 

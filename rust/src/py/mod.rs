@@ -169,6 +169,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<scan::Scanner>()?;
     m.add_class::<ArrowStream>()?;
     m.add_class::<query::ItemsMask>()?;
+    m.add_class::<query::QueryPlan>()?;
     m.add("CdrqError", py.get_type::<CdrqError>())?;
     m.add("ParseError", py.get_type::<ParseError>())?;
     m.add("QueryError", py.get_type::<QueryError>())?;
@@ -181,5 +182,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         types.set_item(name, crate::schema::column_type(name).name())?;
     }
     m.add("COLUMN_TYPES", types)?;
+    m.add("ZONE_MARGIN_US", crate::query::filter::ZONE_MARGIN_US)?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The query compiler's Python face: a plan as plain Python data.
+//! The query compiler's Python face: the compiled plan as a typed object,
+//! the pattern kernel, and rendering.
 
 use std::sync::Arc;
 
@@ -7,19 +8,16 @@ use arrow_array::ffi_stream::{ArrayStreamReader, RecordBatchStreamReader};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use pyo3::prelude::*;
-use pyo3::types::{PyCapsule, PyDict, PyList};
+use pyo3::types::{PyCapsule, PyList};
 
 use super::arrow_export::ArrowStream;
-use super::errors::{CdrqError, to_pyerr};
+use super::errors::CdrqError;
+use crate::error::Error;
 use crate::query::compile::{Surface, compile};
 use crate::query::filter::ItemList;
 use crate::query::mask;
 use crate::query::pattern::{self, Item};
 use crate::query::{QueryError, plan::Plan};
-
-pub fn query_error(py: Python<'_>, e: &QueryError) -> PyErr {
-    to_pyerr(py, e.clone().into())
-}
 
 /// An item as `(kind, value)`: `("exact", "5300")`, `("range", ("6300", "6399"))`, …
 fn item<'py>(py: Python<'py>, item: &Item) -> PyResult<Bound<'py, PyAny>> {
@@ -41,39 +39,176 @@ fn items<'py>(py: Python<'py>, list: &Option<Vec<Item>>) -> PyResult<Bound<'py, 
     }
 }
 
-fn plan_dict<'py>(py: Python<'py>, plan: &Plan) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("format", plan.format.map(|f| f.name()))?;
-    d.set_item("num_records", plan.num_records)?;
-    d.set_item("offset", plan.offset)?;
-    d.set_item("caller", items(py, &plan.caller)?)?;
-    d.set_item("callee", items(py, &plan.callee)?)?;
-    d.set_item("start_time", plan.start_time)?;
-    d.set_item("end_time", plan.end_time)?;
-    d.set_item("min_dur", plan.min_dur)?;
-    d.set_item("max_dur", plan.max_dur)?;
-    d.set_item("caller_number", items(py, &plan.caller_number)?)?;
-    d.set_item("callee_number", items(py, &plan.callee_number)?)?;
-    d.set_item("caller_name", &plan.caller_name)?;
-    d.set_item("status", plan.status.as_ref().map(|s| s.iter().map(|w| w.name()).collect::<Vec<_>>()))?;
-    d.set_item("call_type", plan.call_type.as_ref().map(|c| c.iter().map(|w| w.name()).collect::<Vec<_>>()))?;
-    d.set_item("src_trunk", &plan.src_trunk)?;
-    d.set_item("dst_trunk", &plan.dst_trunk)?;
-    d.set_item("action_type", &plan.action_type)?;
-    d.set_item("account_code", &plan.account_code)?;
-    d.set_item("ext_group", &plan.ext_group)?;
-    d.set_item("descending", plan.descending)?;
-    let masks = PyDict::new(py);
-    for (key, list) in [
+/// A compiled query: what `compile_query` returns and every consumer takes
+/// (the Polars filter, the scanner's pushdown, SQL, Spark, render, serve),
+/// so a query is compiled once, with one `now` and its extension groups.
+#[pyclass(frozen, module = "cdrq._core")]
+pub struct QueryPlan {
+    pub plan: Plan,
+    text: String,
+    now_us: i64,
+    library: bool,
+    /// `extGroup` names → members, as given.
+    groups: Vec<(String, Vec<String>)>,
+    masks: [Option<Py<ItemsMask>>; 4],
+}
+
+/// The item lists of a plan, by the key Python knows them under.
+fn lists(plan: &Plan) -> [(&'static str, &Option<Vec<Item>>); 4] {
+    [
         ("caller", &plan.caller),
         ("callee", &plan.callee),
         ("caller_number", &plan.caller_number),
         ("callee_number", &plan.callee_number),
-    ] {
-        masks.set_item(key, list.as_deref().and_then(ItemsMask::for_hard_items))?;
+    ]
+}
+
+#[pymethods]
+impl QueryPlan {
+    /// The query text it was compiled from.
+    #[getter]
+    fn text(&self) -> &str {
+        &self.text
     }
-    d.set_item("masks", masks)?;
-    Ok(d)
+    /// The instant `now` meant, UTC microseconds.
+    #[getter]
+    fn now_us(&self) -> i64 {
+        self.now_us
+    }
+    /// Compiled with the library's rules (web UI filters) rather than the UCM's.
+    #[getter]
+    fn library(&self) -> bool {
+        self.library
+    }
+    /// `csv`, `json`, `xml`, or `None` when the query gave no `format`.
+    #[getter]
+    fn format(&self) -> Option<&'static str> {
+        self.plan.format.map(|f| f.name())
+    }
+    #[getter]
+    fn num_records(&self) -> Option<u64> {
+        self.plan.num_records
+    }
+    #[getter]
+    fn offset(&self) -> Option<u64> {
+        self.plan.offset
+    }
+    #[getter]
+    fn caller<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        items(py, &self.plan.caller)
+    }
+    #[getter]
+    fn callee<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        items(py, &self.plan.callee)
+    }
+    #[getter]
+    fn caller_number<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        items(py, &self.plan.caller_number)
+    }
+    #[getter]
+    fn callee_number<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        items(py, &self.plan.callee_number)
+    }
+    /// Bounds on `start`, inclusive, UTC microseconds.
+    #[getter]
+    fn start_time(&self) -> Option<i64> {
+        self.plan.start_time
+    }
+    #[getter]
+    fn end_time(&self) -> Option<i64> {
+        self.plan.end_time
+    }
+    /// Bounds on `billsec`, inclusive.
+    #[getter]
+    fn min_dur(&self) -> Option<i64> {
+        self.plan.min_dur
+    }
+    #[getter]
+    fn max_dur(&self) -> Option<i64> {
+        self.plan.max_dur
+    }
+    /// Lower-cased name fragments.
+    #[getter]
+    fn caller_name(&self) -> Option<Vec<String>> {
+        self.plan.caller_name.clone()
+    }
+    /// The `status` words asked for.
+    #[getter]
+    fn status(&self) -> Option<Vec<&'static str>> {
+        self.plan.status.as_ref().map(|s| s.iter().map(|w| w.name()).collect())
+    }
+    /// The `disposition` values those words select (upper case).
+    #[getter]
+    fn dispositions(&self) -> Option<Vec<&'static str>> {
+        self.plan.status.as_ref().map(|s| s.iter().flat_map(|w| w.dispositions().iter().copied()).collect())
+    }
+    #[getter]
+    fn call_type(&self) -> Option<Vec<&'static str>> {
+        self.plan.call_type.as_ref().map(|c| c.iter().map(|w| w.name()).collect())
+    }
+    #[getter]
+    fn src_trunk(&self) -> Option<Vec<String>> {
+        self.plan.src_trunk.clone()
+    }
+    #[getter]
+    fn dst_trunk(&self) -> Option<Vec<String>> {
+        self.plan.dst_trunk.clone()
+    }
+    /// Normalised: upper case, spaces and `_` removed.
+    #[getter]
+    fn action_type(&self) -> Option<Vec<String>> {
+        self.plan.action_type.clone()
+    }
+    #[getter]
+    fn account_code(&self) -> Option<Vec<String>> {
+        self.plan.account_code.clone()
+    }
+    /// The extension groups `extGroup` names.
+    #[getter]
+    fn ext_group(&self) -> Option<Vec<String>> {
+        self.plan.ext_group.clone()
+    }
+    /// The members of the groups `extGroup` names, sorted, once each.
+    #[getter]
+    fn ext_members(&self) -> Option<Vec<String>> {
+        let names = self.plan.ext_group.as_ref()?;
+        let mut members: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(name, _)| names.contains(name))
+            .flat_map(|(_, members)| members.iter().cloned())
+            .collect();
+        members.sort();
+        members.dedup();
+        Some(members)
+    }
+    /// `order=desc`: newest first.
+    #[getter]
+    fn descending(&self) -> bool {
+        self.plan.descending
+    }
+    /// The extension groups it was compiled with.
+    #[getter]
+    fn groups(&self) -> Vec<(String, Vec<String>)> {
+        self.groups.clone()
+    }
+    /// The kernel of an item list's ranges and wildcards (`caller`,
+    /// `callee`, `caller_number`, `callee_number`), or `None`.
+    fn mask(&self, py: Python<'_>, key: &str) -> PyResult<Option<Py<ItemsMask>>> {
+        let i = lists(&self.plan)
+            .iter()
+            .position(|(k, _)| *k == key)
+            .ok_or_else(|| CdrqError::new_err(format!("no item list {key:?}")))?;
+        Ok(self.masks[i].as_ref().map(|m| m.clone_ref(py)))
+    }
+    fn __repr__(&self) -> String {
+        format!(
+            "QueryPlan({:?}, now_us={}, library={})",
+            self.text,
+            self.now_us,
+            if self.library { "True" } else { "False" }
+        )
+    }
 }
 
 /// The kernel for a pattern list's digit ranges and general wildcards over
@@ -97,7 +232,9 @@ impl ItemsMask {
 impl ItemsMask {
     fn __call__(&self, py: Python<'_>, series: &Bound<'_, PyAny>) -> PyResult<ArrowStream> {
         let chunks = import_arrays(series)?;
-        let arrays = py.detach(|| mask::mask(&self.list, &chunks)).map_err(CdrqError::new_err)?;
+        let arrays = super::guarded(py, || {
+            mask::mask(&self.list, &chunks).map_err(|reason| Error::Input { source: "pattern kernel".into(), reason })
+        })?;
         let schema = Arc::new(Schema::new(vec![Field::new("mask", DataType::Boolean, false)]));
         let batches = arrays
             .into_iter()
@@ -125,20 +262,30 @@ fn import_arrays(series: &Bound<'_, PyAny>) -> PyResult<Vec<ArrayRef>> {
     reader.collect::<Result<Vec<_>, _>>().map_err(|e| CdrqError::new_err(e.to_string()))
 }
 
-/// Compiles a query string into a plan (a dict); `library` admits the web
-/// UI filters. Raises `QueryError`.
+/// Compiles a query string into a [`QueryPlan`]; `library` admits the web
+/// UI filters, `groups` names the extension groups (name → members).
+/// Raises `QueryError`.
 #[pyfunction]
 #[pyo3(signature = (query, *, now_us, library, groups = Vec::new()))]
-pub fn compile_query<'py>(
-    py: Python<'py>,
+pub fn compile_query(
+    py: Python<'_>,
     query: &str,
     now_us: i64,
     library: bool,
-    groups: Vec<String>,
-) -> PyResult<Bound<'py, PyDict>> {
+    groups: Vec<(String, Vec<String>)>,
+) -> PyResult<QueryPlan> {
     let surface = if library { Surface::Library } else { Surface::Cdrapi };
-    let plan = compile(query, now_us, surface, &groups).map_err(|e| query_error(py, &e))?;
-    plan_dict(py, &plan)
+    let names: Vec<String> = groups.iter().map(|(name, _)| name.clone()).collect();
+    let (plan, kernels) = super::guarded(py, || {
+        let plan = compile(query, now_us, surface, &names)?;
+        let kernels = lists(&plan).map(|(_, list)| list.as_deref().and_then(ItemsMask::for_hard_items));
+        Ok((plan, kernels))
+    })?;
+    let mut masks: [Option<Py<ItemsMask>>; 4] = Default::default();
+    for (slot, kernel) in masks.iter_mut().zip(kernels) {
+        *slot = kernel.map(|k| Py::new(py, k)).transpose()?;
+    }
+    Ok(QueryPlan { plan, text: query.to_string(), now_us, library, groups, masks })
 }
 
 /// Compiles one pattern list (`cdrapi` or `webui` dialect) into its items
@@ -163,8 +310,11 @@ pub fn compile_pattern<'py>(py: Python<'py>, text: &str, dialect: &str) -> PyRes
             reason: "dialect must be cdrapi or webui".into(),
         }),
     };
-    let list = compiled.map_err(|e| query_error(py, &e))?;
-    let mask = ItemsMask::for_hard_items(&list);
+    let (list, mask) = super::guarded(py, || {
+        let list = compiled?;
+        let mask = ItemsMask::for_hard_items(&list);
+        Ok((list, mask))
+    })?;
     (items(py, &Some(list))?, mask).into_pyobject(py).map(|t| t.into_any())
 }
 
@@ -211,8 +361,8 @@ pub fn render(
     };
     let (names, leg_batches) = import_batches(legs)?;
     let (_, main_batches) = import_batches(mains)?;
-    Ok(py.detach(|| {
+    super::guarded(py, || {
         let (legs, mains) = (crate::render::Rows::new(&leg_batches), crate::render::Rows::new(&main_batches));
-        crate::render::render(format, layout, &names, &legs, &mains)
-    }))
+        Ok(crate::render::render(format, layout, &names, &legs, &mains))
+    })
 }

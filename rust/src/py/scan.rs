@@ -7,9 +7,8 @@ use pyo3::prelude::*;
 
 use super::arrow_export::ArrowStream;
 use super::errors::CdrqError;
-use super::query::query_error;
+use super::query::QueryPlan;
 use super::{Options, RejectRow, Source, guarded, parse_format, parse_on_error, reject_rows};
-use crate::query::compile::{Surface, compile};
 use crate::read::pushdown::{COUNTERS, Pushdown, RowFilter};
 use crate::read::stream::{self, Stream};
 use crate::read::{Format, OnError, ReadOptions, json};
@@ -23,12 +22,12 @@ pub struct Scanner {
 #[pymethods]
 impl Scanner {
     /// Opens `source` (a path or bytes). `columns` limits the columns built;
-    /// `query` (with `now_us`, `library`) filters records before they are
-    /// built, its time bounds widened by `margin_us` (see `pushdown.rs`).
-    /// `byte_range` reads only the CSV records starting in it.
+    /// `plan` (a compiled query) filters records before they are built, its
+    /// time bounds widened by `margin_us` (see `pushdown.rs`). `byte_range`
+    /// reads only the CSV records starting in it.
     #[new]
     #[allow(clippy::too_many_arguments)] // keyword-only options of one Python call
-    #[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, columns = None, query = None, now_us = 0, library = false, margin_us = 0, window_bytes = None, byte_range = None, encoding = "utf8", gaps = None, memory_map = false))]
+    #[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, columns = None, plan = None, margin_us = 0, window_bytes = None, byte_range = None, encoding = "utf8", gaps = None, memory_map = false))]
     fn new(
         py: Python<'_>,
         source: &Bound<'_, PyAny>,
@@ -38,9 +37,7 @@ impl Scanner {
         on_error: &str,
         tz_label: Option<String>,
         columns: Option<Vec<String>>,
-        query: Option<&str>,
-        now_us: i64,
-        library: bool,
+        plan: Option<PyRef<'_, QueryPlan>>,
         margin_us: i64,
         window_bytes: Option<usize>,
         byte_range: Option<(usize, usize)>,
@@ -51,19 +48,14 @@ impl Scanner {
         let format = parse_format(format)?;
         let on_error = parse_on_error(on_error)?;
         let Options { encoding, gaps } = Options::extract(encoding, gaps)?;
-        let surface = if library { Surface::Library } else { Surface::Cdrapi };
-        let filter = match query {
-            None => None,
-            Some(q) => {
-                let plan = compile(q, now_us, surface, &[]).map_err(|e| query_error(py, &e))?;
-                Some(RowFilter::from_plan(&plan, margin_us))
-            }
-        };
-        let pushdown = Some(Arc::new(Pushdown { columns, filter }));
-        let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes: None, pushdown, encoding, gaps };
+        let plan = plan.as_deref().map(|p| &p.plan);
         let source = Source::extract(source, name)?;
-        let stream =
-            guarded(py, || Stream::open_range(source.open(memory_map)?, format, options, window_bytes, byte_range))?;
+        let stream = guarded(py, || {
+            let filter = plan.map(|plan| RowFilter::from_plan(plan, margin_us));
+            let pushdown = Some(Arc::new(Pushdown { columns, filter }));
+            let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes: None, pushdown, encoding, gaps };
+            Stream::open_range(source.open(memory_map)?, format, options, window_bytes, byte_range)
+        })?;
         Ok(Self { stream: Mutex::new(stream) })
     }
 

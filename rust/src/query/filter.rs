@@ -44,8 +44,83 @@ enum Test {
     Prefix(Vec<u8>),
     Suffix(Vec<u8>),
     Contains(Vec<u8>),
-    Wildcard(Vec<Token>),
+    Wildcard(Wildcard),
     Any,
+}
+
+/// A wildcard item split at its runs (`@`): a head anchored at the start,
+/// a tail anchored at the end and middle segments found leftmost in turn,
+/// each a fixed-length run of byte tests. For ASCII values, which phone
+/// numbers are, this tests a few bytes instead of walking token by token.
+#[derive(Debug)]
+struct Wildcard {
+    tokens: Vec<Token>,
+    /// `None` when a literal is not ASCII: then only the token walk applies.
+    segments: Option<Segments>,
+}
+
+#[derive(Debug)]
+struct Segments {
+    head: Vec<Token>,
+    middle: Vec<Vec<Token>>,
+    /// `None` without any run: the head is the whole item.
+    tail: Option<Vec<Token>>,
+}
+
+impl Wildcard {
+    fn new(tokens: &[Token]) -> Self {
+        let ascii = tokens.iter().all(|t| !matches!(t, Token::Char(c) if !c.is_ascii()));
+        let mut parts: Vec<Vec<Token>> = tokens.split(|t| *t == Token::Run).map(<[Token]>::to_vec).collect();
+        let segments = ascii.then(|| {
+            let head = parts.remove(0);
+            let tail = parts.pop();
+            Segments { head, middle: parts.into_iter().filter(|p| !p.is_empty()).collect(), tail }
+        });
+        Self { tokens: tokens.to_vec(), segments }
+    }
+
+    #[inline]
+    fn matches(&self, value: &[u8]) -> bool {
+        match &self.segments {
+            Some(segments) if value.is_ascii() => segments.matches(value),
+            // Arrow and Polars text is UTF-8; other bytes match no wildcard.
+            _ => std::str::from_utf8(value).is_ok_and(|v| wildcard_matches(&self.tokens, v)),
+        }
+    }
+}
+
+impl Segments {
+    /// `value` is ASCII: one byte is one character.
+    #[inline]
+    fn matches(&self, value: &[u8]) -> bool {
+        let fits = |segment: &[Token], at: &[u8]| {
+            segment.iter().zip(at).all(|(t, &b)| match *t {
+                Token::Char(c) => c as u32 == u32::from(b),
+                Token::One => true,
+                Token::Digit => b.is_ascii_digit(),
+                Token::Run => false,
+            })
+        };
+        let head = self.head.len();
+        let Some(tail) = &self.tail else { return value.len() == head && fits(&self.head, value) };
+        if value.len() < head + tail.len()
+            || !fits(&self.head, value)
+            || !fits(tail, &value[value.len() - tail.len()..])
+        {
+            return false;
+        }
+        let mut rest = &value[head..value.len() - tail.len()];
+        for segment in &self.middle {
+            if rest.len() < segment.len() {
+                return false;
+            }
+            let Some(at) = (0..=rest.len() - segment.len()).find(|&i| fits(segment, &rest[i..])) else {
+                return false;
+            };
+            rest = &rest[at + segment.len()..];
+        }
+        true
+    }
 }
 
 /// A value of up to 12 bytes as the 16 bytes of its Arrow string view.
@@ -68,7 +143,7 @@ impl ItemList {
                 Item::Suffix(v) => list.tests.push(Test::Suffix(v.as_bytes().to_vec())),
                 Item::Contains(v) => list.tests.push(Test::Contains(v.as_bytes().to_vec())),
                 Item::Range { lo, hi } => list.ranges.push(DigitRange::new(lo, hi)),
-                Item::Wildcard(tokens) => list.tests.push(Test::Wildcard(tokens.clone())),
+                Item::Wildcard(tokens) => list.tests.push(Test::Wildcard(Wildcard::new(tokens))),
                 Item::Any => list.tests.push(Test::Any),
             }
         }
@@ -100,8 +175,7 @@ impl Test {
             Self::Prefix(v) => value.starts_with(v),
             Self::Suffix(v) => value.ends_with(v),
             Self::Contains(v) => memchr::memmem::find(value, v).is_some(),
-            // Arrow and Polars text is UTF-8; other bytes match no wildcard.
-            Self::Wildcard(tokens) => std::str::from_utf8(value).is_ok_and(|v| wildcard_matches(tokens, v)),
+            Self::Wildcard(wildcard) => wildcard.matches(value),
             Self::Any => true,
         }
     }
@@ -192,6 +266,27 @@ mod tests {
         let billsec = filter("minDur=10&maxDur=20", 0);
         assert!(billsec.keep(None, None, None, Some(10)) && !billsec.keep(None, None, None, Some(21)));
         assert!(!billsec.keep(None, None, None, None), "null billsec fails a bound");
+    }
+
+    #[test]
+    fn segments_agree_with_the_token_walk() {
+        use crate::query::pattern::Token::{Char, Digit, One, Run};
+        let items = [
+            vec![One, Char('1'), Run, Char('5')],
+            vec![Run, Char('1'), One, Run, Char('2'), Run],
+            vec![Char('5'), Run, Run, One],
+            vec![Run],
+            vec![Digit, Digit, One],
+            vec![Run, Char('a'), Char('a'), Run, Char('a'), Run],
+            vec![Char('é'), Run],
+        ];
+        let values = ["", "5", "615", "6115", "61x5", "1", "12", "x1y2z", "aaa", "aaaa", "a", "321", "32", "é1", "5xy"];
+        for tokens in &items {
+            let wildcard = Wildcard::new(tokens);
+            for value in values {
+                assert_eq!(wildcard.matches(value.as_bytes()), wildcard_matches(tokens, value), "{tokens:?} {value:?}");
+            }
+        }
     }
 
     #[test]

@@ -23,29 +23,56 @@ pub fn mask(list: &ItemList, chunks: &[ArrayRef]) -> Result<Vec<BooleanArray>, S
     chunks
         .iter()
         .map(|chunk| {
-            let test: Box<dyn Fn(usize) -> bool + Sync> = match chunk.data_type() {
+            Ok(match chunk.data_type() {
                 DataType::Utf8View => {
                     let a = chunk.as_string_view();
-                    Box::new(move |i| if a.is_null(i) { empty } else { list.matches(a.value(i).as_bytes()) })
+                    let (views, buffers) = (a.views(), a.data_buffers());
+                    // The value's bytes straight from its view: inline up to
+                    // 12 bytes, else in a data buffer (what `value(i)` does,
+                    // without its checks in the hot loop).
+                    let value = |i: usize| -> &[u8] {
+                        let view = &views[i];
+                        let len = *view as u32 as usize;
+                        if len <= 12 {
+                            // SAFETY: an inline view holds `len` bytes after its 4-byte length.
+                            unsafe { std::slice::from_raw_parts((view as *const u128).cast::<u8>().add(4), len) }
+                        } else {
+                            // Arrow's view layout: length, prefix, buffer index, offset.
+                            let (buffer, offset) = ((*view >> 64) as u32 as usize, (*view >> 96) as u32 as usize);
+                            &buffers[buffer][offset..][..len]
+                        }
+                    };
+                    match a.nulls() {
+                        Some(nulls) => {
+                            collect_parallel(a.len(), |i| if nulls.is_null(i) { empty } else { list.matches(value(i)) })
+                        }
+                        None => collect_parallel(a.len(), |i| list.matches(value(i))),
+                    }
                 }
                 DataType::Utf8 => {
                     let a = chunk.as_string::<i32>();
-                    Box::new(move |i| if a.is_null(i) { empty } else { list.matches(a.value(i).as_bytes()) })
+                    collect_parallel(
+                        a.len(),
+                        |i| if a.is_null(i) { empty } else { list.matches(a.value(i).as_bytes()) },
+                    )
                 }
                 DataType::LargeUtf8 => {
                     let a = chunk.as_string::<i64>();
-                    Box::new(move |i| if a.is_null(i) { empty } else { list.matches(a.value(i).as_bytes()) })
+                    collect_parallel(
+                        a.len(),
+                        |i| if a.is_null(i) { empty } else { list.matches(a.value(i).as_bytes()) },
+                    )
                 }
-                DataType::Null => Box::new(move |_| empty),
+                DataType::Null => collect_parallel(chunk.len(), |_| empty),
                 other => return Err(format!("a pattern needs a text column, not {other}")),
-            };
-            Ok(collect_parallel(chunk.len(), &*test))
+            })
         })
         .collect()
 }
 
-/// `test(i)` for `0..len`, in tasks across threads.
-fn collect_parallel(len: usize, test: &(dyn Fn(usize) -> bool + Sync)) -> BooleanArray {
+/// `test(i)` for `0..len`, in tasks across threads (generic, so that the
+/// test inlines into each task's loop).
+fn collect_parallel(len: usize, test: impl Fn(usize) -> bool + Sync) -> BooleanArray {
     let parts: Vec<BooleanBuffer> = (0..len.div_ceil(TASK_ROWS))
         .into_par_iter()
         .map(|task| {

@@ -44,6 +44,16 @@ impl Status {
         }
     }
 
+    /// The `disposition` values the word selects.
+    pub fn dispositions(self) -> &'static [&'static str] {
+        match self {
+            Status::Answered => &["ANSWERED"],
+            Status::NoAnswer => &["NO ANSWER"],
+            Status::Busy => &["BUSY"],
+            Status::Failed => &["FAILED", "CONGESTION"],
+        }
+    }
+
     /// A lower-cased query word; `no answer` is `noanswer` too.
     pub fn from_word(word: &str) -> Option<Self> {
         let word = if word == "no answer" { "noanswer" } else { word };

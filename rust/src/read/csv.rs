@@ -334,6 +334,12 @@ fn read_layout(input: &Input, pos: usize, dialect: Dialect) -> Result<(FileLayou
         };
         let column = match base {
             Some(i) => i,
+            // `cdr_kind` and `leg` are cdrq's own columns (a CSV written from
+            // a cdrq frame has them): the reader sets them, as for JSON keys.
+            None if name == schema::CDR_KIND || name == schema::LEG => {
+                columns.push(SKIPPED);
+                continue;
+            }
             None => {
                 if name.is_empty() {
                     return Err(header_error("empty column name in header".into()));
@@ -354,6 +360,9 @@ fn read_layout(input: &Input, pos: usize, dialect: Dialect) -> Result<(FileLayou
     let layout = FileLayout { primary: Layout { columns, lastdata }, has_header: true, other_widths: Vec::new() };
     Ok((layout, extra, first.next))
 }
+
+/// The column of a header field that is read past.
+const SKIPPED: usize = usize::MAX;
 
 /// A data-model name, matched case-insensitively.
 fn lookup_base(name: &str) -> Option<usize> {
@@ -523,6 +532,9 @@ fn check_record(
     slots.fill(Slot::Null);
     let m = layout.columns.len();
     for (i, &column) in layout.columns.iter().enumerate() {
+        if column == SKIPPED {
+            continue;
+        }
         slots[column] = match (rejoin, layout.lastdata) {
             (true, Some(ld)) if i == ld => Slot::Joined(ld, n - (m - ld - 1)),
             (true, Some(ld)) if i > ld => Slot::Field(fields[n - (m - i)]),
