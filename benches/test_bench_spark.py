@@ -38,11 +38,11 @@ def session(cores: int):
 
 
 def cdrq_route(spark, path: Path) -> int:
-    import cdrq.spark
+    import cdrq.engines.spark
 
-    cdrq.spark.register(spark)
+    cdrq.engines.spark.register(spark)
     df = spark.read.format("cdrq").option("splitBytes", str(32 << 20)).option("query", QS).load(str(path))
-    return df.filter(cdrq.spark.to_spark(QS)).count()
+    return df.filter(cdrq.engines.spark.to_spark(QS)).count()
 
 
 def spark_route(spark, twin: Path) -> int:

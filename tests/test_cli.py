@@ -226,7 +226,7 @@ def pbx(tmp_path_factory, tls):
     from test_scan import csv_archive
     from test_serve import PASSWORD, USER, Running
 
-    from cdrq import server
+    from cdrq.services import server
 
     directory = tmp_path_factory.mktemp("pbx")
     (directory / "a.csv").write_text(csv_archive(60))

@@ -17,8 +17,8 @@ import cdrq
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-# Every module of the package (the optional dependencies of cdrq.server and
-# cdrq.spark are in the dev environment); __main__ would run the CLI.
+# Every module of the package (the optional dependencies of cdrq.services.server and
+# cdrq.engines.spark are in the dev environment); __main__ would run the CLI.
 MODULES = ["cdrq"] + [m.name for m in pkgutil.walk_packages(cdrq.__path__, "cdrq.") if m.name != "cdrq.__main__"]
 PAGES = ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE

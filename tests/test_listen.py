@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cdrq
-from cdrq.listen import Splitter, entries
+from cdrq.services.listen import Splitter, entries
 
 
 def record(i: int) -> dict:

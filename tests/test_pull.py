@@ -15,8 +15,8 @@ from test_scan import csv_archive
 from test_serve import PASSWORD, USER, Running
 
 import cdrq
-from cdrq import server
-from cdrq.pull import PullError, months, pull
+from cdrq.services import server
+from cdrq.services.pull import PullError, months, pull
 
 UNTIL = dt.date(2024, 3, 31)
 
@@ -95,7 +95,7 @@ def test_months_are_utc_calendar_months():
 def test_rate_limits_are_waited_out():
     import httpx
 
-    from cdrq.pull import send
+    from cdrq.services.pull import send
 
     answers = iter([429, 503, 200])
 
@@ -115,7 +115,7 @@ def test_a_stale_cookie_logs_in_again(served, tls):
 
     import httpx
 
-    from cdrq.pull import NewApiClient
+    from cdrq.services.pull import NewApiClient
 
     with httpx.Client(verify=ssl.create_default_context(cafile=str(tls / "ca.pem"))) as http:
         client = NewApiClient(http, served.urls[1], USER, PASSWORD)

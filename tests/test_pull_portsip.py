@@ -15,7 +15,7 @@ import pytest
 from test_serve import Running
 
 import cdrq
-from cdrq.pull import PullError, pull
+from cdrq.services.pull import PullError, pull
 
 
 def item(i: int) -> dict:

@@ -213,7 +213,7 @@ def test_scan_and_convert_reject_a_dst_gap_time_and_keep_the_rest(tmp_path):
 
 
 def test_dst_gaps_are_those_polars_cannot_place():
-    from cdrq.read import skipped_wall_times
+    from cdrq.zones import skipped_wall_times
 
     gaps = skipped_wall_times("Europe/Berlin")
     wall = pl.Series([s for s, _ in gaps] + [e - 1 for _, e in gaps] + [s - 1 for s, _ in gaps] + [e for _, e in gaps])

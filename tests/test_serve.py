@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 
 import cdrq
-from cdrq import server
+from cdrq.services import server
 
 USER, PASSWORD = "cdrapi", "s3cret pass"
 

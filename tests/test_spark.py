@@ -17,7 +17,7 @@ from test_scan import csv_archive
 import cdrq
 
 pyspark = pytest.importorskip("pyspark")
-from cdrq import spark as cdrq_spark  # noqa: E402
+from cdrq.engines import spark as cdrq_spark  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from test_grammar_agreement import GROUPS, NOW, frames, queries
 
 import cdrq
-from cdrq.sql import to_sql
+from cdrq.engines.sql import to_sql
 
 
 def duck_ids(df, qs, tmp_path) -> list[int]:

@@ -10,17 +10,18 @@
 from typing import Any
 
 from cdrq._core import CdrqError, ParseError, QueryError, __version__
-from cdrq.dataset import convert
+from cdrq.convert import convert
 from cdrq.query import Pattern, Plan, compile_pattern, compile_query, query
-from cdrq.read import FORMATS, SkippedFileWarning, read
+from cdrq.read import FORMATS, read
 from cdrq.render import cdrapi, render
 from cdrq.scan import ScanRejects, scan, scan_errors
+from cdrq.sources import SkippedFileWarning
 
 
 def to_sql(qs: "str | Plan", dialect: str = "duckdb", **options: Any) -> str:
-    """The query string as SQL for ``dialect``: see :func:`cdrq.sql.to_sql`
+    """The query string as SQL for ``dialect``: see :func:`cdrq.engines.sql.to_sql`
     (imported on first use, as it needs sqlglot: ``pip install cdrq[sql]``)."""
-    from cdrq.sql import to_sql as compile_to_sql
+    from cdrq.engines.sql import to_sql as compile_to_sql
 
     return compile_to_sql(qs, dialect, **options)
 

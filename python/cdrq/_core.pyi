@@ -144,9 +144,14 @@ class ItemsMask:
 
     def __call__(self, series: Any) -> ArrowStream:
         """One boolean per value of a text Series (null is empty)."""
+    def matches(self, value: str | None) -> bool:
+        """Whether one value (None is empty) matches."""
 
-def compile_pattern(text: str, dialect: str = "cdrapi") -> tuple[list[tuple[str, Any]], ItemsMask | None]:
-    """Compile one pattern list into (kind, value) items and its kernel (raises QueryError)."""
+def compile_pattern(
+    text: str, dialect: str = "cdrapi"
+) -> tuple[list[tuple[str, Any]], ItemsMask | None, ItemsMask]:
+    """Compile one pattern list into (kind, value) items, the kernel of its ranges and
+    wildcards, and the kernel of all its items (raises QueryError)."""
 
 def render(legs: Any, mains: Any, format: str, firmware: str | None = None) -> str:
     """Render text-only frames (legs in order, stored main records) as csv, json or xml,

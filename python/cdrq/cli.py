@@ -24,12 +24,14 @@ from typing import Any, NoReturn
 import polars as pl
 
 from cdrq import _core
-from cdrq._zone import DEFAULT_TZ
-from cdrq.dataset import convert, is_dataset, zone_for
+from cdrq.convert import convert
+from cdrq.dataset import is_dataset, zone_for
 from cdrq.query import compile_query, query
-from cdrq.read import expand, localise, read
+from cdrq.read import read
 from cdrq.render import FIRMWARES, cdrapi, rejected, render, requested_format
 from cdrq.scan import scan, scan_errors
+from cdrq.sources import expand
+from cdrq.zones import DEFAULT_TZ, localise
 
 EXAMPLES = """examples:
   cdrq query archive/ 'format=json&caller=5300,6300-6399&callee=5@&minDur=8'
@@ -464,7 +466,7 @@ def query_duckdb(source: Any, qs: str, args: argparse.Namespace) -> int:
     import duckdb
 
     from cdrq.dataset import scan_dataset
-    from cdrq.sql import to_sql
+    from cdrq.engines.sql import to_sql
 
     if not isinstance(source, str) or not is_dataset(source):
         raise _core.CdrqError("--engine duckdb reads a dataset directory (make one with cdrq convert)")
@@ -504,7 +506,7 @@ def query_spark(source: Any, qs: str, args: argparse.Namespace) -> int:
     from pyspark.sql import functions as F
 
     from cdrq.dataset import parts
-    from cdrq.spark import register, spark_query
+    from cdrq.engines.spark import register, spark_query
 
     if isinstance(source, bytes):
         raise Usage("--engine spark reads files, not stdin")
@@ -575,7 +577,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from cdrq import server
+    from cdrq.services import server
 
     if args.self_signed and (args.cert or args.key):
         raise Usage("--self-signed makes its own certificate: give it or --cert/--key, not both")
@@ -626,7 +628,7 @@ def looks_like_network(text: str) -> bool:
 
 
 def pull_command(args: argparse.Namespace) -> int:
-    from cdrq.pull import pull
+    from cdrq.services.pull import pull
 
     if args.ca and args.insecure:
         raise Usage("--insecure verifies nothing: give it or --ca, not both")
@@ -651,7 +653,7 @@ def pull_command(args: argparse.Namespace) -> int:
 def listen_command(args: argparse.Namespace) -> int:
     import asyncio
 
-    from cdrq.listen import Listener
+    from cdrq.services.listen import Listener
 
     directory_target(args.to)
     tls_pair(args)

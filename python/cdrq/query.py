@@ -3,7 +3,6 @@ the web UI's filters) over Polars frames, compiled in Rust."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -12,6 +11,7 @@ import polars as pl
 
 from cdrq import _core, _expr
 from cdrq._core import CdrqError
+from cdrq.scan import Scan
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
@@ -67,8 +67,6 @@ def query(frame: Frame, qs: str | Plan, now: datetime | None = None, groups: Gro
     reader skips non-matching records before building them. Raises
     ``QueryError``.
     """
-    from cdrq.scan import Scan
-
     plan = plan_of(qs, now, groups)
     if isinstance(frame, Scan):
         # A cdrq scan also filters in its reader; the exact filter follows.
@@ -104,33 +102,16 @@ class Pattern:
     def __init__(self, text: str, dialect: str = "cdrapi") -> None:
         self.text = text
         self.dialect = dialect
-        items, self._mask = _core.compile_pattern(text, dialect)
+        items, self._mask, self._all = _core.compile_pattern(text, dialect)
         self.items: list[tuple[str, Any]] = list(items)
 
     def __repr__(self) -> str:
         return f"Pattern({self.text!r}, dialect={self.dialect!r})"
 
     def matches(self, value: str | None) -> bool:
-        """Whether ``value`` (``None`` is the empty string) matches any item."""
-        value = value or ""
-        for kind, v in self.items:
-            if kind == "exact" and value == v:
-                return True
-            if kind == "prefix" and value.startswith(v):
-                return True
-            if kind == "suffix" and value.endswith(v):
-                return True
-            if kind == "contains" and v in value:
-                return True
-            if kind == "any":
-                return True
-            if kind == "regex" and re.search(v.replace("(?s)", "", 1), value, flags=re.S):
-                return True
-            if kind == "range":
-                digits = int("".join(c for c in value if c.isascii() and c.isdigit()) or "0")
-                if int(v[0]) <= digits <= int(v[1]):
-                    return True
-        return False
+        """Whether ``value`` (``None`` is the empty string) matches any item:
+        the core's own test, the one its readers and kernel run."""
+        return self._all.matches(value)
 
     def expr(self, column: str) -> pl.Expr:
         """The Polars expression matching ``column`` against the list."""

@@ -20,29 +20,18 @@ import dataclasses
 import os
 import sys
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, overload
 
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from cdrq import _core
+from cdrq import _core, dataset
 from cdrq._core import CdrqError
 from cdrq._core import QueryPlan as Plan
-from cdrq._zone import DEFAULT_TZ
-from cdrq.read import (
-    REJECT_SCHEMA,
-    Include,
-    OnError,
-    Source,
-    check_tz,
-    default_threads,
-    expand,
-    localise,
-    open_source,
-    ordered_map,
-    wall_clock_gaps,
-)
+from cdrq.read import REJECT_SCHEMA, OnError
+from cdrq.sources import Include, Source, default_threads, expand, open_source, ordered_map
+from cdrq.zones import DEFAULT_TZ, check_tz, localise, wall_clock_gaps
 
 #: How far a UCM wall clock can be from UTC (the core's `ZONE_MARGIN_US`):
 #: the reader's time bounds are widened by this unless the archive zone is
@@ -108,6 +97,16 @@ def scan_errors() -> Iterator[None]:
         if original is None:
             raise
         raise original from e
+
+
+def window_frame(stream: Any, tz: str | None, columns: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """A window the core read (an Arrow stream) as the frame a scan hands
+    on: times in zone ``tz``, exactly ``columns`` in their order, those the
+    window lacks null. The one path from the reader to Polars of ``scan``
+    and of the Spark data source."""
+    frame = localise(pl.DataFrame(stream), tz)
+    missing = [pl.lit(None, dtype).alias(name) for name, dtype in columns.items() if name not in frame.schema]
+    return frame.with_columns(missing).select(list(columns))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,9 +180,7 @@ class ScanSpec:
         with Progress(self) as progress:
             for scanner, loaded in ordered_map(load, zip(self.sources, self.names, strict=True), self.threads):
                 for stream, rejects in loaded if loaded is not None else iter(scanner.next_window, None):
-                    frame = localise(pl.DataFrame(stream), self.tz)
-                    missing = [pl.lit(None, schema[c]).alias(c) for c in wanted if c not in frame.schema]
-                    frame = frame.with_columns(missing).select(wanted) if missing else frame.select(wanted)
+                    frame = window_frame(stream, self.tz, {c: schema[c] for c in wanted})
                     progress.advance(scanner, frame.height)
                     yield frame, rejects
 
@@ -255,8 +252,6 @@ def scan(
     ``cdrq.read``'s rejects. (A dataset's rejects are those its conversions
     kept in ``DIR/_rejects/``.)
     """
-    from cdrq import dataset
-
     if on_error not in ("raise", "collect"):
         raise CdrqError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
     check_tz(tz)

@@ -220,6 +220,11 @@ pub struct ItemsMask {
 }
 
 impl ItemsMask {
+    /// The kernel for every item of a list: what `Pattern.matches` asks.
+    fn for_all_items(items: &[Item]) -> Self {
+        Self { list: ItemList::new(items) }
+    }
+
     /// The kernel for the items Polars has no cheap primitive for, if any.
     fn for_hard_items(items: &[Item]) -> Option<Self> {
         let hard: Vec<Item> =
@@ -230,6 +235,13 @@ impl ItemsMask {
 
 #[pymethods]
 impl ItemsMask {
+    /// Whether one value (`None` is the empty string) matches: the same
+    /// test the readers and the kernel run.
+    #[pyo3(signature = (value))]
+    fn matches(&self, value: Option<&str>) -> bool {
+        self.list.matches(value.unwrap_or("").as_bytes())
+    }
+
     fn __call__(&self, py: Python<'_>, series: &Bound<'_, PyAny>) -> PyResult<ArrowStream> {
         let chunks = import_arrays(series)?;
         let arrays = super::guarded(py, || {
@@ -288,8 +300,9 @@ pub fn compile_query(
     Ok(QueryPlan { plan, text: query.to_string(), now_us, library, groups, masks })
 }
 
-/// Compiles one pattern list (`cdrapi` or `webui` dialect) into its items
-/// and the kernel for its ranges and wildcards (`None` if it has none).
+/// Compiles one pattern list (`cdrapi` or `webui` dialect) into its items,
+/// the kernel for its ranges and wildcards (`None` if it has none) and the
+/// kernel for all of them (one value at a time).
 #[pyfunction]
 #[pyo3(signature = (text, dialect = "cdrapi"))]
 pub fn compile_pattern<'py>(py: Python<'py>, text: &str, dialect: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -310,12 +323,12 @@ pub fn compile_pattern<'py>(py: Python<'py>, text: &str, dialect: &str) -> PyRes
             reason: "dialect must be cdrapi or webui".into(),
         }),
     };
-    let (list, mask) = super::guarded(py, || {
+    let (list, mask, all) = super::guarded(py, || {
         let list = compiled?;
-        let mask = ItemsMask::for_hard_items(&list);
-        Ok((list, mask))
+        let (mask, all) = (ItemsMask::for_hard_items(&list), ItemsMask::for_all_items(&list));
+        Ok((list, mask, all))
     })?;
-    (items(py, &Some(list))?, mask).into_pyobject(py).map(|t| t.into_any())
+    (items(py, &Some(list))?, mask, all).into_pyobject(py).map(|t| t.into_any())
 }
 
 /// Record batches of anything with `__arrow_c_stream__` (a Polars frame).

@@ -40,7 +40,8 @@ import httpx
 import polars as pl
 
 from cdrq._core import CdrqError
-from cdrq.dataset import MANIFEST, MonthWriter, atomic_write, next_run
+from cdrq.convert import MonthWriter, atomic_write, next_run
+from cdrq.dataset import MANIFEST
 from cdrq.read import read
 
 STATE = "_cdrq_pull_state.json"

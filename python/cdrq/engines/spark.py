@@ -4,10 +4,10 @@ and queries compiled to Spark expressions.
 ``pip install cdrq[spark]`` (pyspark, and pyarrow for the batches Spark
 takes). Then::
 
-    import cdrq.spark
-    cdrq.spark.register(spark)
+    import cdrq.engines.spark
+    cdrq.engines.spark.register(spark)
     df = spark.read.format("cdrq").option("tz", "Europe/Berlin").load("s3a://…/cdrs/*.csv")
-    legs = cdrq.spark.spark_query(df, "caller=5300,6300-6399&minDur=8", order_by="AcctId")
+    legs = cdrq.engines.spark.spark_query(df, "caller=5300,6300-6399&minDur=8", order_by="AcctId")
 
 ``.option("columns", "AcctId,src,billsec")`` builds only those columns;
 ``.option("query", qs)`` hands a query to the Rust reader, which drops the
@@ -41,9 +41,9 @@ from pyspark.sql import functions as F
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 
 from cdrq import _core
+from cdrq.engines.sql import condition_of, to_expression
 from cdrq.query import now_us
-from cdrq.read import REJECT_SCHEMA, localise
-from cdrq.sql import condition_of, to_expression
+from cdrq.read import REJECT_SCHEMA
 
 
 def register(spark: SparkSession) -> None:
@@ -165,7 +165,7 @@ class CdrqReader(DataSourceReader):
         return _core.column_names(path, format=self.options.get("format", "auto"))[1]
 
     def read(self, partition: Split) -> Iterator[Any]:
-        from cdrq.scan import ZONE_MARGIN_US
+        from cdrq.scan import ZONE_MARGIN_US, window_frame
 
         rejects_only = self.options.get("rejects", "false").lower() == "true"
         tz = self.options.get("tz", "UTC")
@@ -190,12 +190,10 @@ class CdrqReader(DataSourceReader):
             if rejects_only:
                 frame = pl.DataFrame(rejects, schema=REJECT_SCHEMA, orient="row")
             else:
-                frame = localise(pl.DataFrame(stream), tz)
+                frame = window_frame(stream, tz, self.columns)
                 frame = frame.with_columns(
                     pl.col(n).dt.convert_time_zone("UTC") for n, t in frame.schema.items() if isinstance(t, pl.Datetime)
                 )
-                missing = [pl.lit(None, t).alias(n) for n, t in self.columns.items() if n not in frame.columns]
-                frame = frame.with_columns(missing).select(list(self.columns))
             if frame.height:
                 table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
                 yield from table.cast(arrow_schema(frame.schema)).to_batches()

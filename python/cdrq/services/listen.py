@@ -35,7 +35,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from cdrq._core import CdrqError
-from cdrq.dataset import MANIFEST, MonthWriter, next_run
+from cdrq.convert import MonthWriter, next_run
+from cdrq.dataset import MANIFEST
 from cdrq.read import read
 
 INCOMING = "_incoming"
@@ -320,7 +321,7 @@ class Listener:
 
     async def asgi(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
-            from cdrq.server import lifespan
+            from cdrq.services.server import lifespan
 
             return await lifespan(receive, send)
         splitter, body = Splitter(), b""

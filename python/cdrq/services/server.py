@@ -35,8 +35,8 @@ from urllib.parse import quote, unquote
 import polars as pl
 
 from cdrq.read import read
-from cdrq.recordings import NotFound, Recordings
 from cdrq.render import cdrapi, requested_format
+from cdrq.services.recordings import NotFound, Recordings
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
