@@ -8,6 +8,7 @@ import hashlib
 import io
 import ipaddress
 import os
+import re
 import socket
 import ssl
 import tarfile
@@ -34,18 +35,12 @@ def free_port() -> int:
 class Running:
     """ASGI apps served by uvicorn with TLS on loopback, in a thread."""
 
-    def __init__(self, apps, cert_dir: Path) -> None:
+    def __init__(self, apps, cert_dir: Path, **options) -> None:
         self.servers, self.urls = [], []
         for app in apps:
             port = free_port()
-            config = uvicorn.Config(
-                app,
-                host="127.0.0.1",
-                port=port,
-                ssl_certfile=str(cert_dir / "cert.pem"),
-                ssl_keyfile=str(cert_dir / "key.pem"),
-                log_level="warning",
-            )
+            cert, key = str(cert_dir / "cert.pem"), str(cert_dir / "key.pem")
+            config = server.config(app, cert=cert, key=key, host="127.0.0.1", port=port, **options)
             self.servers.append(uvicorn.Server(config))
             self.urls.append(f"https://127.0.0.1:{port}")
         self.threads = [threading.Thread(target=s.run, daemon=True) for s in self.servers]
@@ -91,7 +86,8 @@ def archive(samples, recordings):
 
 @pytest.fixture(scope="module")
 def running(archive, tls):
-    legacy, new = server.LegacyApi(archive), server.NewApi(archive)
+    lenient = server.Guard(failures=10**9, delay=0.0)  # the lockout has its own test
+    legacy, new = server.LegacyApi(archive, guard=lenient), server.NewApi(archive, guard=lenient)
     run = Running([legacy, new], tls)
     run.legacy, run.new = legacy, new
     yield run
@@ -151,26 +147,37 @@ def test_a_replayed_or_stale_nonce_is_refused(running, tls):
         # The signed URI must be the one requested.
         other = digest_header(challenge, "/cdrapi?format=csv", nc=3)
         assert c.get(f"{running.urls[0]}/cdrapi?format=json", headers={"authorization": other}).status_code == 401
-        running.legacy.auth.ttl = 0.0
+        running.legacy.auth.nonces.ttl = 0.0
         try:
             stale = c.get(
                 f"{running.urls[0]}/cdrapi?format=csv",
                 headers={"authorization": digest_header(challenge, "/cdrapi?format=csv", nc=4)},
             )
         finally:
-            running.legacy.auth.ttl = 300.0
+            running.legacy.auth.nonces.ttl = 300.0
         assert stale.status_code == 401 and "stale=true" in stale.headers["www-authenticate"]
 
 
-def test_addresses_outside_the_permit_list_are_403(archive, tls):
-    refused = server.Archive(archive.frame, None, USER, PASSWORD, permit=[])
+def test_addresses_outside_the_permit_list_are_403_and_no_list_lets_everyone_in(archive, tls):
+    everyone = server.Archive(archive.frame, None, USER, PASSWORD, permit=[])
     elsewhere = server.Archive(archive.frame, None, USER, PASSWORD, permit=[ipaddress.ip_network("10.0.0.0/8")])
-    run = Running([server.LegacyApi(refused), server.LegacyApi(elsewhere), server.NewApi(refused)], tls)
+    run = Running([server.LegacyApi(everyone), server.LegacyApi(elsewhere), server.NewApi(elsewhere)], tls)
     try:
         with client(tls, auth=httpx.DigestAuth(USER, PASSWORD)) as c:
-            assert c.get(f"{run.urls[0]}/cdrapi").status_code == 403
+            assert c.get(f"{run.urls[0]}/cdrapi").status_code == 200
             assert c.get(f"{run.urls[1]}/cdrapi").status_code == 403
             assert c.post(f"{run.urls[2]}/api", json={"request": {"action": "challenge"}}).status_code == 403
+            # A forwarded-for header from the (loopback) peer is not believed…
+            spoof = {"x-forwarded-for": "10.1.2.3", "forwarded": "for=10.1.2.3"}
+            assert c.get(f"{run.urls[1]}/cdrapi", headers=spoof).status_code == 403
+    finally:
+        run.stop()
+    # … unless --trust-proxy names the peer.
+    run = Running([server.LegacyApi(elsewhere)], tls, trust_proxy=["127.0.0.1/32"])
+    try:
+        with client(tls, auth=httpx.DigestAuth(USER, PASSWORD)) as c:
+            assert c.get(f"{run.urls[0]}/cdrapi", headers={"x-forwarded-for": "10.1.2.3"}).status_code == 200
+            assert c.get(f"{run.urls[0]}/cdrapi").status_code == 403
     finally:
         run.stop()
 
@@ -198,6 +205,7 @@ def test_recapi_listings_files_and_tars(running, tls, recordings):
     both = recapi(running, tls, "filename=a.wav@b.wav@with space.wav@missing.wav")
     name = both.headers["content-disposition"].split('filename="')[1].rstrip('"')
     assert name.endswith(".tar") and name[:-4].isdigit()
+    assert both.headers["content-type"] == "application/x-tar"
     with tarfile.open(fileobj=io.BytesIO(both.content)) as tar:
         assert sorted(tar.getnames()) == ["a.wav", "b.wav"]
         assert tar.extractfile("b.wav").read() == (recordings / "monitor" / "2024-05" / "b.wav").read_bytes()
@@ -275,11 +283,11 @@ def test_new_api_errors(running, tls):
 
 def test_idle_sessions_expire(running, tls):
     cookie = login(running, tls)
-    running.new.session_ttl = 0.0
+    running.new.sessions.ttl = 0.0
     try:
         assert api(running, tls, {"action": "cdrapi", "cookie": cookie}).json()["status"] == -6
     finally:
-        running.new.session_ttl = 600.0
+        running.new.sessions.ttl = 600.0
 
 
 def test_self_signed_certificate_serves(tmp_path):
@@ -292,3 +300,199 @@ def test_an_archive_served_in_a_firmware_layout(samples):
     path = samples / "ucm6xxx-fw1.0.11-cdrapi.csv"
     archive = server.open_archive(path, user=USER, password=PASSWORD, permit=[], firmware="1.0.11")
     assert archive.answer("format=CSV&caller=6039") == (path.read_text(), "csv")
+
+
+# Issue 16: each attack, as its smallest request.
+
+
+def get(url: str, tls, **kw) -> httpx.Response:
+    with client(tls, auth=httpx.DigestAuth(USER, PASSWORD), timeout=20) as c:
+        return c.get(url, **kw)
+
+
+def test_no_500s_for_bad_requests(running, archive, tls, recordings):
+    url = running.urls[0]
+    huge = get(f"{url}/cdrapi?offset={2**63}&format=json", tls)
+    assert huge.status_code == 200 and huge.text == cdrq.cdrapi(archive.frame, "offset=100000&format=json")
+    assert get(f"{url}/cdrapi?offset={2**64 + 5}", tls).status_code == 200
+    assert get(f"{url}/recapi?filename={'a' * 300}.wav", tls).status_code == 404
+    assert get(f"{url}/recapi?filedir={'m' * 300}", tls).status_code == 404
+    (recordings / "loop").symlink_to(recordings / "loop")
+    try:
+        assert get(f"{url}/recapi?filedir=loop", tls).status_code == 404
+        assert get(f"{url}/recapi?filedir=loop&filename=a.wav", tls).status_code == 404
+    finally:
+        (recordings / "loop").unlink()
+    with client(tls) as c:
+        challenge = c.get(f"{url}/cdrapi").headers["www-authenticate"]
+        header = digest_header(challenge, "/cdrapi").replace('response="', 'response="é')
+        assert c.get(f"{url}/cdrapi", headers={"authorization": header.encode()}).status_code == 401
+    assert api(running, tls, {"action": []}).json()["status"] == -1
+    assert api(running, tls, {"action": {"a": 1}}).json()["status"] == -1
+    with client(tls) as c:
+        nested = b'{"request": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        assert c.post(f"{running.urls[1]}/api", content=nested).json()["status"] == -1
+        assert c.post(f"{running.urls[1]}/api", content=b'{"request": []}').json()["status"] == -1
+    cookie = login(running, tls)
+    r = api(running, tls, {"action": "cdrapi", "cookie": cookie, "caller": ["5300"]})
+    assert r.status_code == 200 and r.json()["status"] == -1
+
+
+@pytest.mark.parametrize("qs", ["format=json&format=xml", "format=xml&offset=x", "format=JSON", "format=yaml"])
+def test_the_content_type_matches_the_body(running, archive, tls, qs):
+    r = get(f"{running.urls[0]}/cdrapi?{qs}", tls)
+    assert r.text == cdrq.cdrapi(archive.frame, qs)
+    kind = "json" if r.text.startswith("{") else "xml" if r.text.startswith("<") else "csv"
+    assert r.headers["content-type"].startswith(server.CONTENT_TYPES[kind])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda h: h.replace("nc=00000001", "nc=0x000001"),
+        lambda h: h.replace("nc=00000001", "nc=" + "0" * 4999 + "1"),
+        lambda h: h.replace("nc=00000001", "nc=1"),
+        lambda h: h + ", algorithm=SHA-256",
+        lambda h: h + ", algorithm=MD5-sess",
+        lambda h: h + ', qop="auth"',  # a field twice
+        lambda h: h.replace('cnonce="abc"', 'cnonce="abc'),  # unterminated
+    ],
+)
+def test_digest_fields_are_parsed_strictly(running, tls, change):
+    with client(tls) as c:
+        challenge = c.get(f"{running.urls[0]}/cdrapi").headers["www-authenticate"]
+        header = digest_header(challenge, "/cdrapi")
+        assert c.get(f"{running.urls[0]}/cdrapi", headers={"authorization": change(header)}).status_code == 401
+        assert (
+            c.get(f"{running.urls[0]}/cdrapi", headers={"authorization": header + ", algorithm=MD5"}).status_code == 200
+        )
+
+
+def test_failed_logins_are_delayed_then_locked_out(archive, tls):
+    guard = server.Guard(failures=3, lockout=60, delay=0.2, max_delay=0.4)
+    run = Running([server.LegacyApi(archive, guard=guard), server.NewApi(archive, guard=guard)], tls)
+    try:
+        with client(tls) as c:
+            start = time.monotonic()
+            for _ in range(2):
+                assert c.get(f"{run.urls[0]}/cdrapi", auth=httpx.DigestAuth(USER, "wrong")).status_code == 401
+            assert time.monotonic() - start >= 0.6  # 0.2 s, then 0.4 s
+            assert c.get(f"{run.urls[0]}/cdrapi", auth=httpx.DigestAuth(USER, PASSWORD)).status_code == 200
+            for _ in range(3):  # a success starts the count again
+                assert c.get(f"{run.urls[0]}/cdrapi", auth=httpx.DigestAuth(USER, "wrong")).status_code == 401
+            locked = c.get(f"{run.urls[0]}/cdrapi", auth=httpx.DigestAuth(USER, PASSWORD))
+            assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
+            body = {"request": {"action": "challenge", "user": USER}}
+            assert c.post(f"{run.urls[1]}/api", json=body).json()["status"] == -11
+    finally:
+        run.stop()
+    guard = server.Guard(failures=2, lockout=60, delay=0.0)
+    run = Running([server.NewApi(archive, guard=guard)], tls)
+    try:
+        with client(tls) as c:
+            for _ in range(2):
+                wrong = {"request": {"action": "login", "user": USER, "token": "0" * 32}}
+                assert c.post(f"{run.urls[0]}/api", json=wrong).json()["status"] == -11
+            body = {"request": {"action": "challenge", "user": USER}}
+            assert c.post(f"{run.urls[0]}/api", json=body).json()["status"] == -11
+    finally:
+        run.stop()
+
+
+def test_nonce_and_challenge_stores_are_bounded_and_constant_time():
+    auth = server.DigestAuth(USER, PASSWORD, size=1000)
+    for _ in range(5000):
+        auth.challenge()
+    assert len(auth.nonces) == 1000
+    start = time.perf_counter()
+    for _ in range(1000):
+        auth.challenge()
+    assert time.perf_counter() - start < 0.5  # 40 k nonces once cost 10 ms per 401
+    store = server.Expiring(ttl=0.05, size=10)
+    for k in range(100):
+        store.add(str(k))
+    assert len(store) == 10 and store.get("0") is None and store.get("99") is not None
+    time.sleep(0.06)
+    store.add("new")
+    assert len(store) == 1
+
+
+def tls_socket(url: str, tls) -> ssl.SSLSocket:
+    ctx = ssl.create_default_context(cafile=str(tls / "ca.pem"))
+    port = int(url.rsplit(":", 1)[1])
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="127.0.0.1")
+    sock.settimeout(5)
+    return sock
+
+
+def closed(sock: ssl.SSLSocket) -> bool:
+    try:
+        return sock.recv(1024) == b""
+    except (ConnectionError, ssl.SSLError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_slow_headers_idle_connections_and_too_many_connections_are_closed(archive, tls):
+    limits = server.Limits(header_timeout=0.5, keep_alive=1, connections=3)
+    run = Running([server.LegacyApi(archive)], tls, limits=limits)
+    try:
+        start = time.monotonic()
+        silent = tls_socket(run.urls[0], tls)
+        slow = tls_socket(run.urls[0], tls)
+        slow.sendall(b"GET /cdrapi HTTP/1.1\r\nHost: x\r\n")
+        assert closed(silent) and closed(slow)
+        assert time.monotonic() - start < 3
+        kept = [tls_socket(run.urls[0], tls) for _ in range(3)]
+        extra = tls_socket(run.urls[0], tls)
+        assert closed(extra)
+        for sock in [silent, slow, *kept, extra]:
+            sock.close()
+        with client(tls) as c:  # served again once they are gone
+            assert c.get(f"{run.urls[0]}/cdrapi").status_code == 401
+    finally:
+        run.stop()
+
+
+def test_recapi_names_are_deduplicated_and_tars_capped(archive, tls, recordings):
+    small = server.Archive(
+        archive.frame, server.Recordings(recordings, max_files=2, max_bytes=100_000), USER, PASSWORD, permit=[]
+    )
+    run = Running([server.LegacyApi(small)], tls)
+    try:
+        many = get(f"{run.urls[0]}/recapi?filename=" + "@".join(f"{k}.wav" for k in range(500)), tls)
+        assert many.status_code == 413  # more names than a tar may hold
+        one = get(f"{run.urls[0]}/recapi?filename=" + "@".join(["a.wav"] * 500), tls)
+        assert one.status_code == 200 and one.headers["content-type"] == "audio/x-wav"
+        assert one.content == (recordings / "monitor" / "a.wav").read_bytes()
+        big = get(f"{run.urls[0]}/recapi?filename=a.wav@b.wav", tls)  # 255 kB > 100 kB
+        assert big.status_code == 413
+        assert get(f"{run.urls[0]}/recapi?filename=a.wav@b.wav@c.wav", tls).status_code == 413
+    finally:
+        run.stop()
+
+
+def test_the_access_log_is_in_the_common_log_format(running, tls, caplog):
+    with caplog.at_level("INFO", logger="cdrq.access"):
+        get(f"{running.urls[0]}/cdrapi?format=csv&caller=6@", tls)
+        deadline = time.monotonic() + 5
+        while not any("caller=6@" in r.getMessage() and " 200 " in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    line = next(r.getMessage() for r in caplog.records if " 200 " in r.getMessage() and "caller=6@" in r.getMessage())
+    stamp = r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]"
+    assert re.fullmatch(rf'127\.0\.0\.1 - - {stamp} "GET /cdrapi\?format=csv&caller=6@ HTTP/1\.1" 200 \d+', line)
+
+
+def test_pages_are_sliced_from_one_filter_and_identical_to_cdrapi(archive):
+    matches = server.Matches(archive.frame)
+    served = server.Archive(archive.frame, None, USER, PASSWORD, permit=[], matches=matches)
+    for fmt in ("csv", "json", "xml"):
+        for offset in range(0, 14, 3):
+            for extra in ("", "&caller=5@", "&callee=6@&minDur=1", "&startTime=2015-01-01T00:00:00"):
+                qs = f"format={fmt}&numRecords=3&offset={offset}{extra}"
+                assert served.answer(qs) == (cdrq.cdrapi(archive.frame, qs), fmt), qs
+    assert matches.computed == 4  # one filter per query, whatever its format and page
+    big = "numRecords=5000&offset=1"
+    assert served.answer(big)[0] == cdrq.cdrapi(archive.frame, big)

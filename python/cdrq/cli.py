@@ -243,9 +243,31 @@ def parser() -> Parser:
         action="append",
         default=[],
         metavar="CIDR",
-        help="a network let in (repeatable, or comma-separated; none: nobody)",
+        help="a network let in (repeatable, or comma-separated; none: everyone, as on the UCM)",
+    )
+    s.add_argument(
+        "--trust-proxy",
+        type=networks,
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="believe X-Forwarded-For from these peers (a reverse proxy; default: from none)",
     )
     s.add_argument("--recordings", help="the recordings root /recapi serves")
+    s.add_argument("--access-log", metavar="PATH", help="append an access log (Common Log Format; - : stderr)")
+    s.add_argument(
+        "--max-failures",
+        type=int,
+        default=5,
+        metavar="N",
+        help="failed logins from one address before it is locked out (default 5; each costs a growing delay)",
+    )
+    s.add_argument(
+        "--lockout", type=float, default=300.0, metavar="SECONDS", help="how long a lockout lasts (default 300)"
+    )
+    s.add_argument(
+        "--max-connections", type=int, default=2000, metavar="N", help="open connections at most (default 2000)"
+    )
     s.set_defaults(handler=serve_command)
     p = command(
         commands,
@@ -591,7 +613,13 @@ def serve_command(args: argparse.Namespace) -> int:
     secret = password(args)
     tls_pair(args)
     if not permit:
-        warnings.warn("no --permit networks: every request will be refused (403), as on the UCM", stacklevel=1)
+        warnings.warn("no --permit networks: every address may connect, as on the UCM", stacklevel=1)
+    if args.access_log:
+        import logging
+
+        handler = logging.StreamHandler() if args.access_log == "-" else logging.FileHandler(args.access_log)
+        logging.getLogger("cdrq.access").addHandler(handler)
+        logging.getLogger("cdrq.access").setLevel(logging.INFO)
     listeners = [bind(args.host, args.port, "--port")]
     if args.api_port:
         listeners.append(bind(args.host, args.api_port, "--api-port"))
@@ -607,7 +635,15 @@ def serve_command(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = server.self_signed(Path(tmp)) if args.self_signed else (args.cert, args.key)
         servers = server.servers(
-            archive, cert=str(cert), key=str(key), host=args.host, port=args.port, api_port=args.api_port
+            archive,
+            cert=str(cert),
+            key=str(key),
+            host=args.host,
+            port=args.port,
+            api_port=args.api_port,
+            trust_proxy=[network for given in args.trust_proxy for network in given],
+            limits=server.Limits(connections=args.max_connections),
+            guard=server.Guard(failures=args.max_failures, lockout=args.lockout),
         )
         print(f"cdrq: serving {archive.frame.height} records on https://{args.host}:{args.port}", file=sys.stderr)
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-import tarfile
-import tempfile
 import time
 from pathlib import Path
-from typing import IO
 
 MONTH = re.compile(r"^\d{4}-\d{2}$")
 
@@ -24,15 +21,25 @@ class NotFound(Exception):
     """Answered 404 (legacy API) or -25 (new API)."""
 
 
+class TooLarge(Exception):
+    """A tar past the caps: answered 413."""
+
+
 def safe_name(name: str) -> bool:
     """A single path component the API may name: no separator, no space,
-    no ``..``, no NUL, not hidden."""
-    return bool(name) and not any(c in name for c in "/\\\0 ") and ".." not in name and not name.startswith(".")
+    no ``..``, no NUL, not hidden, at most 255 bytes."""
+    return (
+        0 < len(name.encode("utf-8", "surrogateescape")) <= 255
+        and not any(c in name for c in "/\\\0 ")
+        and ".." not in name
+        and not name.startswith(".")
+    )
 
 
 class Recordings:
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], max_files: int = 256, max_bytes: int = 2 << 30) -> None:
         self.root = Path(root).resolve()
+        self.max_files, self.max_bytes = max_files, max_bytes
 
     def inside(self, path: Path) -> Path | None:
         """``path`` with links resolved, if it stays inside the root."""
@@ -79,17 +86,18 @@ class Recordings:
                 return self.inside(candidate)
         return None
 
-    def fetch(self, filedir: str, names: list[str]) -> tuple[str, IO[bytes] | Path]:
-        """One file (its path) or a tar of several (a spooled temporary
-        file); names with a space or ``..`` are skipped; none found → NotFound."""
-        found = [p for p in (self.find(filedir, n) for n in names) if p is not None]
+    def fetch(self, filedir: str, names: list[str]) -> tuple[str, Path | list[Path]]:
+        """One file (its path) or the files of a tar (a list, in the order
+        asked, each once); names with a space or ``..`` are skipped; none
+        found → NotFound; past the caps → TooLarge."""
+        unique = list(dict.fromkeys(names))
+        if len(unique) > self.max_files:
+            raise TooLarge(f"at most {self.max_files} files in one tar")
+        found = list(dict.fromkeys(p for p in (self.find(filedir, n) for n in unique) if p is not None))
         if not found:
             raise NotFound(filedir)
         if len(found) == 1:
             return found[0].name, found[0]
-        spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
-        with tarfile.open(fileobj=spool, mode="w") as tar:
-            for path in found:
-                tar.add(path, arcname=path.name)
-        spool.seek(0)
-        return time.strftime("%Y%m%d%H%M%S") + ".tar", spool
+        if sum(p.stat().st_size for p in found) > self.max_bytes:
+            raise TooLarge(f"at most {self.max_bytes} bytes in one tar")
+        return time.strftime("%Y%m%d%H%M%S") + ".tar", found

@@ -10,10 +10,15 @@ Two ASGI applications on one archive:
   cookie carried in the request body → ``cdrapi``/``recapi`` → ``logout``,
   with the vendor's negative ``status`` codes.
 
-Both refuse any address outside the permitted networks (none permitted =
-everyone refused, as the UCM does) with 403, and run queries on worker
-threads, so many clients are served at once. :func:`serve` runs them with
-uvicorn over TLS.
+Both refuse any address outside the permitted networks with 403 (no
+network given: everyone is let in, as on the UCM), make failed logins cost a
+growing delay and lock the peer out after several (:class:`Guard`), keep
+their nonce, challenge and session stores bounded (:class:`Expiring`), and
+run queries on worker threads over a cache of each query's matching rows
+(:class:`Matches`), so walking ``offset`` does not filter the archive again.
+:func:`serve` runs them with uvicorn over TLS, proxy headers ignored unless
+``trust_proxy`` names whose to believe, with a header timeout, a keep-alive
+timeout and a connection cap (:func:`config`).
 """
 
 from __future__ import annotations
@@ -22,33 +27,91 @@ import asyncio
 import hashlib
 import ipaddress
 import json
+import logging
 import os
+import re
 import secrets
+import tarfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote, unquote
 
 import polars as pl
 
+from cdrq import _core, _expr
+from cdrq.query import compile_query
 from cdrq.read import read
-from cdrq.render import cdrapi, requested_format
-from cdrq.services.recordings import NotFound, Recordings
+from cdrq.render import render, requested_format
+from cdrq.services.recordings import NotFound, Recordings, TooLarge
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 CONTENT_TYPES = {"csv": "text/csv", "json": "application/json", "xml": "text/xml"}
 # The new API's status codes.
 OK, INVALID_PARAMETER, BAD_COOKIE, AUTH_FAILED, NO_FILE = 0, -1, -6, -11, -25
+#: The plan's fields that choose rows (not paging, not format).
+FILTER_FIELDS = tuple(
+    name
+    for name in dir(_core.QueryPlan)
+    if not name.startswith("_") and name not in ("format", "library", "mask", "now_us", "num_records", "offset", "text")
+)
+access_log = logging.getLogger("cdrq.access")
 
 
 def md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+class Matches:
+    """An LRU of each query's matching row numbers (in answer order), keyed
+    by the query without its paging: walking ``offset`` slices one list.
+    Concurrent askers of the same query wait for one filter."""
+
+    def __init__(self, frame: pl.DataFrame, entries: int = 64, rows: int = 50_000_000) -> None:
+        self.frame, self.entries, self.rows = frame, entries, rows
+        self.cache: OrderedDict[tuple, pl.Series] = OrderedDict()
+        self.pending: dict[tuple, threading.Event] = {}
+        self.lock = threading.Lock()
+        self.computed = 0  # filters run (for tests)
+
+    def of(self, plan: Any) -> pl.Series:
+        key = tuple(repr(getattr(plan, name)) for name in FILTER_FIELDS)
+        while True:
+            with self.lock:
+                if key in self.cache:
+                    self.cache.move_to_end(key)
+                    return self.cache[key]
+                event = self.pending.get(key)
+                if event is None:
+                    event = self.pending[key] = threading.Event()
+                    break
+            event.wait()
+        try:
+            rows = self.frame.select(
+                pl.int_range(pl.len(), dtype=pl.UInt32).filter(_expr.filters(plan, self.frame.schema))
+            ).to_series()
+            if plan.descending:
+                rows = rows.reverse()
+            with self.lock:
+                self.computed += 1
+                self.cache[key] = rows
+                while len(self.cache) > self.entries or (
+                    len(self.cache) > 1 and sum(map(len, self.cache.values())) > self.rows
+                ):
+                    self.cache.popitem(last=False)
+            return rows
+        finally:
+            with self.lock:
+                self.pending.pop(key, None)
+            event.set()
 
 
 @dataclass
@@ -59,18 +122,24 @@ class Archive:
     recordings: Recordings | None
     user: str
     password: str
-    permit: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    #: Networks let in; empty: everyone (as on the UCM with no list).
+    permit: list[Network]
     now: Callable[[], Any] = field(default=lambda: None)
     mains: pl.DataFrame | None = None
     #: Answer in this firmware's layout (``cdrq.render``), else the spec's.
     firmware: str | None = None
+    matches: Matches | None = None
 
     def __post_init__(self) -> None:
         # Every JSON/XML answer looks up its calls' stored main rows: once here.
         if self.mains is None and "cdr_kind" in self.frame.columns:
             self.mains = self.frame.filter(pl.col("cdr_kind") == "main")
+        if self.matches is None:
+            self.matches = Matches(self.frame)
 
     def permitted(self, scope: Scope) -> bool:
+        if not self.permit:
+            return True
         client = scope.get("client")
         if not client:
             return False
@@ -81,9 +150,116 @@ class Archive:
         return any(address in network for network in self.permit)
 
     def answer(self, qs: str) -> tuple[str, str]:
-        """The ``/cdrapi`` response text and its format (the one asked for,
-        or csv: also what a rejected ``format`` is answered in)."""
-        return cdrapi(self.frame, qs, now=self.now(), mains=self.mains, firmware=self.firmware), requested_format(qs)
+        """The ``/cdrapi`` response text — ``cdrq.cdrapi(frame, qs)`` — and
+        the format it is written in (a rejected query: the requested
+        format's empty container; a rejected ``format``: CSV's)."""
+        legs_of = self.frame if self.mains is None else self.mains
+        try:
+            plan = compile_query(qs, self.now(), library=False)
+        except _core.QueryError as e:
+            fmt = "csv" if e.param.lower() == "format" else requested_format(qs)
+            return render(self.frame.clear(), fmt, legs_of=legs_of, firmware=self.firmware), fmt
+        assert self.matches is not None
+        rows = self.matches.of(plan)
+        count = 1000 if plan.num_records is None else min(plan.num_records, 1000)
+        start = min(plan.offset or 0, len(rows))  # an offset past the end (even ≥ 2⁶³): an empty page
+        page = self.frame.select(pl.all().gather(rows.slice(start, count)))
+        fmt = (plan.format or "csv").lower()
+        return render(page, fmt, legs_of=legs_of, firmware=self.firmware), fmt
+
+
+class Expiring:
+    """Keys issued in time order, each valid ``ttl`` seconds, at most
+    ``size`` of them (the oldest dropped first): O(1) per operation."""
+
+    def __init__(self, ttl: float, size: int) -> None:
+        self.ttl, self.size = ttl, size
+        self.items: OrderedDict[str, list[Any]] = OrderedDict()  # key → [issued, value]
+
+    def add(self, key: str, value: Any = None) -> None:
+        self.expire()
+        self.items[key] = [time.monotonic(), value]
+        while len(self.items) > self.size:
+            self.items.popitem(last=False)
+
+    def get(self, key: str) -> list[Any] | None:
+        """``[issued, value]`` of a live key (``value`` may be updated)."""
+        item = self.items.get(key)
+        if item is not None and time.monotonic() - item[0] >= self.ttl:
+            del self.items[key]
+            return None
+        return item
+
+    def touch(self, key: str) -> None:
+        """Restarts ``key``'s time (a session used)."""
+        self.items[key][0] = time.monotonic()
+        self.items.move_to_end(key)
+
+    def pop(self, key: str) -> list[Any] | None:
+        return self.items.pop(key, None)
+
+    def expire(self) -> None:
+        now = time.monotonic()
+        while self.items:
+            first = next(iter(self.items.values()))
+            if now - first[0] < self.ttl:
+                return
+            self.items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Guard:
+    """Failed authentications per peer: each costs a growing delay
+    (``delay`` doubling up to ``max_delay`` seconds), and ``failures``
+    within ``window`` seconds lock the peer out for ``lockout`` seconds —
+    like the UCM, which bans an address after repeated failures. At most
+    ``size`` peers are remembered (the least recent forgotten first)."""
+
+    def __init__(
+        self,
+        failures: int = 5,
+        window: float = 600.0,
+        lockout: float = 300.0,
+        delay: float = 0.5,
+        max_delay: float = 4.0,
+        size: int = 10_000,
+    ) -> None:
+        self.failures, self.window, self.lockout = failures, window, lockout
+        self.delay, self.max_delay, self.size = delay, max_delay, size
+        self.peers: OrderedDict[str, list[float]] = OrderedDict()  # peer → [count, first failure, locked until]
+        self.lock = threading.Lock()
+
+    def locked(self, peer: str) -> float:
+        """Seconds left of ``peer``'s lockout (0: not locked out)."""
+        with self.lock:
+            item = self.peers.get(peer)
+            return max(0.0, item[2] - time.monotonic()) if item else 0.0
+
+    async def failed(self, peer: str) -> None:
+        now = time.monotonic()
+        with self.lock:
+            item = self.peers.get(peer)
+            if item is None or (now - item[1] >= self.window and item[2] <= now):
+                item = self.peers[peer] = [0, now, 0.0]
+            self.peers.move_to_end(peer)
+            item[0] += 1
+            if item[0] >= self.failures:
+                item[2] = now + self.lockout
+            while len(self.peers) > self.size:
+                self.peers.popitem(last=False)
+            count = int(item[0])
+        await asyncio.sleep(min(self.max_delay, self.delay * 2 ** min(count - 1, 30)))
+
+    def succeeded(self, peer: str) -> None:
+        with self.lock:
+            self.peers.pop(peer, None)
+
+
+def peer_of(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 async def respond(send: Send, status: int, body: bytes | str, content_type: str = "text/plain", headers=()) -> None:
@@ -94,25 +270,41 @@ async def respond(send: Send, status: int, body: bytes | str, content_type: str 
     await send({"type": "http.response.body", "body": body})
 
 
-async def respond_file(send: Send, name: str, content: Path | IO[bytes]) -> None:
-    """Streams a file (or a spooled tar) in 64 KiB pieces."""
-    handle = content.open("rb") if isinstance(content, Path) else content
-    try:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
-        handle.seek(0)
-        content_type = "application/x-tar" if name.endswith(".tar") else "audio/x-wav"
-        headers = [
-            (b"content-type", content_type.encode()),
-            (b"content-length", str(size).encode()),
-            (b"content-disposition", f'attachment; filename="{name}"'.encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        while piece := await asyncio.to_thread(handle.read, 1 << 16):
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-    finally:
-        handle.close()
+async def respond_file(send: Send, name: str, content: Path | list[Path]) -> None:
+    """Streams a file, or a tar of several built as it is sent, in 64 KiB
+    pieces; the length is known before the first byte."""
+    paths = content if isinstance(content, list) else [content]
+    if len(paths) == 1 and not isinstance(content, list):
+        pieces: list[tuple[bytes, Path | None, int]] = [(b"", paths[0], paths[0].stat().st_size)]
+        content_type = "audio/x-wav"
+    else:
+        pieces = []
+        for path in paths:
+            info = tarfile.TarInfo(path.name)
+            st = path.stat()
+            info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), 0o644
+            pieces.append((info.tobuf(format=tarfile.PAX_FORMAT), path, st.st_size))
+            pieces.append((b"\0" * (-st.st_size % 512), None, 0))
+        pieces.append((b"\0" * 1024, None, 0))
+        content_type = "application/x-tar"
+    size = sum(len(head) + n for head, _, n in pieces)
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(size).encode()),
+        (b"content-disposition", f'attachment; filename="{name}"'.encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    for head, path, n in pieces:
+        if head:
+            await send({"type": "http.response.body", "body": head, "more_body": True})
+        if path is None:
+            continue
+        with path.open("rb") as handle:
+            while n > 0:
+                piece = (await asyncio.to_thread(handle.read, min(n, 1 << 16))) or b"\0" * min(n, 1 << 16)
+                n -= len(piece)  # a file that shrank meanwhile is padded: the length was promised
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def read_body(receive: Receive, limit: int = 1 << 20) -> bytes:
@@ -142,36 +334,39 @@ def single_params(query: str) -> dict[str, str] | None:
 
 
 def recapi(recordings: Recordings | None, params: dict[str, str]) -> tuple[str, Any]:
-    """("listing", text) or ("file", (name, content)); raises NotFound."""
+    """("listing", text) or ("file", (name, path or paths)); raises
+    NotFound, or TooLarge for a tar past the caps."""
     if recordings is None:
         raise NotFound("no recordings root")
     unknown = set(params) - {"filedir", "filename"}
     if unknown:
         raise NotFound(", ".join(unknown))
-    if not params:
-        return "listing", recordings.directories()
-    filedir = params.get("filedir", "monitor")
-    if "filename" not in params:
-        return "listing", recordings.files(filedir.split("@"))
-    return "file", recordings.fetch(filedir, params["filename"].split("@"))
+    try:
+        if not params:
+            return "listing", recordings.directories()
+        filedir = params.get("filedir", "monitor")
+        if "filename" not in params:
+            return "listing", recordings.files(filedir.split("@"))
+        return "file", recordings.fetch(filedir, params["filename"].split("@"))
+    except (OSError, RuntimeError) as e:  # a name too long, a symlink loop: nothing to serve
+        raise NotFound(str(e)) from None
 
 
 class DigestAuth:
     """RFC 7616 Digest (MD5, qop=auth) with expiring nonces and per-nonce
-    counters, so a captured request cannot be replayed."""
+    counters, so a captured request cannot be replayed. At most ``size``
+    live nonces (the oldest forgotten first)."""
 
-    def __init__(self, user: str, password: str, realm: str = "UCM", ttl: float = 300.0) -> None:
-        self.user, self.realm, self.ttl = user, realm, ttl
+    def __init__(self, user: str, password: str, realm: str = "UCM", ttl: float = 300.0, size: int = 10_000) -> None:
+        self.user, self.realm = user, realm
         self.ha1 = md5(f"{user}:{realm}:{password}")
-        self.nonces: dict[str, tuple[float, int]] = {}  # nonce → (issued, last nc)
+        self.nonces = Expiring(ttl, size)  # nonce → [issued, last nc]
         self.lock = threading.Lock()
 
     def challenge(self, stale: bool = False) -> str:
         nonce = secrets.token_hex(16)
-        now = time.monotonic()
         with self.lock:
-            self.nonces = {n: v for n, v in self.nonces.items() if now - v[0] < self.ttl}
-            self.nonces[nonce] = (now, 0)
+            self.nonces.add(nonce, 0)
         stale_part = ", stale=true" if stale else ""
         return f'Digest realm="{self.realm}", qop="auth", algorithm=MD5, nonce="{nonce}"{stale_part}'
 
@@ -180,64 +375,117 @@ class DigestAuth:
         if not header or not header.lower().startswith("digest "):
             return False, False
         fields = parse_digest(header[7:])
+        if fields is None:
+            return False, False
         try:
             user, nonce, uri, response = fields["username"], fields["nonce"], fields["uri"], fields["response"]
-            qop, nc, cnonce = fields["qop"], int(fields["nc"], 16), fields["cnonce"]
-        except (KeyError, ValueError):
+            qop, nc_text, cnonce = fields["qop"], fields["nc"], fields["cnonce"]
+        except KeyError:
+            return False, False
+        if not NC.fullmatch(nc_text) or fields.get("algorithm", "MD5").upper() != "MD5":
             return False, False
         if user != self.user or qop != "auth" or uri != target or fields.get("realm", self.realm) != self.realm:
             return False, False
-        expected = md5(f"{self.ha1}:{nonce}:{fields['nc']}:{cnonce}:{qop}:{md5(f'{method}:{uri}')}")
-        if not secrets.compare_digest(expected, response):
+        expected = md5(f"{self.ha1}:{nonce}:{nc_text}:{cnonce}:{qop}:{md5(f'{method}:{uri}')}")
+        if not secrets.compare_digest(expected.encode(), response.encode("utf-8", "replace")):
             return False, False
+        nc = int(nc_text, 16)
         with self.lock:
             issued = self.nonces.get(nonce)
-            if issued is None or time.monotonic() - issued[0] >= self.ttl:
-                self.nonces.pop(nonce, None)
+            if issued is None:
                 return False, True
             if nc <= issued[1]:
                 return False, False  # a replayed request
-            self.nonces[nonce] = (issued[0], nc)
+            issued[1] = nc
         return True, False
 
 
-def parse_digest(text: str) -> dict[str, str]:
-    fields, rest = {}, text.strip()
-    while rest:
-        key, _, rest = rest.partition("=")
-        rest = rest.lstrip()
-        if rest.startswith('"'):
-            end = rest.find('"', 1)
-            value, rest = rest[1:end], rest[end + 1 :]
-        else:
-            value, _, rest = rest.partition(",")
-            rest = "," + rest
-        fields[key.strip().lower()] = value.strip()
-        rest = rest.lstrip().removeprefix(",").lstrip()
+NC = re.compile(r"[0-9a-fA-F]{8}")
+DIGEST_FIELD = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*(?:,|$)')
+
+
+def parse_digest(text: str) -> dict[str, str] | None:
+    """The fields of a Digest ``Authorization`` header (after ``Digest ``),
+    or ``None`` if it is malformed or names a field twice."""
+    fields: dict[str, str] = {}
+    position, text = 0, text.strip()
+    while position < len(text):
+        match = DIGEST_FIELD.match(text, position)
+        if match is None or match.end() == position:
+            return None
+        key = match[1].lower()
+        if key in fields:
+            return None
+        value = match[2] if match[2] is not None else match[3]
+        fields[key] = re.sub(r"\\(.)", r"\1", value)
+        position = match.end()
     return fields
+
+
+def logged(app: Callable[[Scope, Receive, Send], Awaitable[None]]):
+    """``app`` writing each request to the ``cdrq.access`` logger in the
+    Common Log Format (``host - user [time] "request" status bytes``)."""
+
+    async def call(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        status, sent = [0], [0]
+
+        async def counting(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            elif message["type"] == "http.response.body":
+                sent[0] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await app(scope, receive, counting)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                query = scope.get("query_string", b"").decode("latin-1")
+                target = quote(scope.get("path", ""), safe="/") + (f"?{query}" if query else "")
+                stamp = time.strftime("%d/%b/%Y:%H:%M:%S %z")
+                request = f"{scope.get('method', '-')} {target} HTTP/{scope.get('http_version', '1.1')}"
+                access_log.info(
+                    '%s - - [%s] "%s" %d %s', peer_of(scope) or "-", stamp, request, status[0], sent[0] or "-"
+                )
+
+    return call
 
 
 class LegacyApi:
     """``/cdrapi`` and ``/recapi`` behind Digest authentication."""
 
-    def __init__(self, archive: Archive, nonce_ttl: float = 300.0) -> None:
+    def __init__(self, archive: Archive, nonce_ttl: float = 300.0, guard: Guard | None = None) -> None:
         self.archive = archive
         self.auth = DigestAuth(archive.user, archive.password, ttl=nonce_ttl)
+        self.guard = guard or Guard()
+        self.app = logged(self.handle)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return await lifespan(receive, send)
+        await self.app(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.archive.permitted(scope):
             return await respond(send, 403, "403 Forbidden: this address is not permitted\n")
         path, query = scope["path"], scope.get("query_string", b"").decode("latin-1")
         if scope["method"] != "GET" or path not in ("/cdrapi", "/recapi"):
             return await respond(send, 404, "404 Not Found\n")
+        peer = peer_of(scope)
+        if wait := self.guard.locked(peer):
+            return await respond(send, 429, "429 Too Many Requests\n", headers=[("retry-after", str(int(wait) + 1))])
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         target = path + (f"?{query}" if query else "")
-        ok, stale = self.auth.check(headers.get("authorization"), "GET", target)
+        given = headers.get("authorization")
+        ok, stale = self.auth.check(given, "GET", target)
         if not ok:
+            if given and not stale:
+                await self.guard.failed(peer)
             challenge = self.auth.challenge(stale)
             return await respond(send, 401, "401 Unauthorized\n", headers=[("www-authenticate", challenge)])
+        self.guard.succeeded(peer)
         if path == "/cdrapi":
             text, fmt = await asyncio.to_thread(self.archive.answer, query)
             return await respond(send, 200, text, CONTENT_TYPES[fmt])
@@ -248,6 +496,8 @@ class LegacyApi:
             kind, result = await asyncio.to_thread(recapi, self.archive.recordings, params)
         except NotFound:
             return await respond(send, 404, "404 Not Found\n")
+        except TooLarge as e:
+            return await respond(send, 413, f"413 Content Too Large: {e}\n")
         if kind == "listing":
             return await respond(send, 200, result, "text/csv")
         return await respond_file(send, *result)
@@ -256,15 +506,27 @@ class LegacyApi:
 class NewApi:
     """The UCM63xx ``POST /api`` JSON API."""
 
-    def __init__(self, archive: Archive, session_ttl: float = 600.0, challenge_ttl: float = 60.0) -> None:
-        self.archive, self.session_ttl, self.challenge_ttl = archive, session_ttl, challenge_ttl
-        self.challenges: dict[str, float] = {}
-        self.sessions: dict[str, float] = {}  # cookie → when last used
+    def __init__(
+        self,
+        archive: Archive,
+        session_ttl: float = 600.0,
+        challenge_ttl: float = 60.0,
+        guard: Guard | None = None,
+        size: int = 10_000,
+    ) -> None:
+        self.archive = archive
+        self.challenges = Expiring(challenge_ttl, size)
+        self.sessions = Expiring(session_ttl, size)  # cookie → when last used
+        self.guard = guard or Guard()
         self.lock = threading.Lock()
+        self.app = logged(self.handle)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             return await lifespan(receive, send)
+        await self.app(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.archive.permitted(scope):
             return await respond(send, 403, "403 Forbidden: this address is not permitted\n")
         if scope["method"] != "POST" or scope["path"] != "/api":
@@ -272,18 +534,26 @@ class NewApi:
         try:
             request = json.loads(await read_body(receive))["request"]
             action = request["action"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return await self.status(send, INVALID_PARAMETER)
-        handler = {"challenge": self.challenge, "login": self.login, "logout": self.logout}.get(action)
-        if handler is not None:
-            return await handler(send, request)
+        if not isinstance(request, dict) or not isinstance(action, str):
+            return await self.status(send, INVALID_PARAMETER)
+        peer = peer_of(scope)
+        if action in ("challenge", "login"):
+            if self.guard.locked(peer):
+                return await self.status(send, AUTH_FAILED)
+            return await (self.challenge if action == "challenge" else self.login)(send, request, peer)
+        if action == "logout":
+            return await self.logout(send, request)
         if action not in ("cdrapi", "recapi"):
             return await self.status(send, INVALID_PARAMETER)
         if not self.valid_cookie(request.get("cookie")):
             return await self.status(send, BAD_COOKIE)
-        params = {k: str(v) for k, v in request.items() if k not in ("action", "cookie")}
+        if any(isinstance(v, (dict, list)) for v in request.values()):
+            return await self.status(send, INVALID_PARAMETER)
+        params = {str(k): str(v) for k, v in request.items() if k not in ("action", "cookie")}
         if action == "cdrapi":
-            qs = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+            qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params.items())
             text, fmt = await asyncio.to_thread(self.archive.answer, qs)
             return await respond(send, 200, text, CONTENT_TYPES[fmt])
         try:
@@ -292,6 +562,8 @@ class NewApi:
             )
         except NotFound:
             return await self.status(send, NO_FILE)
+        except TooLarge as e:
+            return await respond(send, 413, f"413 Content Too Large: {e}\n")
         if kind == "listing":
             return await respond(send, 200, result, "text/csv")
         return await respond_file(send, *result)
@@ -300,42 +572,49 @@ class NewApi:
         body = {"response": response or {}, "status": status}
         await respond(send, 200, json.dumps(body), "application/json")
 
-    async def challenge(self, send: Send, request: dict[str, Any]) -> None:
+    async def challenge(self, send: Send, request: dict[str, Any], peer: str) -> None:
         if request.get("user") != self.archive.user:
+            await self.guard.failed(peer)
             return await self.status(send, AUTH_FAILED)
         challenge = secrets.token_hex(16)
         with self.lock:
-            now = time.monotonic()
-            self.challenges = {c: t for c, t in self.challenges.items() if now - t < self.challenge_ttl}
-            self.challenges[challenge] = now
+            self.challenges.add(challenge)
         await self.status(send, OK, {"challenge": challenge})
 
-    async def login(self, send: Send, request: dict[str, Any]) -> None:
-        token, user = str(request.get("token", "")), request.get("user")
+    async def login(self, send: Send, request: dict[str, Any], peer: str) -> None:
+        token, user = request.get("token"), request.get("user")
         with self.lock:
-            # A challenge answers one login only.
-            fresh = [c for c, t in self.challenges.items() if time.monotonic() - t < self.challenge_ttl]
-            match = next((c for c in fresh if secrets.compare_digest(md5(c + self.archive.password), token)), None)
-            if user != self.archive.user or match is None:
-                return await self.status(send, AUTH_FAILED)
-            del self.challenges[match]
-            cookie = secrets.token_hex(16)
-            self.sessions[cookie] = time.monotonic()
+            # A login names no challenge: any live one it answers (each once).
+            # Bounded by the store's size, and failures are delayed and capped.
+            self.challenges.expire()
+            match = None
+            if isinstance(token, str) and user == self.archive.user:
+                given = token.encode("utf-8", "replace")
+                password = self.archive.password
+                match = next(
+                    (c for c in self.challenges.items if secrets.compare_digest(md5(c + password).encode(), given)),
+                    None,
+                )
+            if match is not None:
+                self.challenges.pop(match)
+                cookie = secrets.token_hex(16)
+                self.sessions.add(cookie)
+        if match is None:
+            await self.guard.failed(peer)
+            return await self.status(send, AUTH_FAILED)
+        self.guard.succeeded(peer)
         await self.status(send, OK, {"cookie": cookie})
 
     async def logout(self, send: Send, request: dict[str, Any]) -> None:
         with self.lock:
-            gone = self.sessions.pop(str(request.get("cookie")), None)
+            gone = self.sessions.pop(str(request.get("cookie")))
         await self.status(send, OK if gone else BAD_COOKIE)
 
     def valid_cookie(self, cookie: Any) -> bool:
         with self.lock:
-            last_used = self.sessions.get(str(cookie))
-            now = time.monotonic()
-            if last_used is None or now - last_used >= self.session_ttl:
-                self.sessions.pop(str(cookie), None)
+            if self.sessions.get(str(cookie)) is None:
                 return False
-            self.sessions[str(cookie)] = now
+            self.sessions.touch(str(cookie))
             return True
 
 
@@ -361,7 +640,8 @@ def open_archive(
     firmware: str | None = None,
 ) -> Archive:
     """An archive (anything :func:`cdrq.read` takes, or a dataset) ready to
-    serve; ``permit`` lists the networks allowed in (``"127.0.0.1/32"``)."""
+    serve; ``permit`` lists the networks allowed in (``"127.0.0.1/32"``;
+    none: everyone)."""
     networks = [ipaddress.ip_network(p, strict=False) for p in permit]
     return Archive(
         frame=read(source, tz=tz),
@@ -406,19 +686,122 @@ def self_signed(directory: Path, host: str = "localhost") -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def servers(archive: Archive, *, cert: str, key: str, host: str, port: int, api_port: int | None) -> list[Any]:
-    """uvicorn servers (TLS only) for the legacy API and, if asked, the new one."""
+@dataclass
+class Limits:
+    """Connection limits: seconds to receive a request's headers, idle
+    seconds between keep-alive requests, open connections at most (more
+    are closed at once), the largest request head (bytes)."""
+
+    header_timeout: float = 10.0
+    keep_alive: int = 5
+    connections: int = 2000
+    head_bytes: int = 16 * 1024
+
+
+def protocol(limits: Limits) -> type:
+    """uvicorn's h11 protocol with a header timeout and a connection cap."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Guarded(H11Protocol):
+        header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > limits.connections:
+                transport.abort()
+                return
+            self.arm()
+
+        def arm(self) -> None:
+            if self.header_timer is None:
+                self.header_timer = self.loop.call_later(limits.header_timeout, self.too_slow)
+
+        def disarm(self) -> None:
+            if self.header_timer is not None:
+                self.header_timer.cancel()
+                self.header_timer = None
+
+        def too_slow(self) -> None:
+            self.header_timer = None
+            if self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete):
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.arm()  # a request head still coming
+            else:
+                self.disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.disarm()
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.disarm()  # idle now: the keep-alive timeout applies
+
+    return Guarded
+
+
+def config(
+    app: Any,
+    *,
+    cert: str,
+    key: str,
+    host: str,
+    port: int,
+    trust_proxy: Iterable[Network | str] = (),
+    limits: Limits | None = None,
+) -> Any:
+    """A uvicorn configuration for one app: TLS; ``X-Forwarded-For`` /
+    ``X-Forwarded-Proto`` believed only from peers in ``trust_proxy``
+    (none: never); the ``limits``; uvicorn's own access log off (the apps
+    write theirs to ``cdrq.access``)."""
     import uvicorn
 
-    apps: list[tuple[Any, int]] = [(LegacyApi(archive), port)]
+    limits = limits or Limits()
+    trusted = [str(network) for network in trust_proxy]
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=cert,
+        ssl_keyfile=key,
+        log_level="warning",
+        lifespan="auto",
+        access_log=False,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
+        http=protocol(limits),
+        timeout_keep_alive=limits.keep_alive,
+        h11_max_incomplete_event_size=limits.head_bytes,
+    )
+
+
+def servers(
+    archive: Archive,
+    *,
+    cert: str,
+    key: str,
+    host: str,
+    port: int,
+    api_port: int | None,
+    trust_proxy: Iterable[Network | str] = (),
+    limits: Limits | None = None,
+    guard: Guard | None = None,
+) -> list[Any]:
+    """uvicorn servers (TLS only) for the legacy API and, if asked, the new
+    one; both share one ``guard`` of failed logins."""
+    import uvicorn
+
+    guard = guard or Guard()
+    apps: list[tuple[Any, int]] = [(LegacyApi(archive, guard=guard), port)]
     if api_port:
-        apps.append((NewApi(archive), api_port))
+        apps.append((NewApi(archive, guard=guard), api_port))
     return [
-        uvicorn.Server(
-            uvicorn.Config(
-                app, host=host, port=p, ssl_certfile=cert, ssl_keyfile=key, log_level="warning", lifespan="on"
-            )
-        )
+        uvicorn.Server(config(app, cert=cert, key=key, host=host, port=p, trust_proxy=trust_proxy, limits=limits))
         for app, p in apps
     ]
 
