@@ -247,7 +247,7 @@ def test_pull_says_which_window_and_takes_the_password_from_a_file(pbx, tls, tmp
     again = run("pull", pbx.urls[0], "--password-env", "PBX_SECRET", *common, env={"PBX_SECRET": pbx.password})
     assert again.returncode == 0 and "resuming where the last pull" in again.stderr
     fresh = run("pull", pbx.urls[0], *common[:-1], str(tmp_path / "b"), env={"CDRQ_PASSWORD": "wrong"})
-    assert "starting three months back" in fresh.stderr and fresh.returncode == 1 and "HTTP 401" in fresh.stderr
+    assert "pulling its whole history" in fresh.stderr and fresh.returncode == 1 and "HTTP 401" in fresh.stderr
     both = run("pull", pbx.urls[0], "--password", "x", "--password-env", "X", *common)
     assert failed(both, 2, "not allowed with")
     assert failed(run("pull", pbx.urls[0], "--password", "x", "--insecure", *common), 2, "--insecure", "not both")

@@ -81,6 +81,11 @@ class FakePortsip:
         return await self.reply(send, 404, {"error": "not found"})
 
     @staticmethod
+    async def reply_raw(send, data):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": data})
+
+    @staticmethod
     async def reply(send, status, body):
         data = json.dumps(body).encode()
         await send(
@@ -118,3 +123,64 @@ def test_every_cdr_and_recording_once(fake, tls, tmp_path):
 def test_bad_credentials(fake, tls, tmp_path):
     with pytest.raises(PullError, match="login refused"):
         pull(fake.urls[0], tmp_path / "ds", user="admin", password="nope", api="portsip", ca=str(tls / "ca.pem"))
+
+
+PORTSIP_NONSENSE = {
+    "login not JSON": {"/api/login": b"<html>"},
+    "login a list": {"/api/login": b"[]"},
+    "login without token": {"/api/login": b'{"expires_in": 60}'},
+    "cdrs not JSON": {"/api/cdrs": b"\xff garbage"},
+    "items not a list": {"/api/cdrs": b'{"items": {"a": 1}}'},
+    "items not CDRs": {"/api/cdrs": b'{"items": [1, 2]}'},
+    "recordings not JSON": {"/api/recordings": b"nope"},
+}
+
+
+@pytest.mark.parametrize("answers", PORTSIP_NONSENSE.values(), ids=PORTSIP_NONSENSE.keys())
+def test_nonsense_from_portsip_is_one_error_naming_the_host(tls, tmp_path, answers):
+    app = FakePortsip(3)
+
+    async def nonsense(scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in answers:
+            await receive()
+            return await app.reply_raw(send, answers[scope["path"]])
+        return await app(scope, receive, send)
+
+    run = Running([nonsense], tls)
+    try:
+        with pytest.raises(PullError, match=r"127\.0\.0\.1:\d+"):
+            pull(run.urls[0], tmp_path / "ds", user="admin", password="pw", api="portsip", ca=str(tls / "ca.pem"),
+                 since="2024-08-01", recordings=True)  # fmt: skip
+    finally:
+        run.stop()
+
+
+def test_portsip_records_out_of_window_endless_or_repeated_pages(tls, tmp_path):
+    app = FakePortsip(60)
+    app.items += [{**item(900 + i), "started_at": "2023-01-01T00:00:00Z"} for i in range(3)]
+    app.items += [{**item(950), "started_at": "2999-01-01T00:00:00Z"}]
+    run = Running([app], tls)
+    common = {"user": "admin", "password": "pw", "api": "portsip", "ca": str(tls / "ca.pem"), "page_size": 20}
+    try:
+        counts = pull(run.urls[0], tmp_path / "ds", since="2024-08-01", until=dt.date(2024, 12, 31), **common)
+        # The fake filters by started_at: the 2023 calls never come; the one from 2999 is a reject.
+        assert (counts["written"], counts["rejects"]) == (60, 1)
+        state = json.loads((tmp_path / "ds" / "_cdrq_pull_state.json").read_text())[run.urls[0]]
+        assert state["started_at"].startswith("2024-08")  # not 2999: the next pull misses nothing
+        # Whole history: no --since, no state.
+        counts = pull(run.urls[0], tmp_path / "all", until=dt.date(2024, 12, 31), **common)
+        assert (counts["written"], counts["rejects"]) == (63, 1)
+        # A PBX that ignores skip: the same page again ends the pull.
+        app.items = [item(i) for i in range(20)]
+        real = app.__call__
+
+        async def ignore_skip(scope, receive, send):
+            if scope["type"] == "http":
+                scope = {**scope, "query_string": re.sub(rb"skip=\d+", b"skip=0", scope["query_string"])}
+            return await real(scope, receive, send)
+
+        app.__class__ = type("Ignoring", (FakePortsip,), {"__call__": lambda self, *a: ignore_skip(*a)})
+        counts = pull(run.urls[0], tmp_path / "same", since="2024-08-01", until=dt.date(2024, 12, 31), **common)
+        assert (counts["pages"], counts["written"]) == (1, 20)
+    finally:
+        run.stop()

@@ -287,12 +287,24 @@ def parser() -> Parser:
     p.add_argument(
         "--since",
         type=day,
-        help="first day to pull (YYYY-MM-DD; default: where the last pull stopped, else 3 months back)",
+        help="first day to pull (YYYY-MM-DD; default: where the last pull stopped, else the PBX's whole history)",
     )
     p.add_argument("--recordings", action="store_true", help="also download the recordings records name")
     p.add_argument("--api", default="auto", choices=["auto", "legacy", "new", "portsip"])
     p.add_argument("--ca", help="CA certificate to verify the PBX with")
     p.add_argument("--insecure", action="store_true", help="do not verify the PBX's certificate (not with --ca)")
+    p.add_argument(
+        "--max-page-mib", type=seconds, default=64, metavar="MIB", help="the largest page read, in MiB (default 64)"
+    )
+    p.add_argument(
+        "--timeout", type=seconds, default=300, help="seconds one request may take, to its last byte (default 300)"
+    )
+    p.add_argument(
+        "--deadline",
+        type=seconds,
+        default=6 * 3600,
+        help="seconds the whole pull may take (default 21600); the next pull goes on from there",
+    )
     p.set_defaults(handler=pull_command)
     li = command(
         commands,
@@ -663,8 +675,19 @@ def looks_like_network(text: str) -> bool:
     return True
 
 
+def seconds(text: str) -> float:
+    """A finite number, zero or more (seconds, MiB)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a finite number, zero or more: {text!r}")
+    return value
+
+
 def pull_command(args: argparse.Namespace) -> int:
-    from cdrq.services.pull import pull
+    from cdrq.services.pull import Limits, pull
 
     if args.ca and args.insecure:
         raise Usage("--insecure verifies nothing: give it or --ca, not both")
@@ -680,6 +703,7 @@ def pull_command(args: argparse.Namespace) -> int:
         ca=args.ca,
         insecure=args.insecure,
         tz=args.tz,
+        limits=Limits(max_page_bytes=int(args.max_page_mib * (1 << 20)), timeout=args.timeout, deadline=args.deadline),
         report=lambda line: print(f"cdrq: pull: {line}", file=sys.stderr, flush=True),
     )
     print(json.dumps(counts))
