@@ -147,9 +147,7 @@ class ItemsMask:
     def matches(self, value: str | None) -> bool:
         """Whether one value (None is empty) matches."""
 
-def compile_pattern(
-    text: str, dialect: str = "cdrapi"
-) -> tuple[list[tuple[str, Any]], ItemsMask | None, ItemsMask]:
+def compile_pattern(text: str, dialect: str = "cdrapi") -> tuple[list[tuple[str, Any]], ItemsMask | None, ItemsMask]:
     """Compile one pattern list into (kind, value) items, the kernel of its ranges and
     wildcards, and the kernel of all its items (raises QueryError)."""
 
