@@ -268,6 +268,10 @@ def parser() -> Parser:
     s.add_argument(
         "--max-connections", type=int, default=2000, metavar="N", help="open connections at most (default 2000)"
     )
+    s.add_argument(
+        "--header-timeout", type=float, default=10.0, metavar="SECONDS", help="to receive a request's headers (10)"
+    )
+    s.add_argument("--keep-alive", type=int, default=5, metavar="SECONDS", help="idle keep-alive connections (5)")
     s.set_defaults(handler=serve_command)
     p = command(
         commands,
@@ -654,7 +658,9 @@ def serve_command(args: argparse.Namespace) -> int:
             port=args.port,
             api_port=args.api_port,
             trust_proxy=[network for given in args.trust_proxy for network in given],
-            limits=server.Limits(connections=args.max_connections),
+            limits=server.Limits(
+                header_timeout=args.header_timeout, keep_alive=args.keep_alive, connections=args.max_connections
+            ),
             guard=server.Guard(failures=args.max_failures, lockout=args.lockout),
         )
         print(f"cdrq: serving {archive.frame.height} records on https://{args.host}:{args.port}", file=sys.stderr)
