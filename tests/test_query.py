@@ -250,3 +250,13 @@ def test_frames_derived_from_a_scan_are_filtered_by_polars(samples):
     derived = cdrq.scan(path).select("AcctId", "src", "cdr_kind")
     got = cdrq.query(derived, "caller=5300").collect()
     assert got["AcctId"].to_list() == cdrq.query(cdrq.read(path), "caller=5300")["AcctId"].to_list()
+
+
+@pytest.mark.parametrize(
+    "qs", ["offset=9223372036854775808", "offset=18446744073709551615&numRecords=18446744073709551615"]
+)
+def test_offsets_past_any_frame_give_an_empty_page(samples, qs):
+    frame = cdrq.read(samples / "ucm6510-fw1.0.2.5-cdrapi.csv")
+    assert cdrq.query(frame, qs).height == 0
+    assert cdrq.query(frame.lazy(), qs).collect().height == 0
+    assert cdrq.cdrapi(frame, qs).count("\n") == 1  # the CSV header alone
