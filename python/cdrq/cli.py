@@ -54,6 +54,7 @@ exit status: 0 ok; 1 unreadable input or a runtime failure (file, port, network)
 
 #: The environment variable read for the password when no option names one.
 PASSWORD_ENV = "CDRQ_PASSWORD"
+LISTEN_TOKEN_ENV = "CDRQ_LISTEN_TOKEN"
 
 
 class Usage(Exception):
@@ -326,6 +327,20 @@ def parser() -> Parser:
     li.add_argument("--host", default="0.0.0.0")
     li.add_argument("--http", action="store_true", help="HTTP POSTs instead of raw TCP (PortSIP's webhook too)")
     li.add_argument("--fold-every", type=float, default=5.0, help="seconds between folds into the dataset")
+    li.add_argument(
+        "--permit",
+        type=networks,
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="a network senders may come from (repeatable, or comma-separated; none: any)",
+    )
+    li.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help=f"HTTP only: senders must give Authorization: Bearer TOKEN, TOKEN the first line of PATH "
+        f"(else ${LISTEN_TOKEN_ENV} if set)",
+    )
     li.set_defaults(handler=listen_command)
     return top
 
@@ -716,6 +731,25 @@ def pull_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def listen_token(args: argparse.Namespace) -> str | None:
+    """The bearer token HTTP senders must give: --token-file's first line,
+    else ``$CDRQ_LISTEN_TOKEN``; none for TCP (the UCM's TCP output cannot
+    send one: --permit is its defence)."""
+    if args.token_file is None:
+        return os.environ.get(LISTEN_TOKEN_ENV) or None if args.http else None
+    if not args.http:
+        raise Usage("--token-file needs --http (the UCM's TCP output sends no token: use --permit)")
+    try:
+        with open(os.path.expanduser(args.token_file), encoding="utf-8") as f:
+            token = f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise _core.CdrqError(f"--token-file {args.token_file}: {why}") from None
+    if not token:
+        raise Usage(f"--token-file {args.token_file}: the token is empty")
+    return token
+
+
 def listen_command(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -726,7 +760,11 @@ def listen_command(args: argparse.Namespace) -> int:
     # Listener.serve binds by itself; a port in use is reported here, before
     # "listening", by binding it once first.
     bind(args.host, args.port, "--port").close()
-    listener = Listener(args.to, tz=args.tz, fold_every=args.fold_every)
+    token = listen_token(args)
+    permit = [network for item in args.permit for network in item] or None
+    if permit is None:
+        print("cdrq: listen: any address may send (give --permit to say which)", file=sys.stderr)
+    listener = Listener(args.to, tz=args.tz, fold_every=args.fold_every, permit=permit, token=token)
     print(f"cdrq: listening on {args.host}:{args.port} ({'http' if args.http else 'tcp'})", file=sys.stderr)
     asyncio.run(listener.serve(args.host, args.port, http=args.http, cert=args.cert, key=args.key))
     return 0

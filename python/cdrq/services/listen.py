@@ -1,5 +1,5 @@
 """`cdrq listen`: the UCM's CDR Real-time Output (and PortSIP's CDR webhook)
-received into a dataset, durably.
+received into a dataset, durably, from senders that may be hostile.
 
 The PBX connects to us — over TCP, sending records and expecting nothing
 back, or with HTTP(S) POSTs — in JSON or XML, one record or many per
@@ -7,145 +7,594 @@ connection, split across reads wherever the network splits them (after an
 outage it flushes up to 10 000 buffered records at once). The receiver:
 
 1. cuts the byte stream into whole top-level units (a JSON value, or an XML
-   element) with :class:`Splitter`, whatever the read boundaries;
-2. appends each unit to a journal (``DATASET/_incoming/journal``) and
-   fsyncs before anything else happens — from then on the record is
-   acknowledged (HTTP: the 200 goes out after the fsync) and survives a
-   ``kill -9``;
-3. folds the journal into the month partitions every few seconds, at
+   element) with :class:`Splitter`: linear in the bytes, bounded in memory
+   (:data:`MAX_RECORD`, :data:`MAX_DEPTH`), resynchronising after noise;
+2. reads the units (:func:`judge`, a batch at a time, each unit alone only
+   where the batch finds fault) and refuses those that hold no CDR;
+3. appends each CDR unit to a journal (``DATASET/_incoming/journal``) and
+   fsyncs (one fsync for all appends waiting) before anything else happens
+   — from then on the record is acknowledged (HTTP: the 200 goes out after
+   the fsync) and survives a ``kill -9``;
+4. folds the journal into the month partitions every few seconds, at
    start-up (what a killed run left) and at shutdown; the dataset writer
    skips records already there, so a fold repeated after a crash, or a PBX
    (or PortSIP webhook, delivered at least once) sending a record twice,
-   adds nothing.
+   adds nothing. A fold that fails is retried; after :data:`FOLD_ATTEMPTS`
+   tries (a crash during a fold counts) its batch is moved to
+   ``DATASET/_incoming/failed/`` with the reason, and folding goes on.
 
-Bytes that are neither JSON nor XML, or a unit that does not parse, are kept
-verbatim under ``DATASET/_incoming/unparsed/``; nothing is dropped.
+Whatever is no record — noise, a unit that does not parse or holds no CDR,
+one too large or too deep — is written, as it arrives, verbatim to
+``DATASET/_incoming/unparsed/`` (one ``.bin`` per connection or request)
+with a line per piece in ``unparsed/index.jsonl`` saying why; nothing is
+dropped, and nothing of it is acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import hmac
+import ipaddress
 import json
 import os
 import pathlib
+import re
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import polars as pl
+
+from cdrq import _core
 from cdrq._core import CdrqError
 from cdrq.convert import MonthWriter, next_run
 from cdrq.dataset import MANIFEST
-from cdrq.read import read
+from cdrq.zones import localise, wall_clock_gaps
 
 INCOMING = "_incoming"
+#: Tries of one fold batch before it is set aside.
+FOLD_ATTEMPTS = 3
+
+# --- limits -----------------------------------------------------------------
+
+#: The largest unit (one JSON value or XML element) accepted: a record is a
+#: few hundred bytes to a few KiB; anything longer is set aside.
+MAX_RECORD = 1 << 20
+#: The deepest nesting of a unit (the UCM's JSON nests 4 deep).
+MAX_DEPTH = 64
+#: The longest XML tag.
+MAX_TAG = 4096
+#: Bytes one TCP connection may send that are no record before it is closed.
+MAX_ASIDE = 1 << 20
+#: The largest HTTP request body (a 10 000-record flush is about 6 MB).
+MAX_BODY = 32 << 20
+#: Seconds a unit may stay incomplete before its whole parts are salvaged.
+STALL = 5.0
+
+WS = b" \t\r\n"
+#: One JSON token after optional whitespace: punctuation, a string, a number, a literal.
+TOKEN = re.compile(
+    rb'[ \t\r\n]*(?:([][{},:])|("[^"\\\x00-\x1f]*(?:\\[\s\S][^"\\\x00-\x1f]*)*")'
+    rb"|(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)|(true|false|null))"
+)
+STRING_REST = re.compile(rb'[^"\\\x00-\x1f]*(?:\\[\s\S][^"\\\x00-\x1f]*)*')
+NUMBER_PREFIX = re.compile(rb"-?[0-9]*\.?[0-9]*(?:[eE][+-]?[0-9]*)?\Z")
+START_TAG = re.compile(rb"""<([A-Za-z_:][-\w.:]*)(?:\s+[-\w.:]+\s*=\s*(?:"[^"<>]*"|'[^'<>]*'))*\s*(/?)>""")
+END_TAG = re.compile(rb"</([A-Za-z_:][-\w.:]*)\s*>")
+TAG_PREFIX = re.compile(
+    rb"""<(?:/[A-Za-z_:][-\w.:]*\s*|[A-Za-z_:][-\w.:]*(?:\s+[-\w.:]+\s*=\s*(?:"[^"<>]*"|'[^'<>]*'))*"""
+    rb"""(?:\s+(?:[-\w.:]+\s*(?:=\s*(?:"[^"<>]*|'[^'<>]*)?)?)?)?\s*/?|/)?\Z"""
+)
+NOISE_END = re.compile(rb"[{\[<]")
+
+# JSON grammar states: what comes next.
+VALUE, VALUE_OR_CLOSE, KEY_OR_CLOSE, KEY, COLON, COMMA_OR_CLOSE = range(6)
 
 
 class Splitter:
-    """Cuts a byte stream into whole JSON values and XML elements; feed it
-    bytes as they come, take the units it completes."""
+    """Cuts a byte stream into whole JSON values and XML elements (units);
+    feed it bytes as they come, take the units it completes.
 
-    def __init__(self) -> None:
+    Linear in the bytes fed, whatever the read boundaries: a unit's scan
+    resumes where the last read ended. It checks the grammar as it goes
+    (JSON's; XML's tags, nesting and matching end tags), so noise that only
+    looks like the start of a unit (a stray ``[``, ``{`` or ``<``) fails
+    within a few bytes; a unit deeper than :data:`MAX_DEPTH`, longer than
+    :data:`MAX_RECORD` or incomplete for :data:`STALL` seconds fails too.
+    A failed unit is not lost: scanning resumes at its first nested
+    object or element (so records inside a broken wrapper still come
+    out), else at the byte that broke it. Everything that is no unit —
+    noise, failed units — is handed out with a reason by :meth:`take_aside`
+    as it arrives; whitespace, commas, XML declarations and comments
+    between units are dropped. Memory: the unit being read, at most
+    :data:`MAX_RECORD` plus one read."""
+
+    def __init__(self, max_record: int = MAX_RECORD, max_depth: int = MAX_DEPTH, stall: float = STALL) -> None:
+        self.max_record, self.max_depth, self.stall = max_record, max_depth, stall
         self.buffer = bytearray()
-        self.garbage = bytearray()
+        self.aside: list[tuple[bytes, str]] = []
+        self.pos = 0  # next byte to scan
+        self.start: int | None = None  # the unit being read, if any
+        self.since = 0.0
+
+    # --- the stream ----------------------------------------------------------
 
     def feed(self, data: bytes) -> list[bytes]:
         self.buffer += data
-        units = []
-        while True:
-            self.skip_noise()
-            if not self.buffer:
-                return units
-            end = json_end(self.buffer) if self.buffer[0] in b"{[" else xml_end(self.buffer)
-            if end is None:
-                return units
-            units.append(bytes(self.buffer[:end]))
-            del self.buffer[:end]
+        units = self.scan(final=False)
+        return units + self.stalled()
 
-    def skip_noise(self) -> None:
-        """Drops whitespace, XML declarations and comments between units;
-        anything else that cannot start a unit is kept aside as garbage."""
-        while self.buffer:
-            stripped = self.buffer.lstrip()
-            del self.buffer[: len(self.buffer) - len(stripped)]
-            if not self.buffer:
-                return
-            if self.buffer.startswith(b"<?") or self.buffer.startswith(b"<!--"):
-                close = b"?>" if self.buffer.startswith(b"<?") else b"-->"
-                k = self.buffer.find(close)
-                if k < 0:
-                    return
-                del self.buffer[: k + len(close)]
-                continue
-            if self.buffer[0] in b"{[<":
-                return
-            starts = [k for k in (self.buffer.find(b"{"), self.buffer.find(b"<"), self.buffer.find(b"[")) if k >= 0]
-            cut = min(starts) if starts else len(self.buffer)
-            self.garbage += self.buffer[:cut]
-            del self.buffer[:cut]
+    def stalled(self) -> list[bytes]:
+        """Salvages a unit that has been incomplete too long (call when the
+        connection is idle)."""
+        if self.start is not None and self.stall and time.monotonic() - self.since > self.stall:
+            self.salvage(self.pos, f"incomplete after {self.stall:g} s")
+            return self.scan(final=False)
+        return []
+
+    def end(self) -> list[bytes]:
+        """The stream ended: whole units left inside an incomplete one come
+        out; the rest is set aside."""
+        units = self.scan(final=True)
+        while self.start is not None:
+            self.salvage(len(self.buffer), "incomplete at the end of the stream")
+            units += self.scan(final=True)
+        if self.buffer[self.pos :].strip(WS):
+            self.put_aside(bytes(self.buffer[self.pos :]), "noise")
+        self.buffer.clear()
+        self.pos = 0
+        return units
+
+    def take_aside(self) -> list[tuple[bytes, str]]:
+        """What is no unit, with why, since the last call."""
+        aside, self.aside = self.aside, []
+        return aside
 
     def rest(self) -> bytes:
-        """What could not be cut into units (at the end of a connection)."""
-        rest = bytes(self.garbage + self.buffer)
-        self.garbage.clear()
-        self.buffer.clear()
-        return rest
+        """Everything set aside, the stream ended (for tests)."""
+        units = self.end()
+        assert not units, units
+        return b"".join(data for data, _ in self.take_aside())
 
+    def put_aside(self, data: bytes, why: str) -> None:
+        if self.aside and self.aside[-1][1] == why:
+            self.aside[-1] = (self.aside[-1][0] + data, why)
+        else:
+            self.aside.append((data, why))
 
-def json_end(buf: bytearray) -> int | None:
-    """End of the JSON value at the start of ``buf``, if complete."""
-    depth, in_string, escaped = 0, False, False
-    for i, b in enumerate(buf):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif b == 0x5C:  # backslash
-                escaped = True
-            elif b == 0x22:
-                in_string = False
-        elif b == 0x22:
-            in_string = True
-        elif b in b"{[":
-            depth += 1
-        elif b in b"}]":
-            depth -= 1
-            if depth == 0:
-                return i + 1
-    return None
+    def scan(self, final: bool) -> list[bytes]:
+        units: list[bytes] = []
+        while True:
+            if self.start is None:
+                if not self.skip_noise(final):
+                    break
+                continue
+            done = self.scan_json() if self.kind == "json" else self.scan_xml()
+            if done is None:  # needs more bytes
+                if len(self.buffer) - self.start > self.max_record:
+                    self.salvage(self.pos, f"a unit over {self.max_record} bytes")
+                    continue
+                break
+            if isinstance(done, tuple):  # broke the grammar at done[0]
+                at, why = done
+                self.salvage(at, why, child_ok=False)
+                continue
+            units.append(bytes(self.buffer[self.start : done]))
+            self.start, self.pos = None, done
+        self.compact()
+        return units
 
+    def compact(self) -> None:
+        keep = self.pos if self.start is None else self.start
+        if keep:
+            del self.buffer[:keep]
+            self.pos -= keep
+            if self.start is not None:
+                self.start -= keep
+                self.child = None if self.child is None else self.child - keep
+                self.wait = max(0, self.wait - keep)
 
-def xml_end(buf: bytearray) -> int | None:
-    """End of the XML element at the start of ``buf``, if complete."""
-    depth, pos = 0, 0
-    while True:
-        start = buf.find(b"<", pos)
-        if start < 0:
-            return None
-        if buf.startswith(b"<![CDATA[", start):
-            end = buf.find(b"]]>", start)
-            if end < 0:
+    def salvage(self, at: int, why: str, child_ok: bool = True) -> None:
+        """The unit at ``start`` failed at ``at``: set aside up to its first
+        nested unit (scanned again as a unit of its own) where ``child_ok``
+        (or that unit was whole), else up to ``at``."""
+        assert self.start is not None
+        child = self.child if self.child is not None and (child_ok or self.child_done) else None
+        resume = child if child is not None else max(at, self.start + 1)
+        self.put_aside(bytes(self.buffer[self.start : resume]), f"{self.kind}: {why}")
+        self.start, self.pos = None, resume
+
+    def skip_noise(self, final: bool) -> bool:
+        """Moves past what lies between units; True when a unit starts at
+        ``pos`` (now being read) or more noise was dropped."""
+        buf, pos = self.buffer, self.pos
+        while pos < len(buf) and buf[pos] in b" \t\r\n,":
+            pos += 1
+        self.pos = pos
+        if pos == len(buf):
+            return False
+        c = buf[pos]
+        if c in b"{[":
+            self.begin("json")
+            return True
+        if c == 0x3C:  # <
+            if len(buf) - pos < 4 and not final:
+                return False
+            if buf.startswith(b"<?", pos) or buf.startswith(b"<!--", pos):
+                close = b"?>" if buf[pos + 1] == 0x3F else b"-->"
+                end, lt = buf.find(close, pos + 2), buf.find(b"<", pos + 1)
+                if end >= 0 and (lt < 0 or lt > end):
+                    self.pos = end + len(close)
+                    return True
+                if (lt < 0 or lt >= len(buf)) and end < 0 and len(buf) - pos <= MAX_TAG and not final:
+                    return False  # wait for its end
+                self.put_aside(bytes(buf[pos : pos + 1]), "noise")
+                self.pos = pos + 1
+                return True
+            if pos + 1 < len(buf) and (buf[pos + 1 : pos + 2].isalpha() or buf[pos + 1] in b"_:"):
+                self.begin("xml")
+                return True
+            if pos + 1 == len(buf) and not final:
+                return False
+            self.put_aside(bytes(buf[pos : pos + 1]), "noise")
+            self.pos = pos + 1
+            return True
+        m = NOISE_END.search(buf, pos)
+        end = m.start() if m else len(buf)
+        self.put_aside(bytes(buf[pos:end]), "noise")
+        self.pos = end
+        return True
+
+    def begin(self, kind: str) -> None:
+        self.kind, self.start, self.child, self.wait = kind, self.pos, None, self.pos
+        self.child_done = False
+        self.stack: list[bytes] = []
+        self.expect = VALUE
+        self.in_string: int | None = None
+        self.since = time.monotonic()
+
+    # --- JSON ----------------------------------------------------------------
+
+    def scan_json(self) -> int | tuple[int, str] | None:
+        """The end of the unit, ``(position, why)`` where it breaks the
+        grammar, or None for more bytes."""
+        buf, n = self.buffer, len(self.buffer)
+        if self.in_string is not None:  # resume inside a long string
+            m = STRING_REST.match(buf, self.wait)
+            if m.end() == n or (buf[m.end()] == 0x5C and m.end() == n - 1):
+                self.wait = m.end()
                 return None
-            pos = end + 3
-            continue
-        if buf.startswith(b"<!--", start) or buf.startswith(b"<?", start):
-            close = b"-->" if buf.startswith(b"<!--", start) else b"?>"
-            end = buf.find(close, start)
-            if end < 0:
-                return None
-            pos = end + len(close)
-            continue
-        end = buf.find(b">", start)
-        if end < 0:
+            if buf[m.end()] != 0x22:
+                return m.end(), "a control character inside a string"
+            self.pos, self.in_string = m.end() + 1, None
+            if self.expect in (KEY_OR_CLOSE, KEY):
+                self.expect = COLON
+            else:
+                done = self.json_value_done(self.pos)
+                if done is not None:
+                    return done
+        while True:
+            pos = self.pos
+            m = TOKEN.match(buf, pos)
+            at = pos
+            while at < n and buf[at] in WS:
+                at += 1
+            if m is None or (m.group(3) and m.end() == n):
+                if at == n or m is not None:
+                    return None
+                c = buf[at]
+                if c == 0x22:  # an unterminated string: resume inside it later
+                    rest = STRING_REST.match(buf, at + 1)
+                    if rest.end() < n and not (buf[rest.end()] == 0x5C and rest.end() == n - 1):
+                        return rest.end(), "a control character inside a string"
+                    if self.expect not in (VALUE, VALUE_OR_CLOSE, KEY_OR_CLOSE, KEY):
+                        return at, "a string where none may be"
+                    self.in_string, self.wait = at, rest.end()
+                    self.pos = at
+                    return None
+                if NUMBER_PREFIX.match(buf, at):
+                    return None
+                if n - at < 5 and any(w.startswith(bytes(buf[at:n])) for w in (b"true", b"false", b"null")):
+                    return None
+                return at, "not JSON"
+            token = m.group(1)
+            self.pos = m.end()
+            if token is None:  # a string, number or literal
+                if self.expect in (KEY_OR_CLOSE, KEY):
+                    if not m.group(2):
+                        return at, "an object key that is no string"
+                    self.expect = COLON
+                    continue
+                if self.expect not in (VALUE, VALUE_OR_CLOSE):
+                    return at, "a value where none may be"
+                done = self.json_value_done(m.end())
+                if done is not None:
+                    return done
+                continue
+            done = self.json_punctuation(token[0], at, m.end())
+            if done is not None:
+                return done
+
+    def json_punctuation(self, c: int, at: int, end: int) -> int | tuple[int, str] | None:
+        expect = self.expect
+        if c in b"{[":
+            if expect not in (VALUE, VALUE_OR_CLOSE):
+                return at, f"{chr(c)} where no value may be"
+            self.stack.append(c)
+            if len(self.stack) > self.max_depth:
+                return at, f"nested deeper than {self.max_depth}"
+            if len(self.stack) == 2 and self.child is None:
+                self.child = at
+            self.expect = KEY_OR_CLOSE if c == 0x7B else VALUE_OR_CLOSE
             return None
-        tag = buf[start + 1 : end]
-        if tag.startswith(b"/"):
-            depth -= 1
-        elif not tag.endswith(b"/"):
-            depth += 1
-        pos = end + 1
-        if depth == 0:
-            return pos
+        if c in b"}]":
+            opener = 0x7B if c == 0x7D else 0x5B
+            allowed = (
+                expect == COMMA_OR_CLOSE
+                or (expect == KEY_OR_CLOSE and c == 0x7D)
+                or (expect == VALUE_OR_CLOSE and c == 0x5D)
+            )
+            if not allowed or not self.stack or self.stack[-1] != opener:
+                return at, f"{chr(c)} out of place"
+            self.stack.pop()
+            return self.json_value_done(end)
+        if c == 0x2C:  # ,
+            if expect != COMMA_OR_CLOSE:
+                return at, ", out of place"
+            self.expect = KEY if self.stack[-1] == 0x7B else VALUE
+            return None
+        if expect != COLON:  # :
+            return at, ": out of place"
+        self.expect = VALUE
+        return None
+
+    def json_value_done(self, end: int) -> int | None:
+        if not self.stack:
+            return end
+        if len(self.stack) == 1 and self.child is not None:
+            self.child_done = True
+        self.expect = COMMA_OR_CLOSE
+        return None
+
+    # --- XML -----------------------------------------------------------------
+
+    def scan_xml(self) -> int | tuple[int, str] | None:
+        buf, n = self.buffer, len(self.buffer)
+        while True:
+            lt = buf.find(b"<", self.pos)
+            if lt < 0:
+                self.pos = self.wait = n
+                return None
+            self.pos = lt
+            for opener, close in ((b"<![CDATA[", b"]]>"), (b"<!--", b"-->"), (b"<?", b"?>")):
+                if buf.startswith(opener, lt):
+                    if opener == b"<![CDATA[" and not self.stack:
+                        return lt, "CDATA outside an element"
+                    end = buf.find(close, max(lt + len(opener), self.wait - len(close) + 1))
+                    if end < 0:
+                        self.wait = max(lt, n)
+                        return None
+                    self.pos = self.wait = end + len(close)
+                    break
+            else:
+                if n - lt < 9 and (b"<![CDATA[".startswith(buf[lt:n]) or b"<!--".startswith(buf[lt:n])):
+                    return None
+                if buf.startswith(b"<!", lt):
+                    return lt, "a DTD or declaration (not accepted)"
+                gt = buf.find(b">", max(lt, self.wait))
+                nxt = buf.find(b"<", lt + 1, gt if gt >= 0 else n)
+                if gt < 0 or nxt >= 0:
+                    if nxt >= 0 or not TAG_PREFIX.match(buf, lt):
+                        return lt, "not an XML tag"
+                    if n - lt > MAX_TAG:
+                        return lt, f"a tag over {MAX_TAG} bytes"
+                    self.wait = n
+                    return None
+                if buf[lt + 1] == 0x2F:  # </
+                    m = END_TAG.match(buf, lt)
+                    if m is None or m.end() != gt + 1:
+                        return lt, "a malformed end tag"
+                    if not self.stack or self.stack[-1] != m.group(1):
+                        return lt, "an end tag that closes no open element"
+                    self.stack.pop()
+                    self.pos = self.wait = gt + 1
+                    if not self.stack:
+                        return gt + 1
+                    if len(self.stack) == 1 and self.child is not None:
+                        self.child_done = True
+                    continue
+                m = START_TAG.match(buf, lt)
+                if m is None or m.end() != gt + 1:
+                    return lt, "a malformed tag"
+                self.pos = self.wait = gt + 1
+                if m.group(2):  # <empty/>
+                    if not self.stack:
+                        return gt + 1
+                    if len(self.stack) == 1 and self.child is None:
+                        self.child, self.child_done = lt, True
+                    continue
+                self.stack.append(bytes(m.group(1)))
+                if len(self.stack) > self.max_depth:
+                    return lt, f"nested deeper than {self.max_depth}"
+                if len(self.stack) == 2 and self.child is None:
+                    self.child = lt
+
+
+# --- which units are CDRs ----------------------------------------------------
+
+
+class Judged:
+    """What :func:`judge` found: the frames of the CDR units, the units
+    refused (index → why) and the rejected parts of accepted units."""
+
+    def __init__(self) -> None:
+        self.frames: list[pl.DataFrame] = []
+        self.refused: dict[int, str] = {}
+        self.rejects: list[tuple[bytes, str]] = []
+
+    @property
+    def records(self) -> int:
+        return sum(f.height for f in self.frames)
+
+
+def judge(units: Sequence[bytes], tz: str | None = "UTC") -> Judged:
+    """Reads ``units`` with the core's readers (collect mode): a unit is a
+    CDR unit if it yields a record, else it is refused with the reader's
+    reason. JSON records (bare, in a list, under ``cdr_root`` or ``cdr``)
+    and ``<cdr>`` elements are read as one document per kind, a unit read
+    alone only when that document finds fault with it; PortSIP events and
+    other XML documents are read one by one."""
+    judged = Judged()
+    records: list[tuple[int, list[bytes]]] = []
+    elements: list[tuple[int, list[bytes]]] = []
+    for i, unit in enumerate(units):
+        if unit[:1] == b"<":
+            if unit[:4] == b"<cdr" and unit[4:5] in (b" ", b">", b"\t", b"\r", b"\n", b"/"):
+                elements.append((i, [unit]))
+            else:
+                read_batch(judged, "ucm-xml", [(i, [unit])], b"", b"", b"", tz)
+            continue
+        try:
+            value = json.loads(unit)
+        except (ValueError, RecursionError) as e:
+            judged.refused[i] = f"not JSON: {e}"
+            continue
+        if isinstance(value, dict) and ("event_type" in value or "items" in value):
+            read_batch(judged, "portsip-json", [(i, [unit])], b"", b"", b"", tz)
+            continue
+        calls = json_calls(value)
+        if not calls:
+            judged.refused[i] = "JSON that holds no CDR record"
+            continue
+        records.append((i, [json.dumps(c).encode() for c in calls]))
+    if records:
+        read_batch(judged, "ucm-json", records, b'{"cdr_root":[\n', b",\n", b"\n]}", tz)
+    if elements:
+        read_batch(judged, "ucm-xml", elements, b"<cdr_root>\n", b"\n", b"\n</cdr_root>", tz)
+    return judged
+
+
+def json_calls(value: Any) -> list[dict] | None:
+    """The call objects a JSON unit holds, or None if it is no CDR shape."""
+    if isinstance(value, dict):
+        for key in ("cdr_root", "cdr"):
+            if isinstance(value.get(key), list):
+                calls = value[key]
+                break
+        else:
+            calls = [value["cdr"]] if isinstance(value.get("cdr"), dict) and "main_cdr" not in value else [value]
+    elif isinstance(value, list):
+        calls = value
+    else:
+        return None
+    return calls if calls and all(isinstance(c, dict) and c for c in calls) else None
+
+
+def read_batch(
+    judged: Judged,
+    fmt: str,
+    items: list[tuple[int, list[bytes]]],
+    head: bytes,
+    sep: bytes,
+    tail: bytes,
+    tz: str | None,
+) -> None:
+    """Reads ``items`` (unit index, its pieces) as one document; a unit the
+    reader finds fault with is read again alone (a batch that does not
+    parse: halves), so one bad unit costs its batch one more read."""
+    if not head and len(items) == 1:
+        doc, starts = items[0][1][0], [1]
+    else:
+        pieces = [p for _, ps in items for p in ps]
+        doc = head + sep.join(pieces) + tail
+        starts, line = [], head.count(b"\n") + 1
+        for p in pieces:
+            starts.append(line)
+            line += p.count(b"\n") + sep.count(b"\n")
+    owners = [i for i, ps in items for _ in ps]
+    try:
+        frame, rejects = core_read(doc, fmt, tz)
+    except CdrqError as e:
+        if len(items) == 1:
+            judged.refused[items[0][0]] = str(e)
+            return
+        half = len(items) // 2
+        read_batch(judged, fmt, items[:half], head, sep, tail, tz)
+        read_batch(judged, fmt, items[half:], head, sep, tail, tz)
+        return
+    if len(items) == 1:
+        if frame.height:
+            judged.frames.append(frame)
+            judged.rejects.extend((raw.encode(), reason) for _, _, _, reason, raw in rejects)
+        else:
+            reasons = "; ".join(sorted({r[3] for r in rejects})) or "no CDR record in it"
+            judged.refused[items[0][0]] = reasons
+        return
+    faulty = {owners[max(0, bisect.bisect_right(starts, r[1]) - 1)] for r in rejects}
+    if not faulty:
+        judged.frames.append(frame)
+        return
+    good = [item for item in items if item[0] not in faulty]
+    if good:
+        read_batch(judged, fmt, good, head, sep, tail, tz)
+    for item in items:
+        if item[0] in faulty:
+            read_batch(judged, fmt, [item], head, sep, tail, tz)
+
+
+def core_read(doc: bytes, fmt: str, tz: str | None) -> tuple[pl.DataFrame, list[tuple]]:
+    """:func:`cdrq.read` of one document in collect mode, without its
+    per-call thread pool (a unit is read in well under a millisecond)."""
+    stream, rejects = _core.read(
+        doc,
+        name=None,
+        format=fmt,
+        threads=1 if len(doc) < (4 << 20) else None,
+        on_error="collect",
+        tz_label="UTC" if tz == "UTC" else None,
+        encoding="utf8",
+        gaps=wall_clock_gaps(tz),
+        memory_map=False,
+    )
+    return localise(pl.DataFrame(stream), tz), rejects
+
+
+# --- the journal ---------------------------------------------------------------
+
+
+class Aside:
+    """Bytes that are no record, written verbatim to one file under
+    ``unparsed/`` as they come, with a line per piece (offset, length, why,
+    sender) in ``unparsed/index.jsonl``."""
+
+    def __init__(self, directory: pathlib.Path, label: str, peer: str = "") -> None:
+        self.directory, self.label, self.peer = directory / "unparsed", label, peer
+        self.path: pathlib.Path | None = None
+        self.size = 0
+
+    def write(self, pieces: list[tuple[bytes, str]]) -> None:
+        pieces = [(data, why) for data, why in pieces if data.strip()]
+        if not pieces:
+            return
+        if self.path is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.path = self.directory / f"{time.strftime('%Y%m%dT%H%M%S')}-{time.monotonic_ns()}-{self.label}.bin"
+        lines = []
+        with open(self.path, "ab") as f:
+            for data, why in pieces:
+                f.write(data)
+                lines.append({"file": self.path.name, "offset": self.size, "bytes": len(data), "why": why})
+                if self.peer:
+                    lines[-1]["peer"] = self.peer
+                self.size += len(data)
+            f.flush()
+            os.fsync(f.fileno())
+        with open(self.directory / "index.jsonl", "a") as f:
+            f.write("".join(json.dumps(line) + "\n" for line in lines))
 
 
 class Journal:
@@ -158,6 +607,8 @@ class Journal:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / "journal"
         self.lock = threading.Lock()
+        self.sync_lock = threading.Lock()
+        self.written = self.synced = 0  # appends written, appends fsynced
         self.repair()
         self.file = self.path.open("ab")
         self.fold_lock = threading.Lock()
@@ -171,59 +622,83 @@ class Journal:
         data = self.path.read_bytes()
         end = whole_length(data)
         if end < len(data):
-            self.keep_unparsed(data[end:], "torn")
+            Aside(self.directory, "torn").write([(data[end:], "a torn journal entry (never acknowledged)")])
             with self.path.open("r+b") as f:
                 f.truncate(end)
                 os.fsync(f.fileno())
 
     def append(self, units: list[bytes]) -> None:
+        """Returns once ``units`` are on disk; appends waiting at the same
+        time share one fsync."""
         if not units:
             return
         data = b"".join(str(len(u)).encode() + b"\n" + u for u in units)
         with self.lock:
             self.file.write(data)
             self.file.flush()
-            os.fsync(self.file.fileno())
-
-    def keep_unparsed(self, data: bytes, why: str) -> None:
-        if not data.strip():
-            return
-        directory = self.directory / "unparsed"
-        directory.mkdir(exist_ok=True)
-        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{time.monotonic_ns()}-{why}.bin"
-        with open(directory / name, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            self.written += 1
+            mine = self.written
+        with self.sync_lock:
+            if self.synced >= mine:
+                return
+            with self.lock:
+                upto, fd = self.written, self.file.fileno()
+            os.fsync(fd)
+            self.synced = upto
 
     def fold(self, tz: str | None = "UTC") -> int:
         """Moves the journal's units into the dataset; returns records
-        written. A fold a kill interrupted is finished first."""
+        written. A fold a kill interrupted is finished first. Never raises:
+        a failed fold is retried at the next call, and set aside after
+        :data:`FOLD_ATTEMPTS` tries."""
         with self.fold_lock:
             folding = self.directory / "journal.folding"
-            written = self.fold_file(folding, tz) if folding.exists() else 0
-            with self.lock:
+            written = self.attempt(folding, tz) if folding.exists() else 0
+            if folding.exists():
+                return written  # still failing: new entries wait in the journal
+            with self.sync_lock, self.lock:  # the order append takes them in
                 if self.path.stat().st_size == 0:
                     return written
                 self.file.close()
                 os.replace(self.path, folding)
                 self.file = self.path.open("ab")
-            return written + self.fold_file(folding, tz)
+                self.synced = self.written
+            return written + self.attempt(folding, tz)
+
+    def attempt(self, folding: pathlib.Path, tz: str | None) -> int:
+        tries = self.directory / "journal.folding.tries"
+        past = json.loads(tries.read_text()) if tries.exists() else {"tries": 0, "errors": []}
+        if past["tries"] >= FOLD_ATTEMPTS:
+            failed = self.directory / "failed"
+            failed.mkdir(exist_ok=True)
+            name = f"{time.strftime('%Y%m%dT%H%M%S')}-{time.monotonic_ns()}-journal"
+            reason = {"tries": past["tries"], "errors": past["errors"]}
+            (failed / f"{name}.reason.json").write_text(json.dumps(reason) + "\n")
+            os.replace(folding, failed / name)
+            tries.unlink()
+            warn(f"a fold failed {past['tries']} times; its batch is set aside in {failed / name}")
+            return 0
+        past["tries"] += 1
+        tries.write_text(json.dumps(past))  # a crash during the fold counts as a try
+        try:
+            written = self.fold_file(folding, tz)
+        except Exception as e:  # any failure: retried, then set aside
+            past["errors"].append(f"{type(e).__name__}: {e}"[:2000])
+            tries.write_text(json.dumps(past))
+            warn(f"fold failed (try {past['tries']} of {FOLD_ATTEMPTS}): {type(e).__name__}: {e}")
+            return 0
+        tries.unlink(missing_ok=True)
+        return written
 
     def fold_file(self, folding: pathlib.Path, tz: str | None) -> int:
         units = list(entries(folding.read_bytes()))
+        judged = judge(units, tz)
+        aside = Aside(self.directory, "fold")
+        aside.write([(units[i], f"fold: {why}") for i, why in sorted(judged.refused.items())])
+        aside.write([(raw, f"fold: a rejected record: {why}") for raw, why in judged.rejects])
         run = next_run(self.root)
         writer = MonthWriter(self.root, run, tz)
-        written = 0
-        for fmt, doc in documents(units, self.keep_unparsed):
-            try:
-                frame, rejects = read(doc, format=fmt, tz=tz, on_error="collect")
-            except CdrqError:
-                self.keep_unparsed(doc, fmt)
-                continue
-            for raw in rejects["raw"]:
-                self.keep_unparsed(raw.encode(), "reject")
-            written += writer.write(frame)
+        written = sum(writer.write(frame) for frame in judged.frames if frame.height)
         line = {"run": run, "source": "listen", "units": len(units), "written": written}
         with (self.root / MANIFEST).open("a") as f:
             f.write(json.dumps(line) + "\n")
@@ -233,6 +708,10 @@ class Journal:
     def close(self) -> None:
         with self.lock:
             self.file.close()
+
+
+def warn(message: str) -> None:
+    print(f"cdrq: listen: {message}", file=sys.stderr, flush=True)
 
 
 def entries(data: bytes) -> Iterator[bytes]:
@@ -250,7 +729,7 @@ def whole_length(data: bytes) -> int:
 def spans(data: bytes) -> Iterator[tuple[int, int]]:
     pos = 0
     while True:
-        line_end = data.find(b"\n", pos)
+        line_end = data.find(b"\n", pos, pos + 21)
         if line_end < 0 or not data[pos:line_end].isdigit():
             return
         start = line_end + 1
@@ -261,61 +740,81 @@ def spans(data: bytes) -> Iterator[tuple[int, int]]:
         pos = end
 
 
-def documents(units: list[bytes], keep_unparsed) -> Iterator[tuple[str, bytes]]:
-    """Units as documents the readers take: JSON records gathered into one
-    ``{"cdr_root": [...]}`` (PortSIP events one by one), XML elements one
-    by one."""
-    calls: list[Any] = []
-    elements: list[bytes] = []
-    for unit in units:
-        if unit[:4] == b"<cdr" and unit[4:5] in (b" ", b">", b"\t", b"\r", b"\n"):
-            elements.append(unit)  # one call or record: gathered under one root
-            continue
-        if unit[:1] == b"<":
-            yield "ucm-xml", unit
-            continue
-        try:
-            value = json.loads(unit)
-        except ValueError:
-            keep_unparsed(unit, "json")
-            continue
-        if isinstance(value, dict) and ("event_type" in value or "items" in value):
-            yield "portsip-json", unit
-        elif isinstance(value, dict) and isinstance(value.get("cdr_root", value.get("cdr")), list):
-            calls.extend(value.get("cdr_root", value.get("cdr")))
-        elif isinstance(value, dict) and isinstance(value.get("cdr"), dict) and "main_cdr" not in value:
-            calls.append(value["cdr"])
-        elif isinstance(value, list):
-            calls.extend(value)
-        else:
-            calls.append(value)
-    if calls:
-        yield "ucm-json", json.dumps({"cdr_root": calls}).encode()
-    if elements:
-        yield "ucm-xml", b"<cdr_root>" + b"".join(elements) + b"</cdr_root>"
+# --- the listener ---------------------------------------------------------------
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Listener:
-    """TCP (or HTTP POST) receiver writing into the dataset at ``to``."""
+    """TCP (or HTTP POST) receiver writing into the dataset at ``to``.
+    ``permit``: the networks senders may come from (None: any);
+    ``token``: the bearer token HTTP senders must give (None: none)."""
 
-    def __init__(self, to: str | os.PathLike[str], tz: str | None = "UTC", fold_every: float = 5.0) -> None:
+    def __init__(
+        self,
+        to: str | os.PathLike[str],
+        tz: str | None = "UTC",
+        fold_every: float = 5.0,
+        *,
+        permit: Sequence[str | Network] | None = None,
+        token: str | None = None,
+    ) -> None:
         self.root = pathlib.Path(to)
         self.root.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(self.root)
         self.tz, self.fold_every = tz, fold_every
+        self.permit = None if permit is None else [ipaddress.ip_network(p, strict=False) for p in permit]
+        self.token = token
         self.connections: set[Any] = set()
         self.journal.fold(tz)  # what a killed run left
+
+    def permitted(self, host: str | None) -> bool:
+        if self.permit is None:
+            return True
+        try:
+            address = ipaddress.ip_address((host or "").split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.permit)
+
+    def receive(self, units: list[bytes], aside: Aside, pieces: list[tuple[bytes, str]]) -> Judged:
+        """Judges ``units``, journals the CDR units (returns once they are
+        on disk) and writes the rest aside (a thread's work)."""
+        judged = judge(units, self.tz) if units else Judged()
+        self.journal.append([u for i, u in enumerate(units) if i not in judged.refused])
+        pieces = pieces + [(units[i], f"no CDR: {why}") for i, why in sorted(judged.refused.items())]
+        aside.write(pieces)
+        return judged
 
     async def handle_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self.connections.add(task)
-        splitter = Splitter()
+        peer = writer.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) else None
         try:
-            while data := await reader.read(1 << 16):
-                units = splitter.feed(data)
-                await asyncio.to_thread(self.journal.append, units)
+            if not self.permitted(host):
+                warn(f"refused a TCP connection from {host} (not in --permit)")
+                return
+            splitter, aside = Splitter(), Aside(self.journal.directory, "tcp", str(host))
+            while True:
+                try:
+                    data = await asyncio.wait_for(reader.read(1 << 16), timeout=STALL)
+                except TimeoutError:
+                    units = splitter.stalled()
+                else:
+                    units = splitter.feed(data) if data else splitter.end()
+                pieces = splitter.take_aside()
+                await asyncio.to_thread(self.receive, units, aside, pieces)
+                if not data:
+                    break
+                if aside.size > MAX_ASIDE:
+                    warn(f"closed the connection from {host}: over {MAX_ASIDE} bytes that are no CDR")
+                    break
+        except (ConnectionError, OSError):
+            pass
         finally:
-            self.journal.keep_unparsed(splitter.rest(), "tcp")
             writer.close()
             self.connections.discard(task)
 
@@ -324,17 +823,46 @@ class Listener:
             from cdrq.services.server import lifespan
 
             return await lifespan(receive, send)
-        splitter, body = Splitter(), b""
+        host = (scope.get("client") or (None,))[0]
+        if not self.permitted(host):
+            return await reply(send, 403, "403 Forbidden: this address is not permitted\n")
+        if scope["method"] != "POST":
+            return await reply(send, 405, "405 Method Not Allowed: POST the records\n", [(b"allow", b"POST")])
+        headers = dict(scope["headers"])
+        if self.token is not None:
+            given = headers.get(b"authorization", b"")
+            expected = b"Bearer " + self.token.encode()
+            if not hmac.compare_digest(given, expected):
+                return await reply(
+                    send,
+                    401,
+                    "401 Unauthorized: give Authorization: Bearer TOKEN\n",
+                    [(b"www-authenticate", b"Bearer")],
+                )
+        length = headers.get(b"content-length", b"0")
+        if length.isdigit() and int(length) > MAX_BODY:
+            return await reply(send, 413, f"413 Content Too Large: over {MAX_BODY} bytes\n")
+        body = bytearray()
         while True:
             message = await receive()
             body += message.get("body", b"")
+            if len(body) > MAX_BODY:
+                return await reply(send, 413, f"413 Content Too Large: over {MAX_BODY} bytes\n")
             if not message.get("more_body"):
                 break
-        units = splitter.feed(body)
-        await asyncio.to_thread(self.journal.append, units)
-        self.journal.keep_unparsed(splitter.rest(), "http")
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
-        await send({"type": "http.response.body", "body": b"OK\n"})
+        splitter = Splitter(stall=0)
+        units = splitter.feed(bytes(body)) + splitter.end()
+        pieces = splitter.take_aside()
+        aside = Aside(self.journal.directory, "http", str(host))
+        judged = await asyncio.to_thread(self.receive, units, aside, pieces)
+        refused = [why for _, why in pieces if _.strip()] + list(judged.refused.values())
+        if refused:
+            stored = len(units) - len(judged.refused)
+            text = f"400 Bad Request: {len(refused)} part(s) no CDR, kept aside (the first: {refused[0][:200]})"
+            return await reply(send, 400, f"{text}; {stored} CDR unit(s) stored\n")
+        if not units:
+            return await reply(send, 400, "400 Bad Request: no record in the body\n")
+        await reply(send, 200, "OK\n")
 
     async def folding(self) -> None:
         while True:
@@ -386,3 +914,9 @@ class Listener:
             folder.cancel()
             await asyncio.to_thread(self.journal.fold, self.tz)
             self.journal.close()
+
+
+async def reply(send, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    head = [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": text.encode()})
