@@ -83,10 +83,10 @@ def apply(frame: Frame, plan: Plan, clamp: bool) -> Frame:
         out = out.reverse()
     offset, count = page(plan, clamp)
     if offset is not None or count is not None:
-        # The query allows up to 2⁶⁴ − 1; Polars adds offset and length as
-        # i64s, and no frame holds 2⁶² rows: past it the page is empty.
-        limit = 2**62
-        out = out.slice(min(offset or 0, limit), None if count is None else min(count, limit))
+        # The query allows up to 2⁶⁴ − 1; Polars takes an i64 offset and (in
+        # its default build) a u32 length: clamp to what a frame can hold.
+        length = None if count is None else min(count, 2**32 - 1)
+        out = out.slice(min(offset or 0, 2**62), length)
     return out
 
 
