@@ -59,11 +59,17 @@ impl DigitRange {
     #[inline]
     pub fn contains(&self, digits: &Digits<'_>) -> bool {
         if let Some(v) = digits.number {
-            // A bound too long for a number is above every number.
-            return self.lo_n.is_some_and(|lo| v >= lo) && self.hi_n.is_none_or(|hi| v <= hi);
+            return self.contains_number(v);
         }
         let cmp = |a: &[u8], b: &[u8]| a.len().cmp(&b.len()).then_with(|| a.cmp(b));
         cmp(&digits.bytes, &self.lo).is_ge() && cmp(&digits.bytes, &self.hi).is_le()
+    }
+
+    /// `lo <= v <= hi` for digits that are the number `v`.
+    #[inline]
+    pub fn contains_number(&self, v: u128) -> bool {
+        // A bound too long for a number is above every number.
+        self.lo_n.is_some_and(|lo| v >= lo) && self.hi_n.is_none_or(|hi| v <= hi)
     }
 
     /// Whether the digits of `value` fall in the range; a value without
