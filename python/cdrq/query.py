@@ -83,7 +83,7 @@ def apply(frame: Frame, plan: Plan, clamp: bool) -> Frame:
         out = out.reverse()
     offset, count = page(plan, clamp)
     if offset is not None or count is not None:
-        # The query allows up to 2⁶⁴ − 1; Polars takes an i64 offset and (in
+        # The query allows up to 2**64 - 1; Polars takes an i64 offset and (in
         # its default build) a u32 length: clamp to what a frame can hold.
         length = None if count is None else min(count, 2**32 - 1)
         out = out.slice(min(offset or 0, 2**62), length)
