@@ -14,6 +14,7 @@ import ssl
 import tarfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -496,3 +497,19 @@ def test_pages_are_sliced_from_one_filter_and_identical_to_cdrapi(archive):
     assert matches.computed == 4  # one filter per query, whatever its format and page
     big = "numRecords=5000&offset=1"
     assert served.answer(big)[0] == cdrq.cdrapi(archive.frame, big)
+
+
+def test_a_page_asked_again_is_not_rendered_again(archive):
+    served = server.Archive(archive.frame, None, USER, PASSWORD, permit=[], page_bytes=1 << 20)
+    assert served.pages is not None
+    qs = "format=json&caller=5@&numRecords=2&offset=1"
+    first = served.page(qs)
+    same = "offset=1&format=json&numRecords=2&caller=5@"  # another spelling of the same page
+    assert served.page(same) is not None and served.page(qs)[0] is first[0]
+    assert served.pages.computed == 1 and served.answer(same) == (cdrq.cdrapi(archive.frame, same), "json")
+    with ThreadPoolExecutor(8) as pool:  # concurrent askers wait for one render
+        pages = list(pool.map(served.page, [f"format=xml&numRecords=3&offset={k % 2}" for k in range(32)]))
+    assert served.pages.computed == 3 and len({id(body) for body, _ in pages}) == 2
+    served.pages.size = 0  # over its budget: only the newest page is kept
+    served.page("format=csv&numRecords=1")
+    assert list(served.pages.cache.values()) == [served.page("format=csv&numRecords=1")[0]]

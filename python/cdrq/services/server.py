@@ -70,20 +70,21 @@ def md5(text: str) -> str:
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
 
-class Matches:
-    """An LRU of each query's matching row numbers (in answer order), keyed
-    by the query without its paging: walking ``offset`` slices one list.
-    Concurrent askers of the same query wait for one filter."""
+class Once:
+    """An LRU computing each key's value once: concurrent askers of a key
+    being computed wait for it. At most ``entries`` values and ``size``
+    in all (``size_of`` each), the least recent dropped first (the newest
+    is always kept)."""
 
-    def __init__(self, frame: pl.DataFrame, entries: int = 64, rows: int = 50_000_000) -> None:
-        self.frame, self.entries, self.rows = frame, entries, rows
-        self.cache: OrderedDict[tuple, pl.Series] = OrderedDict()
-        self.pending: dict[tuple, threading.Event] = {}
+    def __init__(self, entries: int, size: int, size_of: Callable[[Any], int] = len) -> None:
+        self.entries, self.size, self.size_of = entries, size, size_of
+        self.cache: OrderedDict[Any, Any] = OrderedDict()
+        self.total = 0
+        self.pending: dict[Any, threading.Event] = {}
         self.lock = threading.Lock()
-        self.computed = 0  # filters run (for tests)
+        self.computed = 0  # values computed (for tests)
 
-    def of(self, plan: Any) -> pl.Series:
-        key = tuple(repr(getattr(plan, name)) for name in FILTER_FIELDS)
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
         while True:
             with self.lock:
                 if key in self.cache:
@@ -95,23 +96,46 @@ class Matches:
                     break
             event.wait()
         try:
-            rows = self.frame.select(
-                pl.int_range(pl.len(), dtype=pl.UInt32).filter(_expr.filters(plan, self.frame.schema))
-            ).to_series()
-            if plan.descending:
-                rows = rows.reverse()
+            value = compute()
             with self.lock:
                 self.computed += 1
-                self.cache[key] = rows
-                while len(self.cache) > self.entries or (
-                    len(self.cache) > 1 and sum(map(len, self.cache.values())) > self.rows
-                ):
-                    self.cache.popitem(last=False)
-            return rows
+                self.cache[key] = value
+                self.total += self.size_of(value)
+                while len(self.cache) > 1 and (len(self.cache) > self.entries or self.total > self.size):
+                    self.total -= self.size_of(self.cache.popitem(last=False)[1])
+            return value
         finally:
             with self.lock:
                 self.pending.pop(key, None)
             event.set()
+
+
+def filter_key(plan: Any) -> tuple:
+    """What chooses a plan's rows (not its paging or format)."""
+    return tuple(repr(getattr(plan, name)) for name in FILTER_FIELDS)
+
+
+class Matches:
+    """An LRU of each query's matching row numbers (in answer order), keyed
+    by the query without its paging: walking ``offset`` slices one list.
+    Concurrent askers of the same query wait for one filter."""
+
+    def __init__(self, frame: pl.DataFrame, entries: int = 64, rows: int = 50_000_000) -> None:
+        self.frame = frame
+        self.once = Once(entries, rows)
+
+    @property
+    def computed(self) -> int:
+        return self.once.computed
+
+    def of(self, plan: Any) -> pl.Series:
+        return self.once.get(filter_key(plan), lambda: self.filter(plan))
+
+    def filter(self, plan: Any) -> pl.Series:
+        rows = self.frame.select(
+            pl.int_range(pl.len(), dtype=pl.UInt32).filter(_expr.filters(plan, self.frame.schema))
+        ).to_series()
+        return rows.reverse() if plan.descending else rows
 
 
 @dataclass
@@ -129,6 +153,10 @@ class Archive:
     #: Answer in this firmware's layout (``cdrq.render``), else the spec's.
     firmware: str | None = None
     matches: Matches | None = None
+    #: Rendered pages (UTF-8) by query, paging and format: the same page
+    #: asked again is sent, not rendered again (bytes in all, at most).
+    page_bytes: int = 64 << 20
+    pages: Once | None = None
 
     def __post_init__(self) -> None:
         # Every JSON/XML answer looks up its calls' stored main rows: once here.
@@ -136,6 +164,8 @@ class Archive:
             self.mains = self.frame.filter(pl.col("cdr_kind") == "main")
         if self.matches is None:
             self.matches = Matches(self.frame)
+        if self.pages is None:
+            self.pages = Once(4096, self.page_bytes)
 
     def permitted(self, scope: Scope) -> bool:
         if not self.permit:
@@ -153,19 +183,31 @@ class Archive:
         """The ``/cdrapi`` response text — ``cdrq.cdrapi(frame, qs)`` — and
         the format it is written in (a rejected query: the requested
         format's empty container; a rejected ``format``: CSV's)."""
+        body, fmt = self.page(qs)
+        return body.decode(), fmt
+
+    def page(self, qs: str) -> tuple[bytes, str]:
+        """:meth:`answer` as UTF-8, from the cache of rendered pages."""
         legs_of = self.frame if self.mains is None else self.mains
         try:
             plan = compile_query(qs, self.now(), library=False)
         except _core.QueryError as e:
             fmt = "csv" if e.param.lower() == "format" else requested_format(qs)
-            return render(self.frame.clear(), fmt, legs_of=legs_of, firmware=self.firmware), fmt
+            return render(self.frame.clear(), fmt, legs_of=legs_of, firmware=self.firmware).encode(), fmt
+        count = 1000 if plan.num_records is None else min(plan.num_records, 1000)
+        offset = plan.offset or 0
+        fmt = (plan.format or "csv").lower()
+        assert self.pages is not None
+        key = (filter_key(plan), offset, count, fmt)
+        return self.pages.get(key, lambda: self.render(plan, offset, count, fmt)), fmt
+
+    def render(self, plan: Any, offset: int, count: int, fmt: str) -> bytes:
         assert self.matches is not None
         rows = self.matches.of(plan)
-        count = 1000 if plan.num_records is None else min(plan.num_records, 1000)
-        start = min(plan.offset or 0, len(rows))  # an offset past the end (even ≥ 2⁶³): an empty page
+        start = min(offset, len(rows))  # an offset past the end (even ≥ 2⁶³): an empty page
         page = self.frame.select(pl.all().gather(rows.slice(start, count)))
-        fmt = (plan.format or "csv").lower()
-        return render(page, fmt, legs_of=legs_of, firmware=self.firmware), fmt
+        legs_of = self.frame if self.mains is None else self.mains
+        return render(page, fmt, legs_of=legs_of, firmware=self.firmware).encode()
 
 
 class Expiring:
@@ -262,12 +304,20 @@ def peer_of(scope: Scope) -> str:
     return str(client[0]) if client else ""
 
 
+PIECE = 1 << 16  # bytes of a response body sent at a time
+
+
 async def respond(send: Send, status: int, body: bytes | str, content_type: str = "text/plain", headers=()) -> None:
     body = body.encode() if isinstance(body, str) else body
     head = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
     head.extend((k.encode(), v.encode()) for k, v in headers)
     await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
+    # In pieces: each is encrypted as the socket drains, so a slow reader
+    # holds one piece of ciphertext, not a whole page's.
+    last = max(0, (len(body) - 1) // PIECE * PIECE)
+    for start in range(0, last, PIECE):
+        await send({"type": "http.response.body", "body": body[start : start + PIECE], "more_body": True})
+    await send({"type": "http.response.body", "body": body[last:]})
 
 
 async def respond_file(send: Send, name: str, content: Path | list[Path]) -> None:
@@ -487,8 +537,8 @@ class LegacyApi:
             return await respond(send, 401, "401 Unauthorized\n", headers=[("www-authenticate", challenge)])
         self.guard.succeeded(peer)
         if path == "/cdrapi":
-            text, fmt = await asyncio.to_thread(self.archive.answer, query)
-            return await respond(send, 200, text, CONTENT_TYPES[fmt])
+            body, fmt = await asyncio.to_thread(self.archive.page, query)
+            return await respond(send, 200, body, CONTENT_TYPES[fmt])
         params = single_params(query)
         try:
             if params is None:
@@ -554,8 +604,8 @@ class NewApi:
         params = {str(k): str(v) for k, v in request.items() if k not in ("action", "cookie")}
         if action == "cdrapi":
             qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params.items())
-            text, fmt = await asyncio.to_thread(self.archive.answer, qs)
-            return await respond(send, 200, text, CONTENT_TYPES[fmt])
+            body, fmt = await asyncio.to_thread(self.archive.page, qs)
+            return await respond(send, 200, body, CONTENT_TYPES[fmt])
         try:
             kind, result = await asyncio.to_thread(
                 recapi, self.archive.recordings, {k.lower(): v for k, v in params.items()}
