@@ -433,3 +433,34 @@ def test_token_and_permit(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     assert sorted(cdrq.read(ds)["AcctId"].to_list()) == [1, 2]
+
+
+def test_concurrent_requests_share_batches_and_each_gets_its_own_verdict(tmp_path):
+    """Group commit: requests judged and fsynced together; a poison body
+    gets its 400 alone, every other request its 200 (on disk by then)."""
+    import asyncio
+
+    ds = tmp_path / "ds"
+    bodies = [NOT_CDR[i % len(NOT_CDR)] if i % 7 == 3 else (as_json(i) if i % 2 else as_xml(i)) for i in range(120)]
+    with running(ds, "--http") as (port, proc):
+
+        async def everyone() -> list[int]:
+            async with httpx.AsyncClient(timeout=30) as c:
+                url = f"http://127.0.0.1:{port}/"
+                return [r.status_code for r in await asyncio.gather(*(c.post(url, content=b) for b in bodies))]
+
+        statuses = asyncio.run(everyone())
+        assert statuses == [400 if i % 7 == 3 else 200 for i in range(len(bodies))]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert sorted(cdrq.read(ds)["AcctId"].to_list()) == [i for i in range(len(bodies)) if i % 7 != 3]
+    assert len(kept_aside(ds)) == sum(i % 7 == 3 for i in range(len(bodies)))
+
+
+@given(st.binary(max_size=80) | st.sampled_from([as_json(1), b" [1, {}]\n", b'{"a": NaN}', b"[" * 70 + b"]" * 70]))
+def test_one_value_cuts_exactly_what_the_splitter_would(body):
+    whole = listen.one_value(body)
+    if whole is not None:
+        splitter = Splitter(stall=0)
+        units = splitter.feed(body) + splitter.end()
+        assert units == [whole] and not [x for x, _ in splitter.take_aside() if x.strip()]
