@@ -513,3 +513,12 @@ def test_a_page_asked_again_is_not_rendered_again(archive):
     served.pages.size = 0  # over its budget: only the newest page is kept
     served.page("format=csv&numRecords=1")
     assert list(served.pages.cache.values()) == [served.page("format=csv&numRecords=1")[0]]
+
+
+def test_tls_connections_read_into_small_buffers(archive, tls):
+    import asyncio.sslproto
+
+    made = server.servers(
+        archive, cert=str(tls / "cert.pem"), key=str(tls / "key.pem"), host="127.0.0.1", port=0, api_port=None
+    )
+    assert len(made) == 1 and asyncio.sslproto.SSLProtocol.max_size <= server.TLS_READ_BUFFER
