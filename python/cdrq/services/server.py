@@ -15,7 +15,9 @@ network given: everyone is let in, as on the UCM), make failed logins cost a
 growing delay and lock the peer out after several (:class:`Guard`), keep
 their nonce, challenge and session stores bounded (:class:`Expiring`), and
 run queries on worker threads over a cache of each query's matching rows
-(:class:`Matches`), so walking ``offset`` does not filter the archive again.
+(:class:`Matches`), so walking ``offset`` does not filter the archive again,
+and of rendered pages (:class:`Once`), so a page asked again is not rendered
+again.
 :func:`serve` runs them with uvicorn over TLS, proxy headers ignored unless
 ``trust_proxy`` names whose to believe, with a header timeout, a keep-alive
 timeout and a connection cap (:func:`config`).
