@@ -129,7 +129,7 @@ def test_kill_9_mid_stream_with_poison_loses_nothing_acknowledged_and_duplicates
     # Restart; the PBX flushes everything it buffered, the first 6000 again included.
     proc = start(ds, port)
     send(port, records, rng, poison=True)
-    time.sleep(0.3)
+    time.sleep(1)  # SIGTERM a moment after the flush: senders still queued are taken in first
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     back = cdrq.read(ds)

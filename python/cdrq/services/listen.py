@@ -76,6 +76,8 @@ MAX_BODY = 32 << 20
 MAX_BATCH = 1024
 #: Seconds a unit may stay incomplete before its whole parts are salvaged.
 STALL = 5.0
+#: At shutdown, TCP senders are taken in until none has come for this long.
+DRAIN_QUIET_S = 0.5
 
 WS = b" \t\r\n"
 #: One JSON token after optional whitespace: punctuation, a string, a number, a literal.
@@ -768,6 +770,8 @@ class Listener:
         self.permit = None if permit is None else [ipaddress.ip_network(p, strict=False) for p in permit]
         self.token = token
         self.connections: set[Any] = set()
+        #: When the last TCP sender was taken in (the event loop's clock).
+        self.last_connection = 0.0
         self.batcher: asyncio.Task | None = None
         self.pending: list[tuple[list[bytes], Aside, list[tuple[bytes, str]], asyncio.Future]] = []
         self.wake = asyncio.Event()  # bound to a loop at its first wait
@@ -851,6 +855,7 @@ class Listener:
     async def handle_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self.connections.add(task)
+        self.last_connection = asyncio.get_running_loop().time()
         peer = writer.get_extra_info("peername")
         host = peer[0] if isinstance(peer, tuple) else None
         try:
@@ -973,7 +978,13 @@ class Listener:
                     context.load_cert_chain(cert, key)
                 tcp = await asyncio.start_server(self.handle_tcp, host, port, ssl=context)
                 await stop.wait()
-                # Stop accepting; let the senders connected now finish.
+                # Senders the kernel already connected may still wait in the
+                # listen backlog: take them in until none has come for a
+                # moment (at most a few seconds), then stop accepting and
+                # let every connected sender finish.
+                give_up = loop.time() + 5
+                while loop.time() < give_up and loop.time() - self.last_connection < DRAIN_QUIET_S:
+                    await asyncio.sleep(0.05)
                 tcp.close()
                 if self.connections:
                     await asyncio.wait(set(self.connections), timeout=10)
