@@ -12,7 +12,7 @@ from typing import Any
 from cdrq._core import CdrqError, ParseError, QueryError, __version__
 from cdrq.convert import convert
 from cdrq.query import Pattern, Plan, compile_pattern, compile_query, query
-from cdrq.read import FORMATS, read
+from cdrq.read import FORMATS, custom_columns, read
 from cdrq.render import cdrapi, render
 from cdrq.scan import ScanRejects, scan, scan_errors
 from cdrq.sources import SkippedFileWarning
@@ -40,6 +40,7 @@ __all__ = [
     "compile_pattern",
     "compile_query",
     "convert",
+    "custom_columns",
     "query",
     "read",
     "render",

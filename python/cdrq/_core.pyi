@@ -40,6 +40,7 @@ def read(
     on_error: str = "raise",
     tz_label: str | None = None,
     chunk_bytes: int | None = None,
+    columns: list[str] | None = None,
 ) -> tuple[ArrowStream, list[tuple[str, int, int, str, str]]]:
     """Read one source (a path, or the bytes) into Arrow batches and rejects."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from typing import Literal, overload
 
@@ -15,7 +16,49 @@ from cdrq.zones import DEFAULT_TZ, check_tz, localise, wall_clock_gaps
 
 OnError = Literal["raise", "collect"]
 
-FORMATS = ("auto", "ucm-csv", "ucm-json", "ucm-xml", "ucm-webui-csv", "portsip-json")
+FORMATS = (
+    "auto",
+    "ucm-csv",
+    "ucm-json",
+    "ucm-xml",
+    "ucm-webui-csv",
+    "portsip-json",
+    "asterisk-csv",
+    "asterisk-custom",
+)
+
+_CDR_REF = re.compile(r"\$\{CDR\(\s*([^,)\s]+)")
+
+
+def custom_columns(mapping: str) -> list[str]:
+    """The column names of a ``cdr_custom.conf`` mapping line, for
+    ``read(..., format="asterisk-custom", columns=...)``.
+
+    ``Master.csv => ${CSV_QUOTE(${CDR(clid)})},${CDR(sequence)},...`` gives
+    ``["clid", "sequence", ...]``: each comma-separated field's first
+    ``${CDR(name)}`` (options such as ``,u`` dropped); a field with none
+    (a ``${CHANNEL(...)}`` or literal text) is named ``field_N`` (1-based).
+    The part before ``=>`` is optional.
+    """
+    template = mapping.split("=>", 1)[1] if "=>" in mapping else mapping
+    fields, depth, current = [], 0, []
+    for ch in template.strip():
+        if ch in "({":
+            depth += 1
+        elif ch in ")}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    fields.append("".join(current))
+    names = []
+    for i, field in enumerate(fields, 1):
+        found = _CDR_REF.search(field)
+        names.append(found.group(1) if found else f"field_{i}")
+    return names
+
 
 #: Columns of the rejects frame of ``on_error="collect"``.
 REJECT_SCHEMA = {
@@ -42,6 +85,7 @@ def read(
     encoding: str = ...,
     memory_map: bool = ...,
     include: Include = ...,
+    columns: list[str] | None = ...,
 ) -> pl.DataFrame: ...
 @overload
 def read(
@@ -55,6 +99,7 @@ def read(
     encoding: str = ...,
     memory_map: bool = ...,
     include: Include = ...,
+    columns: list[str] | None = ...,
 ) -> tuple[pl.DataFrame, pl.DataFrame]: ...
 def read(
     source: Source,
@@ -67,6 +112,7 @@ def read(
     encoding: str = "utf8",
     memory_map: bool = False,
     include: Include = None,
+    columns: list[str] | None = None,
 ) -> pl.DataFrame | tuple[pl.DataFrame, pl.DataFrame]:
     """Read a PBX CDR export into a Polars frame.
 
@@ -94,6 +140,9 @@ def read(
     copy), with the hazard of any mapping: a file rewritten in place
     changes the frame's values, and one truncated crashes the process
     when the frame is next read.
+    ``columns``: for ``format="asterisk-custom"``, the site template's
+    column names in order (see :func:`custom_columns`); the default is the
+    template of Asterisk's sample ``cdr_custom.conf``.
     """
     if on_error not in ("raise", "collect"):
         raise CdrqError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
@@ -115,6 +164,7 @@ def read(
             encoding=encoding,
             gaps=wall_clock_gaps(tz),
             memory_map=memory_map,
+            columns=None if columns is None else list(columns),
         )
         frame = localise(pl.DataFrame(stream), tz)
         if include_source:

@@ -54,6 +54,25 @@ pub const LASTDATA_COLUMN: usize = 9;
 pub const START_COLUMN: usize = 10;
 pub const BILLSEC_COLUMN: usize = 14;
 pub const CALLER_NAME_COLUMN: usize = 22;
+pub const AMAFLAGS_COLUMN: usize = 16;
+pub const SESSION_COLUMN: usize = 27;
+
+/// Asterisk's CDR fields beyond the data model (cdr_csv's `newcdrcolumns`):
+/// every Asterisk-family frame has them, after `cdr_kind` and `leg`.
+pub const ASTERISK_EXTRA: [&str; 3] = ["peeraccount", "linkedid", "sequence"];
+
+/// The name of an Asterisk AMA flag written as its number (`${CDR(amaflags,u)}`,
+/// older cdr_custom templates), as `ast_channel_amaflags2string` in
+/// Asterisk's main/channel.c (and the UCM) names it; `None` leaves the
+/// value as written.
+pub fn amaflags_name(value: &[u8]) -> Option<&'static str> {
+    Some(match value {
+        b"1" => "OMIT",
+        b"2" => "BILLING",
+        b"3" => "DOCUMENTATION",
+        _ => return None,
+    })
+}
 
 /// `record` for a flat record, `main` for a call summary, `sub` for a leg.
 pub const CDR_KIND: &str = "cdr_kind";

@@ -85,7 +85,7 @@ impl Options {
 fn parse_format(format: &str) -> PyResult<Format> {
     Format::parse(format).ok_or_else(|| {
         CdrqError::new_err(format!(
-            "unknown format {format:?}; expected auto, ucm-csv, ucm-json, ucm-xml, ucm-webui-csv or portsip-json"
+            "unknown format {format:?}; expected auto, ucm-csv, ucm-json, ucm-xml, ucm-webui-csv, portsip-json, asterisk-csv or asterisk-custom"
         ))
     })
 }
@@ -106,7 +106,7 @@ fn reject_rows(rejects: Vec<crate::error::Reject>) -> Vec<RejectRow> {
 /// batches as an Arrow stream and the rejected records.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)] // keyword-only options of one Python call
-#[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, chunk_bytes = None, encoding = "utf8", gaps = None, memory_map = false))]
+#[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, chunk_bytes = None, encoding = "utf8", gaps = None, memory_map = false, columns = None))]
 fn read(
     py: Python<'_>,
     source: &Bound<'_, PyAny>,
@@ -119,11 +119,13 @@ fn read(
     encoding: &str,
     gaps: Option<(String, Vec<(i64, i64)>)>,
     memory_map: bool,
+    columns: Option<Vec<String>>,
 ) -> PyResult<(ArrowStream, Vec<RejectRow>)> {
     let format = parse_format(format)?;
     let on_error = parse_on_error(on_error)?;
     let Options { encoding, gaps } = Options::extract(encoding, gaps)?;
-    let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes, pushdown: None, encoding, gaps };
+    let columns = columns.map(Arc::from);
+    let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes, pushdown: None, encoding, gaps, columns };
     let source = Source::extract(source, name)?;
     let output = guarded(py, || crate::read::read(&source.open(memory_map)?, format, &options))?;
     Ok((ArrowStream::new(output.schema, output.batches), reject_rows(output.rejects)))

@@ -53,7 +53,16 @@ impl Scanner {
         let stream = guarded(py, || {
             let filter = plan.map(|plan| RowFilter::from_plan(plan, margin_us));
             let pushdown = Some(Arc::new(Pushdown { columns, filter }));
-            let options = ReadOptions { threads, on_error, tz: tz_label, chunk_bytes: None, pushdown, encoding, gaps };
+            let options = ReadOptions {
+                threads,
+                on_error,
+                tz: tz_label,
+                chunk_bytes: None,
+                pushdown,
+                encoding,
+                gaps,
+                columns: None,
+            };
             Stream::open_range(source.open(memory_map)?, format, options, window_bytes, byte_range)
         })?;
         Ok(Self { stream: Mutex::new(stream) })

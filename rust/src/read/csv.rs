@@ -32,8 +32,8 @@ use super::webui;
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput};
 use crate::error::{Error, Reject, Result};
 use crate::schema::{
-    self, BASE_COLUMNS, BILLSEC_COLUMN, CALLER_NAME_COLUMN, CLID_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN,
-    LASTDATA_COLUMN, LEG_COLUMN, SRC_COLUMN, START_COLUMN,
+    self, AMAFLAGS_COLUMN, ASTERISK_EXTRA, BASE_COLUMNS, BILLSEC_COLUMN, CALLER_NAME_COLUMN, CLID_COLUMN, ColumnType,
+    DST_COLUMN, KIND_COLUMN, LASTDATA_COLUMN, LEG_COLUMN, SESSION_COLUMN, SRC_COLUMN, START_COLUMN,
 };
 use crate::values::{Gaps, Timestamp, parse_int, parse_timestamp};
 
@@ -44,7 +44,78 @@ pub enum Dialect {
     Api,
     /// The web UI's download: labels, a `cdr` column, UI time forms.
     WebUi,
+    /// Asterisk cdr_csv's `Master.csv`: no header, every field quoted,
+    /// 16 to 21 fields by the site's options (see [`asterisk_width`]).
+    AsteriskCsv,
+    /// Asterisk cdr_custom: no header, the columns the caller names.
+    AsteriskCustom,
 }
+
+impl Dialect {
+    fn is_asterisk(self) -> bool {
+        matches!(self, Self::AsteriskCsv | Self::AsteriskCustom)
+    }
+}
+
+/// The columns of Asterisk's sample `cdr_custom.conf` template
+/// (configs/samples/cdr_custom.conf.sample): `asterisk-custom`'s default.
+#[rustfmt::skip]
+pub const ASTERISK_CUSTOM_DEFAULT: [&str; 19] = [
+    "clid", "src", "dst", "dcontext", "channel", "dstchannel", "lastapp", "lastdata", "start", "answer",
+    "end", "duration", "billsec", "disposition", "amaflags", "accountcode", "uniqueid", "userfield", "sequence",
+];
+
+/// The record widths cdr_csv writes (cdr/cdr_csv.c `build_csv_record`):
+/// 16 fields `accountcode` … `amaflags`, then `uniqueid` if `loguniqueid`,
+/// `userfield` if `loguserfield`, then `peeraccount, linkedid, sequence` if
+/// `newcdrcolumns`. 17 and 20 fields (one of the two optional fields) are
+/// read as `uniqueid`, the default's first.
+const ASTERISK_WIDTHS: [usize; 6] = [16, 17, 18, 19, 20, 21];
+
+/// The output columns of a cdr_csv record of `n` fields.
+fn asterisk_width(n: usize) -> Layout {
+    // `accountcode` … `amaflags` are data-model columns 1..=16, in order.
+    let mut columns: Vec<usize> = (1..=AMAFLAGS_COLUMN).collect();
+    let optional = if n >= 19 { n - 19 } else { n - 16 };
+    columns.extend([17, 18].into_iter().take(optional));
+    if n >= 19 {
+        columns.extend((0..ASTERISK_EXTRA.len()).map(|k| BASE_COLUMNS.len() + 2 + k));
+    }
+    Layout { columns, lastdata: None }
+}
+
+/// Sniffs a headerless Asterisk record at the start of `head`: every
+/// field quoted (an empty one may be bare), 16 to 21 fields with a time in
+/// the 10th (cdr_csv), or the 19 of the sample cdr_custom template with a
+/// time in the 9th. Returns the format and what was seen.
+pub fn sniff_asterisk(head: &[u8]) -> Option<(super::Format, String)> {
+    if head.first() != Some(&b'"') {
+        return None;
+    }
+    let mut fields = Vec::new();
+    split_record(head, 0, &mut fields).ok()?;
+    let n = fields.len();
+    let time_at = |i: usize| {
+        fields.get(i).is_some_and(|f| f.kind != FieldKind::Plain && parse_timestamp(&field_bytes(head, f)).is_some())
+    };
+    // The template's 9th field is `start`; cdr_csv's is `lastdata`.
+    if n == ASTERISK_CUSTOM_DEFAULT.len() && time_at(8) {
+        Some((
+            super::Format::AsteriskCustom,
+            format!("a headerless quoted record of {n} fields, a time 9th (Asterisk's sample cdr_custom template)"),
+        ))
+    } else if (16..=21).contains(&n) && time_at(9) {
+        Some((
+            super::Format::AsteriskCsv,
+            format!("a headerless quoted record of {n} fields, a time 10th (Asterisk cdr_csv)"),
+        ))
+    } else {
+        None
+    }
+}
+
+/// Index of `AcctId` in [`BASE_COLUMNS`].
+const ACCTID_COLUMN: usize = 0;
 
 /// Index of `dstchanext` in [`BASE_COLUMNS`]: the field fw 1.0.11 omits.
 const DSTCHANEXT: usize = 26;
@@ -76,6 +147,8 @@ struct FileLayout {
     has_header: bool,
     /// Headerless only: rows of another firmware's exact width.
     other_widths: Vec<Layout>,
+    /// What [`Self::expected`] says, where not the UCM's.
+    described: Option<String>,
 }
 
 impl FileLayout {
@@ -93,7 +166,9 @@ impl FileLayout {
     }
 
     fn expected(&self) -> String {
-        if self.has_header {
+        if let Some(described) = &self.described {
+            described.clone()
+        } else if self.has_header {
             format!("{} fields as in the header (more only with an unquoted lastdata)", self.primary.columns.len())
         } else {
             "22, 31 or 32 fields (more only with an unquoted lastdata)".to_string()
@@ -159,6 +234,11 @@ pub struct CsvPlan {
     checked: Vec<usize>,
     /// The columns built, by index into `names`.
     output: Vec<usize>,
+    /// Asterisk: the `linkedid` column, whose value `session` also gets,
+    /// and the `sequence` column, whose value `AcctId` gets beside a
+    /// `linkedid` (the two key a CDR, as `session` and `AcctId` do a UCM's).
+    linkedid: Option<usize>,
+    sequence: Option<usize>,
     /// The built columns' schema.
     pub schema: SchemaRef,
     /// Where the records start.
@@ -184,7 +264,8 @@ pub fn read_webui_csv(input: &Input, options: &ReadOptions) -> Result<ReadOutput
     read_csv(input, options, Dialect::WebUi)
 }
 
-fn read_csv(input: &Input, options: &ReadOptions, dialect: Dialect) -> Result<ReadOutput> {
+/// Reads a CSV export of the given dialect.
+pub fn read_csv(input: &Input, options: &ReadOptions, dialect: Dialect) -> Result<ReadOutput> {
     let plan = CsvPlan::new(input, options, dialect)?;
     Ok(read_window(input, &plan, options, plan.data_start, input.bytes().len())?.0)
 }
@@ -194,15 +275,21 @@ impl CsvPlan {
         let buf = input.bytes();
         let mut pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
         pos = skip_blank_lines(buf, pos);
-        let (layout, extra, data_start) = read_layout(input, pos, dialect)?;
+        let (layout, extra, data_start) = match dialect {
+            Dialect::AsteriskCsv => asterisk_csv_layout(input, pos),
+            Dialect::AsteriskCustom => asterisk_custom_layout(input, options.columns.as_deref(), pos)?,
+            _ => read_layout(input, pos, dialect)?,
+        };
         let names = schema::output_names(&extra);
+        let linkedid = names.iter().position(|n| n == "linkedid").filter(|_| dialect.is_asterisk());
+        let sequence = names.iter().position(|n| n == "sequence").filter(|_| dialect.is_asterisk());
         let types: Vec<ColumnType> = names.iter().map(|n| schema::column_type(n)).collect();
         let checked = (0..names.len()).filter(|&c| types[c] != ColumnType::Text || c == KIND_COLUMN).collect();
         let wanted = Pushdown::wanted(options.pushdown.as_deref(), &names);
         let output: Vec<usize> = (0..names.len()).filter(|&c| wanted[c]).collect();
         let output_names: Vec<String> = output.iter().map(|&c| names[c].clone()).collect();
         let schema = schema::arrow_schema(&output_names, options.tz.as_deref());
-        Ok(Self { dialect, layout, names, types, checked, output, schema, data_start })
+        Ok(Self { dialect, layout, names, types, checked, output, linkedid, sequence, schema, data_start })
     }
 
     /// All the file's columns, built or not.
@@ -227,8 +314,8 @@ pub fn read_window(
     let filter = options.pushdown.as_deref().and_then(|p| p.filter.as_ref());
     let ctx = Context { buf, plan, strict, filter, gaps: options.gaps.as_deref() };
     let bounds = match plan.dialect {
-        Dialect::Api => chunk_bounds(buf, from, to, rayon::current_num_threads(), options.chunk_bytes),
         Dialect::WebUi => vec![from, buf.len().max(from)],
+        _ => chunk_bounds(buf, from, to, rayon::current_num_threads(), options.chunk_bytes),
     };
     let chunks = parse_chunks(&bounds, |start, nominal_end| parse_chunk(&ctx, start, nominal_end));
     let end = chunks.last().map_or(from, |c| c.end);
@@ -302,7 +389,7 @@ fn read_layout(input: &Input, pos: usize, dialect: Dialect) -> Result<(FileLayou
             _ => 32,
         };
         let other_widths = [22, 31, 32].into_iter().filter(|&w| w < width).map(Layout::headerless).collect();
-        FileLayout { primary: Layout::headerless(width), has_header: false, other_widths }
+        FileLayout { primary: Layout::headerless(width), has_header: false, other_widths, described: None }
     };
     let Ok(first) = split_record(buf, pos, &mut fields) else {
         return Ok((headerless(32), Vec::new(), pos));
@@ -357,8 +444,79 @@ fn read_layout(input: &Input, pos: usize, dialect: Dialect) -> Result<(FileLayou
         columns.push(column);
     }
     let lastdata = columns.iter().position(|&c| c == LASTDATA_COLUMN);
-    let layout = FileLayout { primary: Layout { columns, lastdata }, has_header: true, other_widths: Vec::new() };
+    let layout = FileLayout {
+        primary: Layout { columns, lastdata },
+        has_header: true,
+        other_widths: Vec::new(),
+        described: None,
+    };
     Ok((layout, extra, first.next))
+}
+
+/// The layout of a cdr_csv file: by its first record's width, other
+/// widths accepted too (a site that changed its options mid-file).
+fn asterisk_csv_layout(input: &Input, pos: usize) -> (FileLayout, Vec<String>, usize) {
+    let buf = input.bytes();
+    let mut fields = Vec::new();
+    let width = match split_record(buf, pos, &mut fields) {
+        Ok(_) if pos < buf.len() && ASTERISK_WIDTHS.contains(&fields.len()) => fields.len(),
+        _ => 21,
+    };
+    let layout = FileLayout {
+        primary: asterisk_width(width),
+        has_header: false,
+        other_widths: ASTERISK_WIDTHS.into_iter().filter(|&w| w != width).map(asterisk_width).collect(),
+        described: Some("16 to 21 fields as Asterisk's cdr_csv writes".into()),
+    };
+    (layout, ASTERISK_EXTRA.iter().map(|s| s.to_string()).collect(), pos)
+}
+
+/// The layout of a cdr_custom file: the template's columns, in order.
+/// Asterisk's names map to the data model (`peeraccount`, `linkedid`,
+/// `sequence` to their own columns); any other name is a text column.
+fn asterisk_custom_layout(
+    input: &Input,
+    names: Option<&[String]>,
+    pos: usize,
+) -> Result<(FileLayout, Vec<String>, usize)> {
+    let default: Vec<String>;
+    let names = match names {
+        Some(names) => names,
+        None => {
+            default = ASTERISK_CUSTOM_DEFAULT.iter().map(|s| s.to_string()).collect();
+            &default
+        }
+    };
+    let fail = |reason: String| Error::Input { source: input.name.clone(), reason };
+    if names.is_empty() {
+        return Err(fail("format=asterisk-custom needs at least one column".into()));
+    }
+    let mut extra: Vec<String> = ASTERISK_EXTRA.iter().map(|s| s.to_string()).collect();
+    let mut columns = Vec::with_capacity(names.len());
+    for name in names {
+        let name = name.trim();
+        let column = match lookup_base(name) {
+            Some(i) => i,
+            None if name == schema::CDR_KIND || name == schema::LEG => SKIPPED,
+            None if name.is_empty() => return Err(fail("empty column name in columns=".into())),
+            None => match extra.iter().position(|e| e == name) {
+                Some(k) => BASE_COLUMNS.len() + 2 + k,
+                None => {
+                    extra.push(name.to_string());
+                    BASE_COLUMNS.len() + 2 + extra.len() - 1
+                }
+            },
+        };
+        if column != SKIPPED && columns.contains(&column) {
+            return Err(fail(format!("duplicate column {name:?} in columns=")));
+        }
+        columns.push(column);
+    }
+    let lastdata = columns.iter().position(|&c| c == LASTDATA_COLUMN);
+    let described = Some(format!("{} fields as in columns= (more only with an unquoted lastdata)", columns.len()));
+    let layout =
+        FileLayout { primary: Layout { columns, lastdata }, has_header: false, other_widths: Vec::new(), described };
+    Ok((layout, extra, pos))
 }
 
 /// The column of a header field that is read past.
@@ -468,7 +626,8 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
                             chunk.legs = if ints[KIND_COLUMN] == Some(1) { chunk.legs + 1 } else { 0 };
                         }
                         if ctx.filter.is_none_or(|f| keep(buf, f, &slots, &ints)) {
-                            append_record(buf, &fields, &slots, &ints, start, &mut chunk);
+                            let asterisk = plan.dialect.is_asterisk();
+                            append_record(buf, &fields, &slots, &ints, start, asterisk, &mut chunk);
                         }
                     }
                     Err((at, reason)) => {
@@ -542,6 +701,21 @@ fn check_record(
         };
     }
 
+    if let Some(linkedid) = ctx.plan.linkedid
+        && matches!(slots[SESSION_COLUMN], Slot::Null)
+    {
+        // The id that ties a call's legs together, as the UCM's `session`.
+        slots[SESSION_COLUMN] = slots[linkedid];
+        // Asterisk's CDR counter tells the legs apart: `AcctId`, so that
+        // (`session`, `AcctId`) keys a record as for the UCM. Not without a
+        // `linkedid`: the counter restarts with Asterisk.
+        if let (Slot::Field(l), Some(sequence)) = (slots[linkedid], ctx.plan.sequence)
+            && l.start < l.end
+            && matches!(slots[ACCTID_COLUMN], Slot::Null)
+        {
+            slots[ACCTID_COLUMN] = slots[sequence];
+        }
+    }
     let webui = ctx.plan.dialect == Dialect::WebUi;
     if webui && matches!(slots[SRC_COLUMN], Slot::Null) {
         // Older downloads give the caller only as `Call From`, the caller
@@ -602,11 +776,24 @@ fn append_record(
     slots: &[Slot],
     ints: &[Option<i64>],
     base: usize,
+    asterisk: bool,
     chunk: &mut Chunk,
 ) {
     let scratch = &mut chunk.scratch;
     for (column, builder) in chunk.columns.iter_mut().enumerate() {
         let Some(builder) = builder else { continue };
+        // Asterisk: an AMA flag written as its number gets its name.
+        if asterisk
+            && column == AMAFLAGS_COLUMN
+            && let Slot::Field(f) = slots[column]
+            && f.kind != FieldKind::Escaped
+            && let Some(name) = schema::amaflags_name(&buf[f.start..f.end])
+        {
+            let at = scratch.len();
+            scratch.extend_from_slice(name.as_bytes());
+            builder.push_text(&scratch[at..], SCRATCH_BUFFER, at);
+            continue;
+        }
         // Web UI only (for the API dialect these builders are absent).
         if column == KIND_COLUMN {
             let kind: &[u8] = match ints[KIND_COLUMN] {
@@ -743,6 +930,24 @@ mod tests {
             }
         }
         assert_eq!(text(&one, "lastdata")[7].as_deref(), Some("multi\nline, data"));
+    }
+
+    #[test]
+    fn asterisk_sniffing_says_what_it_saw() {
+        use super::super::Format;
+        // cdr/cdr_csv.c build_csv_record, 16 fields, an unset answer bare.
+        let csv = b"\"\",\"1001\",\"2000\",\"from-internal\",\"1001\",\"PJSIP/1001-1\",\"\",\"Dial\",\"x,y\",\"2024-01-28 10:18:20\",,\"2024-01-28 10:18:30\",\"10\",\"0\",\"NO ANSWER\",\"3\"\n";
+        let (format, why) = Format::sniff_why(csv);
+        assert_eq!(format, Format::AsteriskCsv);
+        assert!(why.contains("16 fields") && why.contains("cdr_csv"), "{why}");
+        let out =
+            super::super::read(&Input::from_vec("t", csv.to_vec()), Format::Auto, &ReadOptions::default()).unwrap();
+        assert_eq!(text(&out, "amaflags"), vec![Some("DOCUMENTATION".to_string())]);
+        assert_eq!(text(&out, "lastdata"), vec![Some("x,y".to_string())]);
+        // The sample cdr_custom.conf template: 19 fields, `start` 9th.
+        let custom = b"\"1001\",\"1001\",\"2000\",\"c\",\"P\",\"\",\"Dial\",\"x\",\"2024-01-28 10:18:20\",\"\",\"2024-01-28 10:18:30\",\"10\",\"0\",\"NO ANSWER\",\"DOCUMENTATION\",\"\",\"1.0\",\"\",3\n";
+        assert_eq!(Format::sniff(custom), Format::AsteriskCustom);
+        assert_eq!(Format::sniff(b"1,,6039,6011,from-internal\n"), Format::UcmCsv);
     }
 
     #[test]

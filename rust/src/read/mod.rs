@@ -134,6 +134,11 @@ pub enum Format {
     UcmXml,
     UcmWebuiCsv,
     PortsipJson,
+    /// Asterisk cdr_csv's `Master.csv`: headerless, every field quoted.
+    AsteriskCsv,
+    /// Asterisk cdr_custom / cdr_sqlite3_custom: the columns of the site's
+    /// template ([`ReadOptions::columns`]).
+    AsteriskCustom,
 }
 
 impl Format {
@@ -145,6 +150,8 @@ impl Format {
             "ucm-xml" => Self::UcmXml,
             "ucm-webui-csv" => Self::UcmWebuiCsv,
             "portsip-json" => Self::PortsipJson,
+            "asterisk-csv" => Self::AsteriskCsv,
+            "asterisk-custom" => Self::AsteriskCustom,
             _ => return None,
         })
     }
@@ -155,7 +162,7 @@ impl Format {
         let syntax = |f: Self| match f {
             Self::UcmJson | Self::PortsipJson => 0,
             Self::UcmXml => 1,
-            Self::UcmCsv | Self::UcmWebuiCsv => 2,
+            Self::UcmCsv | Self::UcmWebuiCsv | Self::AsteriskCsv | Self::AsteriskCustom => 2,
             Self::Auto => 3,
         };
         syntax(self) == syntax(other)
@@ -169,11 +176,32 @@ impl Format {
             Self::UcmXml => "ucm-xml",
             Self::UcmWebuiCsv => "ucm-webui-csv",
             Self::PortsipJson => "portsip-json",
+            Self::AsteriskCsv => "asterisk-csv",
+            Self::AsteriskCustom => "asterisk-custom",
         }
     }
 
+    /// The CSV dialect of a format read by [`csv`], if it is one.
+    pub fn csv_dialect(self) -> Option<csv::Dialect> {
+        match self {
+            Self::UcmCsv => Some(csv::Dialect::Api),
+            Self::UcmWebuiCsv => Some(csv::Dialect::WebUi),
+            Self::AsteriskCsv => Some(csv::Dialect::AsteriskCsv),
+            Self::AsteriskCustom => Some(csv::Dialect::AsteriskCustom),
+            _ => None,
+        }
+    }
+
+    /// Whether a file of this format is read a window at a time (and may
+    /// be split into byte ranges): the headerless-or-headed CSV dialects
+    /// whose records are independent.
+    pub fn windowed_csv(self) -> bool {
+        matches!(self, Self::UcmCsv | Self::AsteriskCsv | Self::AsteriskCustom)
+    }
+
     /// Tells the format from the first bytes: `{`/`[` JSON (PortSIP if its
-    /// keys show), `<` XML, a header of web-UI labels, else the CDR API CSV.
+    /// keys show), `<` XML, a header of web-UI labels, a headerless quoted
+    /// Asterisk record ([`csv::sniff_asterisk`]), else the CDR API CSV.
     pub fn sniff(bytes: &[u8]) -> Self {
         Self::sniff_why(bytes).0
     }
@@ -200,6 +228,8 @@ impl Format {
                 let labels: Vec<&str> = line.trim_end().split(',').collect();
                 if webui::is_webui_header(&labels) {
                     (Self::UcmWebuiCsv, format!("a header of web UI labels: {shown:?}"))
+                } else if let Some((format, seen)) = csv::sniff_asterisk(head) {
+                    (format, format!("{seen}: {shown:?}"))
                 } else {
                     (Self::UcmCsv, format!("neither JSON, XML nor web UI labels: {shown:?}"))
                 }
@@ -234,6 +264,9 @@ pub struct ReadOptions {
     /// The wall-clock times the archive zone skips (DST gaps): a record
     /// holding one is rejected. `None` for UTC, naive times and instants.
     pub gaps: Option<Arc<crate::values::Gaps>>,
+    /// `asterisk-custom`: the template's column names in order; `None`
+    /// is the template of Asterisk's sample `cdr_custom.conf`.
+    pub columns: Option<Arc<[String]>>,
 }
 
 impl Default for ReadOptions {
@@ -246,6 +279,7 @@ impl Default for ReadOptions {
             pushdown: None,
             encoding: Encoding::Utf8,
             gaps: None,
+            columns: None,
         }
     }
 }
@@ -329,6 +363,8 @@ pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<Read
         Format::UcmCsv => csv::read_ucm_csv(input, options),
         Format::UcmJson => json::read_ucm_json(input, options),
         Format::UcmWebuiCsv => csv::read_webui_csv(input, options),
+        Format::AsteriskCsv => csv::read_csv(input, options, csv::Dialect::AsteriskCsv),
+        Format::AsteriskCustom => csv::read_csv(input, options, csv::Dialect::AsteriskCustom),
         Format::UcmXml => xml::read_ucm_xml(input, options),
         Format::PortsipJson => json::read_portsip_json(input, options),
         Format::Auto => unreachable!("auto is resolved above"),

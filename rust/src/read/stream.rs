@@ -66,6 +66,7 @@ struct Unpacking {
     carry: Vec<u8>,
     /// From the first window's header (or first record).
     plan: Option<CsvPlan>,
+    dialect: Dialect,
     /// Lines before `carry`, so rejects name lines of the whole file.
     lines_before: u64,
     /// A window has been read (the header is behind us).
@@ -113,7 +114,7 @@ impl Stream {
                 let mut head = Vec::new();
                 d.fill(&mut head, 4096)?; // what sniffing looks at
                 let format = super::resolve_format(&input.name, &head, format)?.0;
-                if format != Format::UcmCsv || range.is_some() {
+                if !format.windowed_csv() || range.is_some() {
                     d.read_to_end(&mut head).map_err(|e| d.error(e))?;
                 } else {
                     decoder = Some((d, head.clone()));
@@ -137,12 +138,14 @@ impl Stream {
                 decoder,
                 carry: head,
                 plan: None,
+                dialect: format.csv_dialect().unwrap_or(Dialect::Api),
                 lines_before: 0,
                 started: false,
                 done: false,
             })),
-            (Format::UcmCsv, None) => {
-                let plan = Box::new(CsvPlan::new(&input, &options, Dialect::Api)?);
+            (format, None) if format.windowed_csv() => {
+                let dialect = format.csv_dialect().unwrap_or(Dialect::Api);
+                let plan = Box::new(CsvPlan::new(&input, &options, dialect)?);
                 let buf = input.bytes();
                 let (pos, end) = match range {
                     None => (plan.data_start, buf.len()),
@@ -339,7 +342,7 @@ fn unpack_window(name: &str, options: &ReadOptions, window: usize, u: &mut Unpac
                 want *= 2;
                 continue;
             }
-            u.plan = Some(CsvPlan::new(&input, options, Dialect::Api)?);
+            u.plan = Some(CsvPlan::new(&input, options, u.dialect)?);
         }
         let plan = u.plan.as_ref().unwrap_or_else(|| unreachable!("set above"));
         // The header (or leading blank lines) is in the first window only.
