@@ -24,6 +24,11 @@ import cdrq
 from cdrq.services import server
 from cdrq.services.pull import Limits, PullError, months, pull
 
+# The hostile PBXs here are hung up on mid-answer by design; what their
+# server side leaves behind (an SSL transport closed under a pending write)
+# is theirs, not the client's under test.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
 UNTIL = dt.date(2024, 3, 31)
 
 

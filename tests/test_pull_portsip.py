@@ -17,6 +17,11 @@ from test_serve import Running
 import cdrq
 from cdrq.services.pull import PullError, pull
 
+# The hostile PBXs here are hung up on mid-answer by design; what their
+# server side leaves behind (an SSL transport closed under a pending write)
+# is theirs, not the client's under test.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
 
 def item(i: int) -> dict:
     start = dt.datetime(2024, 8, 1, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=17 * i)
