@@ -380,3 +380,13 @@ def test_collect_mode_keeps_every_good_record_and_rejects_every_bad_one(format, 
     # A rejected record's foreign keys may add columns: null in every row.
     assert frame.select(clean.columns).equals(clean)
     assert all(frame[c].null_count() == frame.height for c in frame.columns if c not in clean.columns)
+
+
+@pytest.mark.parametrize("word", ["items", "call_id", "event_type"])
+def test_portsip_words_as_ucm_values_do_not_make_it_portsip(word):
+    # Found by the render property test: `"lastdata": "items"` was sniffed as PortSIP.
+    leg = json.dumps({"AcctId": "2", "lastdata": word})
+    data = '{"cdr_root": [{"cdr": "s", "main_cdr": {"AcctId": "1"}, "sub_cdr_1": ' + leg + "}]}"
+    frame = cdrq.read(data.encode())
+    assert frame.select("AcctId", "lastdata", "cdr_kind").rows() == [(1, None, "main"), (2, word, "sub")]
+    assert cdrq.read(b'{"items": [{"id": "1", "caller": "101", "call_id": "c"}]}')["src"].to_list() == ["101"]

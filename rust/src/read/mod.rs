@@ -214,8 +214,15 @@ impl Format {
         let shown = String::from_utf8_lossy(&head[..head.len().min(40)]).into_owned();
         match head.first() {
             Some(b'{' | b'[') => {
-                let has = |k: &[u8]| memchr::memmem::find(head, k).is_some();
-                if has(b"\"items\"") || has(b"\"call_id\"") || has(b"\"event_type\"") {
+                // A key is a quoted name followed by `:`; the same word as a
+                // value (`"lastdata": "items"`) says nothing. UCM keys first:
+                // a UCM export never holds PortSIP's keys, but may hold its words.
+                let has_key = |k: &[u8]| {
+                    memchr::memmem::find_iter(head, k)
+                        .any(|at| head[at + k.len()..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b':'))
+                };
+                let ucm = has_key(b"\"cdr_root\"") || has_key(b"\"cdr\"") || has_key(b"\"main_cdr\"");
+                if !ucm && (has_key(b"\"items\"") || has_key(b"\"call_id\"") || has_key(b"\"event_type\"")) {
                     (Self::PortsipJson, format!("JSON with PortSIP keys: {shown:?}"))
                 } else {
                     (Self::UcmJson, format!("JSON without PortSIP keys: {shown:?}"))
