@@ -102,6 +102,16 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         ("--tz",),
         {"default": DEFAULT_TZ, "help": "the PBX's time zone (default UTC; a dataset is shown in its own zone)"},
     ),
+    "permit": (
+        ("--permit",),
+        {
+            "type": networks,
+            "action": "append",
+            "default": [],
+            "metavar": "CIDR",
+            "help": "a network let in (repeatable, or comma-separated; none: everyone, as on the UCM)",
+        },
+    ),
     "include": (
         ("--include",),
         {
@@ -231,6 +241,7 @@ def parser() -> Parser:
         "cert",
         "key",
         "tz",
+        "permit",
         "firmware",
     )
     s.add_argument("archive", nargs="+", help="files, globs, directories or a dataset directory")
@@ -238,14 +249,6 @@ def parser() -> Parser:
     s.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     s.add_argument("--port", type=int, default=8443, help="legacy API port (default 8443)")
     s.add_argument("--api-port", type=int, default=8089, help="new JSON API port (default 8089; 0: off)")
-    s.add_argument(
-        "--permit",
-        type=networks,
-        action="append",
-        default=[],
-        metavar="CIDR",
-        help="a network let in (repeatable, or comma-separated; none: everyone, as on the UCM)",
-    )
     s.add_argument(
         "--trust-proxy",
         type=networks,
@@ -322,19 +325,12 @@ def parser() -> Parser:
         "cert",
         "key",
         "tz",
+        "permit",
     )
     li.add_argument("--port", type=int, required=True)
     li.add_argument("--host", default="0.0.0.0")
     li.add_argument("--http", action="store_true", help="HTTP POSTs instead of raw TCP (PortSIP's webhook too)")
     li.add_argument("--fold-every", type=float, default=5.0, help="seconds between folds into the dataset")
-    li.add_argument(
-        "--permit",
-        type=networks,
-        action="append",
-        default=[],
-        metavar="CIDR",
-        help="a network senders may come from (repeatable, or comma-separated; none: any)",
-    )
     li.add_argument(
         "--token-file",
         metavar="PATH",

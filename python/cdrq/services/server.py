@@ -505,19 +505,26 @@ def logged(app: Callable[[Scope, Receive, Send], Awaitable[None]]):
     return call
 
 
-class LegacyApi:
+class App:
+    """An ASGI app of the server: lifespan answered, requests to ``handle``
+    through the access log."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return await lifespan(receive, send)
+        await logged(self.handle)(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class LegacyApi(App):
     """``/cdrapi`` and ``/recapi`` behind Digest authentication."""
 
     def __init__(self, archive: Archive, nonce_ttl: float = 300.0, guard: Guard | None = None) -> None:
         self.archive = archive
         self.auth = DigestAuth(archive.user, archive.password, ttl=nonce_ttl)
         self.guard = guard or Guard()
-        self.app = logged(self.handle)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            return await lifespan(receive, send)
-        await self.app(scope, receive, send)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.archive.permitted(scope):
@@ -555,7 +562,7 @@ class LegacyApi:
         return await respond_file(send, *result)
 
 
-class NewApi:
+class NewApi(App):
     """The UCM63xx ``POST /api`` JSON API."""
 
     def __init__(
@@ -571,12 +578,6 @@ class NewApi:
         self.sessions = Expiring(session_ttl, size)  # cookie → when last used
         self.guard = guard or Guard()
         self.lock = threading.Lock()
-        self.app = logged(self.handle)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            return await lifespan(receive, send)
-        await self.app(scope, receive, send)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.archive.permitted(scope):
