@@ -390,3 +390,20 @@ def test_portsip_words_as_ucm_values_do_not_make_it_portsip(word):
     frame = cdrq.read(data.encode())
     assert frame.select("AcctId", "lastdata", "cdr_kind").rows() == [(1, None, "main"), (2, word, "sub")]
     assert cdrq.read(b'{"items": [{"id": "1", "caller": "101", "call_id": "c"}]}')["src"].to_list() == ["101"]
+
+
+def test_deep_nesting_inside_a_value_is_read_not_a_stack_overflow():
+    # 100 000 levels in a field the reader only skips: it used to overflow
+    # the stack (SIGSEGV); the skip is iterative now.
+    deep = b"[" * 100_000 + b"]" * 100_000
+    frame, rejects = cdrq.read(b'{"cdr": [{"AcctId": "1", "x": ' + deep + b'}, {"AcctId": "2"}]}', on_error="collect")
+    assert (frame["AcctId"].to_list(), rejects.height) == ([1, 2], 0)
+    with pytest.raises(cdrq.ParseError, match="expected a JSON value"):
+        cdrq.read(b'{"cdr": [{"AcctId": "1", "x": ' + b"[" * 100_000 + b"}]}")
+
+
+def test_caller_given_names_are_usable_columns_and_encodings_are_checked_at_the_call():
+    frame = cdrq.read(b'"1","2"\n', format="asterisk-custom", columns=["a\x00b", "src"])
+    assert frame["a\ufffdb"].to_list() == ["1"]
+    with pytest.raises(cdrq.CdrqError, match='unknown encoding "nope"'):
+        cdrq.scan(b"x", encoding="nope")

@@ -14,7 +14,7 @@ import polars as pl
 
 from cdrq._core import CdrqError
 from cdrq.dataset import KEY, MANIFEST, METADATA, NULL_PARTITION, metadata, scan_parts
-from cdrq.read import REJECT_SCHEMA
+from cdrq.read import REJECT_SCHEMA, check_encoding
 from cdrq.scan import ScanSpec
 from cdrq.sources import Include, Source, default_threads, expand, open_source
 from cdrq.zones import check_tz, localise
@@ -43,6 +43,7 @@ def convert(
     skipped, ``rejects``."""
 
     check_tz(tz)
+    check_encoding(encoding)
     files = expand(source, include)
     root = pathlib.Path(to)
     root.mkdir(parents=True, exist_ok=True)

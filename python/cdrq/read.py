@@ -69,6 +69,12 @@ REJECT_SCHEMA = {
     "raw": pl.String,
 }
 
+def check_encoding(encoding: str) -> None:
+    """Raises ``CdrqError`` for an encoding the core does not know, at the
+    call (a scan would otherwise only find out when Polars asks for it)."""
+    _core.read(b"", encoding=encoding)
+
+
 if _core.is_debug_build():
     warnings.warn("cdrq._core is a debug build: expect it to be slow", RuntimeWarning, stacklevel=2)
 

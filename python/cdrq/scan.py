@@ -29,7 +29,7 @@ from polars.io.plugins import register_io_source
 from cdrq import _core, dataset
 from cdrq._core import CdrqError
 from cdrq._core import QueryPlan as Plan
-from cdrq.read import REJECT_SCHEMA, OnError
+from cdrq.read import REJECT_SCHEMA, OnError, check_encoding
 from cdrq.sources import Include, Source, default_threads, expand, open_source, ordered_map
 from cdrq.zones import DEFAULT_TZ, check_tz, localise, wall_clock_gaps
 
@@ -255,6 +255,7 @@ def scan(
     if on_error not in ("raise", "collect"):
         raise CdrqError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
     check_tz(tz)
+    check_encoding(encoding)
     if dataset.is_dataset(source):
         frame = dataset.scan_dataset(source, tz)
         return frame if on_error == "raise" else (frame, ScanRejects())

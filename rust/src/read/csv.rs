@@ -494,7 +494,9 @@ fn asterisk_custom_layout(
     let mut extra: Vec<String> = ASTERISK_EXTRA.iter().map(|s| s.to_string()).collect();
     let mut columns = Vec::with_capacity(names.len());
     for name in names {
-        let name = name.trim();
+        // Names the caller gives become column names as header names do.
+        let name = schema::column_name(name.trim().as_bytes());
+        let name = name.as_str();
         let column = match lookup_base(name) {
             Some(i) => i,
             None if name == schema::CDR_KIND || name == schema::LEG => SKIPPED,

@@ -142,6 +142,42 @@ impl<'a> Lexer<'a> {
 
     /// Skips any value (validating its syntax).
     pub fn skip_value(&mut self) -> Parsed<()> {
+        // Iterative: nesting costs a byte of heap per level, not a stack
+        // frame, so a hostile `[[[[…` cannot overflow the stack.
+        let mut closers: Vec<u8> = Vec::new();
+        loop {
+            match self.peek() {
+                Some(open @ (b'{' | b'[')) => {
+                    self.pos += 1;
+                    let close = if open == b'{' { b'}' } else { b']' };
+                    if self.peek() == Some(close) {
+                        self.pos += 1;
+                    } else {
+                        if open == b'{' {
+                            self.key()?;
+                        }
+                        closers.push(close);
+                        continue;
+                    }
+                }
+                _ => self.skip_scalar()?,
+            }
+            // After a value: close what ends here, or go on to the next item.
+            loop {
+                let Some(&close) = closers.last() else { return Ok(()) };
+                if !self.next_or_close(close)? {
+                    if close == b'}' {
+                        self.key()?;
+                    }
+                    break;
+                }
+                closers.pop();
+            }
+        }
+    }
+
+    /// A string, literal or number (validated).
+    fn skip_scalar(&mut self) -> Parsed<()> {
         match self.peek() {
             Some(b'"') => {
                 let (start, end, escaped) = self.string()?;
@@ -149,33 +185,6 @@ impl<'a> Lexer<'a> {
                     unescape(self.buf, start, end, &mut Vec::new())?;
                 }
                 Ok(())
-            }
-            Some(b'{') => {
-                self.pos += 1;
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.key()?;
-                    self.skip_value()?;
-                    if self.next_or_close(b'}')? {
-                        return Ok(());
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.pos += 1;
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_value()?;
-                    if self.next_or_close(b']')? {
-                        return Ok(());
-                    }
-                }
             }
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
