@@ -69,6 +69,7 @@ REJECT_SCHEMA = {
     "raw": pl.String,
 }
 
+
 def check_encoding(encoding: str) -> None:
     """Raises ``CdrqError`` for an encoding the core does not know, at the
     call (a scan would otherwise only find out when Polars asks for it)."""
