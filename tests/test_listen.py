@@ -395,6 +395,37 @@ def test_a_huge_record_and_endless_garbage_are_bounded(tmp_path):
     assert cdrq.read(ds)["AcctId"].to_list() == [2]
 
 
+def test_noise_past_the_unparsed_limit_is_indexed_not_kept(tmp_path):
+    # Many senders of noise cannot fill the disk: past --max-unparsed-mib
+    # the bytes go, their index lines stay, and records still land.
+    ds = tmp_path / "ds"
+    with running(ds, "--fold-every", "60", "--max-unparsed-mib", "1") as (port, proc):
+        for _ in range(3):  # three connections, 600 kB each: the third passes 1 MiB
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"noise " * 100_000)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(as_json(7))
+        assert wait_for(lambda: journaled(ds) == [as_json(7)], 10)
+        assert wait_for(lambda: sum(line["bytes"] for line in kept_aside(ds)) >= 1_800_000, 10)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    index = kept_aside(ds)
+    kept = sum(line["bytes"] for line in index if line.get("kept", True))
+    on_disk = sum(p.stat().st_size for p in (ds / "_incoming" / "unparsed").glob("*.bin"))
+    assert kept == on_disk <= 1 << 20
+    assert any(line.get("kept") is False for line in index)
+    assert cdrq.read(ds)["AcctId"].to_list() == [7]
+
+
+def test_the_unparsed_limit_counts_what_earlier_runs_kept(tmp_path, capsys):
+    unparsed = tmp_path / "unparsed"
+    unparsed.mkdir()
+    (unparsed / "old.bin").write_bytes(b"x" * 900)
+    budget = listen.Budget(unparsed, 1000)
+    assert budget.take(100) and not budget.take(1) and not budget.take(1)
+    assert capsys.readouterr().err.count("unparsed/ holds its limit") == 1  # said once
+
+
 def test_http_refuses_what_is_no_cdr_and_keeps_it(tmp_path):
     ds = tmp_path / "ds"
     with running(ds, "--http") as (port, proc), httpx.Client(timeout=10) as c:

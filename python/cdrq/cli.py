@@ -332,6 +332,13 @@ def parser() -> Parser:
     li.add_argument("--http", action="store_true", help="HTTP POSTs instead of raw TCP (PortSIP's webhook too)")
     li.add_argument("--fold-every", type=float, default=5.0, help="seconds between folds into the dataset")
     li.add_argument(
+        "--max-unparsed-mib",
+        type=int,
+        default=1024,
+        metavar="MIB",
+        help="the most noise kept in DATASET/_incoming/unparsed/ (past it, only its index lines; default 1024)",
+    )
+    li.add_argument(
         "--token-file",
         metavar="PATH",
         help=f"HTTP only: senders must give Authorization: Bearer TOKEN, TOKEN the first line of PATH "
@@ -760,7 +767,14 @@ def listen_command(args: argparse.Namespace) -> int:
     permit = [network for item in args.permit for network in item] or None
     if permit is None:
         print("cdrq: listen: any address may send (give --permit to say which)", file=sys.stderr)
-    listener = Listener(args.to, tz=args.tz, fold_every=args.fold_every, permit=permit, token=token)
+    listener = Listener(
+        args.to,
+        tz=args.tz,
+        fold_every=args.fold_every,
+        permit=permit,
+        token=token,
+        max_unparsed=args.max_unparsed_mib << 20,
+    )
     print(f"cdrq: listening on {args.host}:{args.port} ({'http' if args.http else 'tcp'})", file=sys.stderr)
     asyncio.run(listener.serve(args.host, args.port, http=args.http, cert=args.cert, key=args.key))
     return 0

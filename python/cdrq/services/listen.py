@@ -26,8 +26,11 @@ outage it flushes up to 10 000 buffered records at once). The receiver:
 Whatever is no record — noise, a unit that does not parse or holds no CDR,
 one too large or too deep — is written, as it arrives, verbatim to
 ``DATASET/_incoming/unparsed/`` (one ``.bin`` per connection or request)
-with a line per piece in ``unparsed/index.jsonl`` saying why; nothing is
-dropped, and nothing of it is acknowledged.
+with a line per piece in ``unparsed/index.jsonl`` saying why; nothing of
+it is acknowledged. ``unparsed/`` holds at most :data:`MAX_UNPARSED` bytes
+(``--max-unparsed-mib``): past it a piece's bytes are not kept, but its
+index line still is (``"kept": false``), and one warning says so — a peer
+sending noise cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ MAX_DEPTH = 64
 MAX_TAG = 4096
 #: Bytes one TCP connection may send that are no record before it is closed.
 MAX_ASIDE = 1 << 20
+#: The most bytes ``unparsed/`` keeps, all senders together (1 GiB).
+MAX_UNPARSED = 1 << 30
 #: The largest HTTP request body (a 10 000-record flush is about 6 MB).
 MAX_BODY = 32 << 20
 #: The most HTTP requests judged and fsynced as one batch.
@@ -570,13 +575,33 @@ def core_read(doc: bytes, fmt: str, tz: str | None) -> tuple[pl.DataFrame, list[
 # --- the journal ---------------------------------------------------------------
 
 
+class Budget:
+    """The bytes ``unparsed/`` may still take, shared by every connection
+    (counted from what is there at start, so restarts do not reset it)."""
+
+    def __init__(self, directory: pathlib.Path, limit: int) -> None:
+        self.limit, self.lock, self.warned = limit, threading.Lock(), False
+        self.used = sum(p.stat().st_size for p in directory.glob("*.bin")) if directory.is_dir() else 0
+
+    def take(self, size: int) -> bool:
+        with self.lock:
+            if self.used + size > self.limit:
+                if not self.warned:
+                    self.warned = True
+                    warn(f"unparsed/ holds its limit of {self.limit >> 20} MiB: later noise is indexed, not kept")
+                return False
+            self.used += size
+            return True
+
+
 class Aside:
     """Bytes that are no record, written verbatim to one file under
     ``unparsed/`` as they come, with a line per piece (offset, length, why,
-    sender) in ``unparsed/index.jsonl``."""
+    sender) in ``unparsed/index.jsonl``; past ``budget``, the line only."""
 
-    def __init__(self, directory: pathlib.Path, label: str, peer: str = "") -> None:
+    def __init__(self, directory: pathlib.Path, label: str, peer: str = "", budget: Budget | None = None) -> None:
         self.directory, self.label, self.peer = directory / "unparsed", label, peer
+        self.budget = budget
         self.path: pathlib.Path | None = None
         self.size = 0
 
@@ -590,11 +615,15 @@ class Aside:
         lines = []
         with open(self.path, "ab") as f:
             for data, why in pieces:
-                f.write(data)
-                lines.append({"file": self.path.name, "offset": self.size, "bytes": len(data), "why": why})
+                line = {"file": self.path.name, "offset": self.size, "bytes": len(data), "why": why}
                 if self.peer:
-                    lines[-1]["peer"] = self.peer
-                self.size += len(data)
+                    line["peer"] = self.peer
+                if self.budget is None or self.budget.take(len(data)):
+                    f.write(data)
+                    self.size += len(data)
+                else:
+                    line["kept"] = False
+                lines.append(line)
             f.flush()
             os.fsync(f.fileno())
         with open(self.directory / "index.jsonl", "a") as f:
@@ -762,10 +791,12 @@ class Listener:
         *,
         permit: Sequence[str | Network] | None = None,
         token: str | None = None,
+        max_unparsed: int = MAX_UNPARSED,
     ) -> None:
         self.root = pathlib.Path(to)
         self.root.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(self.root)
+        self.budget = Budget(self.journal.directory / "unparsed", max_unparsed)
         self.tz, self.fold_every = tz, fold_every
         self.permit = None if permit is None else [ipaddress.ip_network(p, strict=False) for p in permit]
         self.token = token
@@ -862,7 +893,7 @@ class Listener:
             if not self.permitted(host):
                 warn(f"refused a TCP connection from {host} (not in --permit)")
                 return
-            splitter, aside = Splitter(), Aside(self.journal.directory, "tcp", str(host))
+            splitter, aside = Splitter(), Aside(self.journal.directory, "tcp", str(host), self.budget)
             while True:
                 try:
                     data = await asyncio.wait_for(reader.read(1 << 16), timeout=STALL)
@@ -924,7 +955,7 @@ class Listener:
             splitter = Splitter(stall=0)
             units = splitter.feed(bytes(body)) + splitter.end()
             pieces = splitter.take_aside()
-        aside = Aside(self.journal.directory, "http", str(host))
+        aside = Aside(self.journal.directory, "http", str(host), self.budget)
         judged = await self.submit(units, aside, pieces)
         refused = [why for _, why in pieces if _.strip()] + list(judged.refused.values())
         if refused:

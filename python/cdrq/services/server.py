@@ -120,11 +120,15 @@ def filter_key(plan: Any) -> tuple:
 class Matches:
     """An LRU of each query's matching row numbers (in answer order), keyed
     by the query without its paging: walking ``offset`` slices one list.
-    Concurrent askers of the same query wait for one filter."""
+    Concurrent askers of the same query wait for one filter. A query with
+    ``startTime``/``endTime`` filters only the rows inside the window, found
+    by binary search in an index of the rows by start (built at first use)."""
 
     def __init__(self, frame: pl.DataFrame, entries: int = 64, rows: int = 50_000_000) -> None:
         self.frame = frame
         self.once = Once(entries, rows)
+        self.index_lock = threading.Lock()
+        self.index: tuple[pl.Series, pl.Series, bool] | None = None
 
     @property
     def computed(self) -> int:
@@ -134,10 +138,56 @@ class Matches:
         return self.once.get(filter_key(plan), lambda: self.filter(plan))
 
     def filter(self, plan: Any) -> pl.Series:
-        rows = self.frame.select(
-            pl.int_range(pl.len(), dtype=pl.UInt32).filter(_expr.filters(plan, self.frame.schema))
-        ).to_series()
+        condition = _expr.filters(plan, self.frame.schema)
+        window = self.window(plan)
+        if window is None:
+            rows = self.frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).filter(condition)).to_series()
+        elif isinstance(window, range):  # the archive is in start order: a slice, no copy
+            first = window.start
+            part = self.frame.slice(first, len(window))
+            rows = part.select(pl.int_range(first, first + pl.len(), dtype=pl.UInt32).filter(condition)).to_series()
+        else:  # only the columns the filter reads are gathered
+            needed = self.frame.select(condition.meta.root_names() or [pl.first()])
+            rows = window.filter(needed[window].select(condition).to_series())
         return rows.reverse() if plan.descending else rows
+
+    def window(self, plan: Any) -> range | pl.Series | None:
+        """The rows whose start may lie in the plan's time window (a range
+        when the archive is in start order, else the row numbers, ascending);
+        None when it has no window, or one that holds most rows (a full
+        filter is then as cheap)."""
+        if (plan.start_time is None and plan.end_time is None) or not self.by_start():
+            return None
+        assert self.index is not None
+        times, order, in_order = self.index
+        lo = 0 if plan.start_time is None else times.search_sorted(plan.start_time, "left")
+        hi = len(times) if plan.end_time is None else times.search_sorted(plan.end_time, "right")
+        if hi - lo > self.frame.height // 2:
+            return None
+        if hi <= lo:
+            return range(0)
+        if in_order:
+            return range(order[lo], order[hi - 1] + 1)
+        return order.slice(lo, hi - lo).sort()
+
+    def by_start(self) -> bool:
+        """Builds the index once: the rows with a start, as UTC microseconds
+        (what the plan's bounds are) in order, their row numbers, and whether
+        those are ascending (the archive in start order)."""
+        with self.index_lock:
+            if self.index is None:
+                if not isinstance(self.frame.schema.get("start"), pl.Datetime):
+                    return False
+                rows = (
+                    self.frame.select(
+                        pl.col("start").dt.epoch("us").alias("time"),
+                        pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
+                    )
+                    .drop_nulls("time")
+                    .sort("time", "row")
+                )
+                self.index = rows["time"], rows["row"], rows["row"].is_sorted()
+        return True
 
 
 @dataclass
