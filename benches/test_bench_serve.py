@@ -39,11 +39,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def client(url: str, ctx: ssl.SSLContext, k: int, expected: dict[str, bytes], latencies: list[float]) -> int:
+async def client(
+    url: str, ctx: ssl.SSLContext, k: int, expected: dict[str, bytes], latencies: list[float], queries: list[str]
+) -> int:
     wrong = 0
     async with httpx.AsyncClient(verify=ctx, auth=httpx.DigestAuth("cdrapi", "pw"), timeout=600) as c:
         for page in range(PAGES):
-            qs = QUERIES[(k + page) % len(QUERIES)]
+            qs = queries[(k + page) % len(queries)]
             start = time.perf_counter()
             r = await c.get(f"{url}/cdrapi?{qs}")
             latencies.append(time.perf_counter() - start)
@@ -51,17 +53,38 @@ async def client(url: str, ctx: ssl.SSLContext, k: int, expected: dict[str, byte
     return wrong
 
 
-def clients(url: str, ca_file: str, ks: range, expected: dict[str, bytes]) -> tuple[int, list[float], float, float]:
-    """Clients ``ks`` at once: (wrong pages, latencies, start, end)."""
+def clients(
+    url: str, ca_file: str, ks: range, expected: dict[str, bytes], queries: list[str] = QUERIES
+) -> tuple[int, list[float], float, float]:
+    """Clients ``ks`` at once, each asking ``PAGES`` of ``queries``:
+    (wrong pages, latencies, start, end)."""
     ctx = ssl.create_default_context(cafile=ca_file)
     latencies: list[float] = []
 
     async def everyone() -> int:
-        return sum(await asyncio.gather(*(client(url, ctx, k, expected, latencies) for k in ks)))
+        return sum(await asyncio.gather(*(client(url, ctx, k, expected, latencies, queries) for k in ks)))
 
     start = time.perf_counter()  # CLOCK_MONOTONIC: comparable across processes
     wrong = asyncio.run(everyone())
     return wrong, latencies, start, time.perf_counter()
+
+
+def wait_for(port: int, seconds: float = 120) -> None:
+    """Until a server listens on ``port``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+
+
+def peak_mb(pid: int) -> float:
+    """A process's peak RSS so far (VmHWM), MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1e3
 
 
 def test_serve_under_load(benchmark, tmp_path):
@@ -81,14 +104,7 @@ def test_serve_under_load(benchmark, tmp_path):
         frame = cdrq.read(archive)
         expected = {qs: cdrq.cdrapi(frame, qs).encode() for qs in QUERIES}
         del frame
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
+        wait_for(port)
         url, ca_file = f"https://127.0.0.1:{port}", str(tmp_path / "ca.pem")
         ca.cert_pem.write_to_path(ca_file)
         shares = [range(j, CLIENTS, PROCESSES) for j in range(PROCESSES)]
@@ -101,8 +117,7 @@ def test_serve_under_load(benchmark, tmp_path):
         wrong = sum(r[0] for r in results)
         latencies = [t for r in results for t in r[1]]
         seconds = max(r[3] for r in results) - min(r[2] for r in results)
-        status = Path(f"/proc/{server.pid}/status").read_text()
-        peak = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1e3
+        peak = peak_mb(server.pid)
     finally:
         server.terminate()
         server.wait(30)

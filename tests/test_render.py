@@ -177,3 +177,16 @@ def test_firmware_1_0_11_json_renders_to_its_own_bytes(samples):
     # The legs alone (as a CSV archive holds them): the computed summary is the guide's main_cdr.
     legs = df.filter(pl.col("cdr_kind") == "sub")
     assert cdrq.render(legs, "json", firmware="1.0.11") == path.read_text()
+
+
+@pytest.mark.parametrize(
+    "name", ["ucm6510-fw1.0.2.5-cdrapi.csv", "ucm6xxx-fw1.0.11-cdrapi-transfer.json", "ucm6100-fw1.0.x-cdrapi.json"]
+)
+@pytest.mark.parametrize("fmt", ["csv", "json", "xml"])
+def test_cdrapi_given_the_main_rows_answers_as_without(samples, name, fmt):
+    # Main rows alone would pick the columns: none at all (an old-firmware
+    # CSV archive) read as "no old layout", 32 columns where 22 are right.
+    frame = cdrq.read(samples / name)
+    mains = frame.filter(pl.col("cdr_kind") == "main")
+    qs = f"format={fmt}"
+    assert cdrq.cdrapi(frame, qs, mains=mains) == cdrq.cdrapi(frame, qs)

@@ -30,6 +30,7 @@ from cdrq.query import compile_query, query
 from cdrq.read import read
 from cdrq.render import FIRMWARES, cdrapi, rejected, render, requested_format
 from cdrq.scan import scan, scan_errors
+from cdrq.services.server import CACHE_MIB, CACHE_MONTHS
 from cdrq.sources import expand
 from cdrq.zones import DEFAULT_TZ, localise
 
@@ -276,6 +277,20 @@ def parser() -> Parser:
         "--header-timeout", type=float, default=10.0, metavar="SECONDS", help="to receive a request's headers (10)"
     )
     s.add_argument("--keep-alive", type=int, default=5, metavar="SECONDS", help="idle keep-alive connections (5)")
+    s.add_argument(
+        "--cache-months",
+        type=positive,
+        default=CACHE_MONTHS,
+        metavar="N",
+        help=f"a dataset is served by month: months held in memory at most (default {CACHE_MONTHS})",
+    )
+    s.add_argument(
+        "--cache-mib",
+        type=positive,
+        default=CACHE_MIB,
+        metavar="MIB",
+        help=f"...and their size at most (default {CACHE_MIB})",
+    )
     s.set_defaults(handler=serve_command)
     p = command(
         commands,
@@ -665,6 +680,8 @@ def serve_command(args: argparse.Namespace) -> int:
         recordings=args.recordings,
         tz=args.tz,
         firmware=args.firmware,
+        cache_months=args.cache_months,
+        cache_bytes=args.cache_mib << 20,
     )
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = server.self_signed(Path(tmp)) if args.self_signed else (args.cert, args.key)
@@ -681,7 +698,7 @@ def serve_command(args: argparse.Namespace) -> int:
             ),
             guard=server.Guard(failures=args.max_failures, lockout=args.lockout),
         )
-        print(f"cdrq: serving {archive.frame.height} records on https://{args.host}:{args.port}", file=sys.stderr)
+        print(f"cdrq: serving {archive.records} records on https://{args.host}:{args.port}", file=sys.stderr)
 
         async def serve() -> None:
             # The sockets bound above: a port in use was reported before "serving".
@@ -697,6 +714,17 @@ def looks_like_network(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def positive(text: str) -> int:
+    """A whole number, one or more (months, MiB)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
+    return value
 
 
 def seconds(text: str) -> float:

@@ -31,6 +31,7 @@ import itertools
 import json
 import os
 import pathlib
+from collections.abc import Iterable
 from typing import Any
 
 import polars as pl
@@ -52,10 +53,22 @@ def is_dataset(source: Any) -> bool:
 def scan_dataset(directory: str | os.PathLike[str], tz: str | None = DEFAULT_TZ) -> pl.LazyFrame:
     """A dataset's records, months in order, as a LazyFrame in zone ``tz``
     (by default the dataset's own)."""
+    return scan_parts(part_files(directory), zone_for(directory, tz))
+
+
+def part_files(directory: str | os.PathLike[str]) -> list[str]:
+    """A dataset's part files (see :func:`parts`); an error if it has none."""
     files = parts(pathlib.Path(directory))
     if not files:
         raise CdrqError(f"dataset {os.fspath(directory)!r} holds no records yet")
-    return scan_parts(files, zone_for(directory, tz))
+    return files
+
+
+def by_month(files: list[str]) -> list[tuple[str, list[str]]]:
+    """Part files (in :func:`parts` order) grouped by their month directory
+    (``year=YYYY/month=MM``, relative), months in the same order."""
+    groups = itertools.groupby(files, key=lambda f: os.path.join(*pathlib.Path(f).parts[-3:-1]))
+    return [(month, list(group)) for month, group in groups]
 
 
 def zone_for(source: Any, tz: str | None) -> str | None:
@@ -87,14 +100,12 @@ def file_zones(schema: dict[str, pl.DataType]) -> list[str | None]:
     return [dtype.time_zone for dtype in schema.values() if isinstance(dtype, pl.Datetime)]
 
 
-def scan_parts(files: list[str], tz: str | None) -> pl.LazyFrame:
-    """Part files as one LazyFrame in zone ``tz``."""
+def scan_parts(files: list[str], tz: str | None, union: dict[str, pl.DataType] | None = None) -> pl.LazyFrame:
+    """Part files as one LazyFrame in zone ``tz``, with the columns of
+    ``union`` (default: :func:`union_of` these files)."""
     schemas = {f: pl.read_parquet_schema(f) for f in files}
     # Parts of other sources may hold other columns: read them all by the union.
-    union: dict[str, pl.DataType] = {}
-    for schema in schemas.values():
-        for name, dtype in schema.items():
-            union.setdefault(name, dtype)
+    union = union_of(schemas.values()) if union is None else union
     # Datasets written before the zone was recorded may hold parts of other
     # zones, which one scan would refuse: each run of parts of one zone is
     # scanned as such and converted.
@@ -104,6 +115,15 @@ def scan_parts(files: list[str], tz: str | None) -> pl.LazyFrame:
         frame = pl.scan_parquet(list(group), schema=schema, missing_columns="insert", hive_partitioning=False)
         frames.append(localise(frame, tz))
     return frames[0] if len(frames) == 1 else pl.concat(frames)
+
+
+def union_of(schemas: Iterable[dict[str, pl.DataType]]) -> dict[str, pl.DataType]:
+    """Every column of the parts' ``schemas``, each with its first type."""
+    union: dict[str, pl.DataType] = {}
+    for schema in schemas:
+        for name, dtype in schema.items():
+            union.setdefault(name, dtype)
+    return union
 
 
 def parts(root: pathlib.Path) -> list[str]:

@@ -21,6 +21,7 @@ in the lines of that guide's transfer example.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 
@@ -88,6 +89,32 @@ def render(
     return _core.render(as_text(legs, columns), as_text(mains, columns), format, firmware)
 
 
+def lookup(mains: pl.DataFrame, newer: dict[str, Any], full: bool) -> pl.DataFrame:
+    """Where a page's render looks up its calls' stored main rows and picks
+    its columns (``legs_of``): the archive's ``mains``, and where those alone
+    would pick other columns than the whole archive does (``full``: all of
+    them, as when it has a value in a newer column; ``newer``: such values),
+    one row that is no main row to make them agree."""
+    if (columns_of(mains) == BASE) == full:
+        return mains
+    witness = mains.clear(1)  # a row of nulls: its null cdr_kind is no main
+    if full:
+        name, value = next(iter(newer.items()))
+        witness = witness.with_columns(pl.Series(name, [value], dtype=mains.schema[name]))
+    return pl.concat([mains, witness])
+
+
+def newer_values(frame: pl.DataFrame | pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame | pl.DataFrame:
+    """A value (or null) of each newer column (those past firmware 1.0.2.5's
+    22) in ``frame``: see :func:`values_of`."""
+    return frame.select(pl.col(name).drop_nulls().first() for name in BASE[22:] if name in schema)
+
+
+def values_of(newer: pl.DataFrame) -> dict[str, Any]:
+    """The newer columns that have a value (``newer_values`` collected), and one of it."""
+    return {k: v for k, v in newer.row(0, named=True).items() if v is not None} if newer.height else {}
+
+
 def cdrapi(
     frame: pl.DataFrame | pl.LazyFrame,
     qs: str | Plan,
@@ -106,7 +133,9 @@ def cdrapi(
     may be a plan compiled with ``library=False`` (the UCM's rules)."""
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
-    legs_of = frame if mains is None else mains
+    legs_of = frame
+    if mains is not None:  # mains alone could pick other columns than the whole archive
+        legs_of = lookup(mains, values_of(newer_values(frame, frame.schema)), columns_of(frame) == BASE)
     if isinstance(qs, Plan) and qs.library:
         raise _core.CdrqError("cdrapi takes a plan compiled with library=False (the UCM's parameters only)")
     try:

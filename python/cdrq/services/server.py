@@ -17,7 +17,9 @@ their nonce, challenge and session stores bounded (:class:`Expiring`), and
 run queries on worker threads over a cache of each query's matching rows
 (:class:`Matches`), so walking ``offset`` does not filter the archive again,
 and of rendered pages (:class:`Once`), so a page asked again is not rendered
-again.
+again. A dataset is served by month (:class:`Months`): months read on first
+use and kept in a bounded LRU, a time window reading only the months it
+meets.
 :func:`serve` runs them with uvicorn over TLS, proxy headers ignored unless
 ``trust_proxy`` names whose to believe, with a header timeout, a keep-alive
 timeout and a connection cap (:func:`config`).
@@ -45,11 +47,12 @@ from urllib.parse import quote, unquote
 
 import polars as pl
 
-from cdrq import _core, _expr
+from cdrq import _core, _expr, dataset
 from cdrq.query import compile_query
 from cdrq.read import read
-from cdrq.render import render, requested_format
+from cdrq.render import BASE, columns_of, lookup, newer_values, render, requested_format, values_of
 from cdrq.services.recordings import NotFound, Recordings, TooLarge
+from cdrq.zones import DEFAULT_TZ
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -86,6 +89,11 @@ class Once:
         self.lock = threading.Lock()
         self.computed = 0  # values computed (for tests)
 
+    def held(self, key: Any) -> Any:
+        """``key``'s value if it is held (None if not), left where it is in the order."""
+        with self.lock:
+            return self.cache.get(key)
+
     def get(self, key: Any, compute: Callable[[], Any]) -> Any:
         while True:
             with self.lock:
@@ -112,44 +120,39 @@ class Once:
             event.set()
 
 
-def filter_key(plan: Any) -> tuple:
+def filter_key(plan: Any, fields: tuple[str, ...] = FILTER_FIELDS) -> tuple:
     """What chooses a plan's rows (not its paging or format)."""
-    return tuple(repr(getattr(plan, name)) for name in FILTER_FIELDS)
+    return tuple(repr(getattr(plan, name)) for name in fields)
 
 
-class Matches:
-    """An LRU of each query's matching row numbers (in answer order), keyed
-    by the query without its paging: walking ``offset`` slices one list.
-    Concurrent askers of the same query wait for one filter. A query with
-    ``startTime``/``endTime`` filters only the rows inside the window, found
-    by binary search in an index of the rows by start (built at first use)."""
+#: What chooses a plan's rows, whatever their order.
+ROW_FIELDS = tuple(name for name in FILTER_FIELDS if name != "descending")
 
-    def __init__(self, frame: pl.DataFrame, entries: int = 64, rows: int = 50_000_000) -> None:
+
+class Chunk:
+    """A piece of the archive (all of it, or one month of a dataset) and an
+    index of its rows by start, built at first use: a query with
+    ``startTime``/``endTime`` filters only the rows inside its window,
+    found by binary search."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
         self.frame = frame
-        self.once = Once(entries, rows)
         self.index_lock = threading.Lock()
         self.index: tuple[pl.Series, pl.Series, bool] | None = None
 
-    @property
-    def computed(self) -> int:
-        return self.once.computed
-
-    def of(self, plan: Any) -> pl.Series:
-        return self.once.get(filter_key(plan), lambda: self.filter(plan))
-
-    def filter(self, plan: Any) -> pl.Series:
+    def rows(self, plan: Any) -> pl.Series:
+        """The numbers of the rows the plan matches, ascending."""
         condition = _expr.filters(plan, self.frame.schema)
         window = self.window(plan)
         if window is None:
-            rows = self.frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).filter(condition)).to_series()
-        elif isinstance(window, range):  # the archive is in start order: a slice, no copy
+            return self.frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).filter(condition)).to_series()
+        if isinstance(window, range):  # the archive is in start order: a slice, no copy
             first = window.start
             part = self.frame.slice(first, len(window))
-            rows = part.select(pl.int_range(first, first + pl.len(), dtype=pl.UInt32).filter(condition)).to_series()
-        else:  # only the columns the filter reads are gathered
-            needed = self.frame.select(condition.meta.root_names() or [pl.first()])
-            rows = window.filter(needed[window].select(condition).to_series())
-        return rows.reverse() if plan.descending else rows
+            return part.select(pl.int_range(first, first + pl.len(), dtype=pl.UInt32).filter(condition)).to_series()
+        # Only the columns the filter reads are gathered.
+        needed = self.frame.select(list(dict.fromkeys(condition.meta.root_names())) or [pl.first()])
+        return window.filter(needed[window].select(condition).to_series())
 
     def window(self, plan: Any) -> range | pl.Series | None:
         """The rows whose start may lie in the plan's time window (a range
@@ -189,19 +192,186 @@ class Matches:
                 self.index = rows["time"], rows["row"], rows["row"].is_sorted()
         return True
 
+    def size(self) -> int:
+        """Bytes held: the frame and (once built) its index."""
+        return self.frame.estimated_size() + 12 * self.frame.height
+
+
+def main_rows(frame: pl.DataFrame | pl.LazyFrame, schema: pl.Schema) -> pl.DataFrame | pl.LazyFrame:
+    """The stored main records (none where the archive has no ``cdr_kind``)."""
+    return frame.filter(pl.col("cdr_kind") == "main") if "cdr_kind" in schema else frame.clear()
+
+
+class Whole:
+    """An archive held whole in memory: one chunk."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.whole = Chunk(frame)
+        self.keys: list[Any] = [None]
+        self.empty = frame.clear()
+        self.height = frame.height
+        newer = values_of(newer_values(frame, frame.schema))
+        self.lookup = lookup(main_rows(frame, frame.schema), newer, columns_of(frame) == BASE)
+
+    def meets(self, key: Any, plan: Any) -> bool:
+        return True
+
+    def rows(self, key: Any, plan: Any) -> pl.Series:
+        return self.whole.rows(plan)
+
+    def chunk(self, key: Any) -> Chunk:
+        return self.whole
+
+
+#: Months of a dataset held in memory at most, and their size (MiB), by default.
+CACHE_MONTHS, CACHE_MIB = 12, 512
+
+
+class Months:
+    """A dataset served by month: a month's frame is read from its parts on
+    first use and kept in an LRU of at most ``months`` months and ``size``
+    bytes (the month in use is kept even past them). What every query needs
+    is read once, when it opens: the span of each month's starts, the main
+    rows of all months (a call's legs may start in a later month than its
+    main row), the columns. The parts are those there at opening: records
+    added to the dataset later are served after a restart."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        tz: str | None = DEFAULT_TZ,
+        months: int = CACHE_MONTHS,
+        size: int = CACHE_MIB << 20,
+    ) -> None:
+        files = dataset.part_files(directory)
+        self.zone = dataset.zone_for(directory, tz)
+        self.union = dataset.union_of(pl.read_parquet_schema(f) for f in files)
+        self.files = dict(dataset.by_month(files))
+        self.keys = list(self.files)
+        schema = dataset.scan_parts(files[:1], self.zone, self.union).collect_schema()
+        self.empty = pl.DataFrame(schema=schema)
+        self.timed = isinstance(schema.get("start"), pl.Datetime)
+        #: Each month's first and last start (UTC µs); None: none has one.
+        self.spans: dict[str, tuple[int, int] | None] = {}
+        mains, newer, self.height = [], {}, 0
+        for key in self.keys:
+            month = self.scan(key)
+            start = pl.col("start").dt.epoch("us") if self.timed else pl.lit(None, pl.Int64)
+            span, values, main = pl.collect_all(
+                [
+                    month.select(pl.len(), start.min().alias("first"), start.max().alias("last")),
+                    newer_values(month, schema),
+                    main_rows(month, schema),
+                ]
+            )
+            rows, first, last = span.row(0)
+            self.height += rows
+            self.spans[key] = None if first is None else (first, last)
+            newer = values_of(values) | newer
+            mains.append(main)
+        self.lookup = lookup(pl.concat(mains), newer, bool(newer))
+        self.loaded = Once(months, size, size_of=Chunk.size)
+        self.reading = threading.Lock()  # one month read at a time: at most one more in memory
+
+    @property
+    def loads(self) -> int:
+        """Months read from their parts so far."""
+        return self.loaded.computed
+
+    def scan(self, key: str) -> pl.LazyFrame:
+        return dataset.scan_parts(self.files[key], self.zone, self.union)
+
+    def meets(self, key: str, plan: Any) -> bool:
+        """Whether the month may hold rows in the plan's time window (a row
+        without a start is in none)."""
+        if (plan.start_time is None and plan.end_time is None) or not self.timed:
+            return True
+        span = self.spans[key]
+        if span is None:
+            return False
+        first, last = span
+        ends_after = plan.start_time is None or plan.start_time <= last
+        return ends_after and (plan.end_time is None or first <= plan.end_time)
+
+    def rows(self, key: str, plan: Any) -> pl.Series:
+        """The numbers of the month's rows the plan matches, ascending: from
+        the month held, or read for a time window (whose pages will need
+        it), else from only the columns the filter reads (nothing kept)."""
+        windowed = plan.start_time is not None or plan.end_time is not None
+        held = self.loaded.held(key)
+        if held is not None or windowed:
+            return (held or self.chunk(key)).rows(plan)
+        condition = _expr.filters(plan, self.empty.schema)
+        with self.reading:
+            return (
+                self.scan(key).select(pl.int_range(pl.len(), dtype=pl.UInt32).filter(condition)).collect().to_series()
+            )
+
+    def chunk(self, key: str) -> Chunk:
+        def read() -> Chunk:
+            with self.reading:
+                return Chunk(self.scan(key).collect())
+
+        return self.loaded.get(key, read)
+
+
+#: A query's matches: each chunk's key and its rows matched (ascending), in
+#: archive order; chunks with none are left out.
+Found = list[tuple[Any, pl.Series]]
+
+
+class Matches:
+    """An LRU of each query's matching row numbers, keyed by the query
+    without its paging or order: walking ``offset`` slices them. Concurrent
+    askers of the same query wait for one filter, which reads only the
+    chunks (months) its time window meets, one at a time."""
+
+    def __init__(self, source: pl.DataFrame | Whole | Months, entries: int = 64, rows: int = 50_000_000) -> None:
+        self.store = Whole(source) if isinstance(source, pl.DataFrame) else source
+        self.once = Once(entries, rows, size_of=lambda found: sum(len(numbers) for _, numbers in found))
+
+    @property
+    def computed(self) -> int:
+        return self.once.computed
+
+    def of(self, plan: Any) -> Found:
+        return self.once.get(filter_key(plan, ROW_FIELDS), lambda: self.filter(plan))
+
+    def filter(self, plan: Any) -> Found:
+        found = []
+        for key in self.store.keys:
+            if self.store.meets(key, plan):
+                numbers = self.store.rows(key, plan)
+                if len(numbers):
+                    found.append((key, numbers))
+        return found
+
+    def gather(self, found: Found, lo: int, hi: int) -> pl.DataFrame:
+        """The matches ``lo`` to ``hi`` (ascending), read from their chunks."""
+        pieces, seen = [], 0
+        for key, numbers in found:
+            if seen >= hi:
+                break
+            if seen + len(numbers) > lo:
+                first = max(lo - seen, 0)
+                wanted = numbers.slice(first, min(hi - seen, len(numbers)) - first)
+                pieces.append(self.store.chunk(key).frame.select(pl.all().gather(wanted)))
+            seen += len(numbers)
+        return pl.concat(pieces) if pieces else self.store.empty
+
 
 @dataclass
 class Archive:
     """What both APIs answer from: the records, the recordings, the users."""
 
-    frame: pl.DataFrame
+    #: The records, held whole (None: a dataset served by ``months``).
+    frame: pl.DataFrame | None
     recordings: Recordings | None
     user: str
     password: str
     #: Networks let in; empty: everyone (as on the UCM with no list).
     permit: list[Network]
     now: Callable[[], Any] = field(default=lambda: None)
-    mains: pl.DataFrame | None = None
     #: Answer in this firmware's layout (``cdrq.render``), else the spec's.
     firmware: str | None = None
     matches: Matches | None = None
@@ -209,15 +379,21 @@ class Archive:
     #: asked again is sent, not rendered again (bytes in all, at most).
     page_bytes: int = 64 << 20
     pages: Once | None = None
+    #: A dataset served by month instead of ``frame``.
+    months: Months | None = None
 
     def __post_init__(self) -> None:
-        # Every JSON/XML answer looks up its calls' stored main rows: once here.
-        if self.mains is None and "cdr_kind" in self.frame.columns:
-            self.mains = self.frame.filter(pl.col("cdr_kind") == "main")
         if self.matches is None:
-            self.matches = Matches(self.frame)
+            source = self.months if self.months is not None else self.frame
+            assert source is not None, "an archive needs a frame or months"
+            self.matches = Matches(source)
         if self.pages is None:
             self.pages = Once(4096, self.page_bytes)
+
+    @property
+    def records(self) -> int:
+        assert self.matches is not None
+        return self.matches.store.height
 
     def permitted(self, scope: Scope) -> bool:
         if not self.permit:
@@ -240,26 +416,32 @@ class Archive:
 
     def page(self, qs: str) -> tuple[bytes, str]:
         """:meth:`answer` as UTF-8, from the cache of rendered pages."""
-        legs_of = self.frame if self.mains is None else self.mains
+        assert self.matches is not None and self.pages is not None
+        store = self.matches.store
         try:
             plan = compile_query(qs, self.now(), library=False)
         except _core.QueryError as e:
             fmt = "csv" if e.param.lower() == "format" else requested_format(qs)
-            return render(self.frame.clear(), fmt, legs_of=legs_of, firmware=self.firmware).encode(), fmt
+            return render(store.empty, fmt, legs_of=store.lookup, firmware=self.firmware).encode(), fmt
         count = 1000 if plan.num_records is None else min(plan.num_records, 1000)
         offset = plan.offset or 0
         fmt = (plan.format or "csv").lower()
-        assert self.pages is not None
         key = (filter_key(plan), offset, count, fmt)
         return self.pages.get(key, lambda: self.render(plan, offset, count, fmt)), fmt
 
     def render(self, plan: Any, offset: int, count: int, fmt: str) -> bytes:
         assert self.matches is not None
-        rows = self.matches.of(plan)
-        start = min(offset, len(rows))  # an offset past the end (even ≥ 2⁶³): an empty page
-        page = self.frame.select(pl.all().gather(rows.slice(start, count)))
-        legs_of = self.frame if self.mains is None else self.mains
-        return render(page, fmt, legs_of=legs_of, firmware=self.firmware).encode()
+        found = self.matches.of(plan)
+        total = sum(len(numbers) for _, numbers in found)
+        start = min(offset, total)  # an offset past the end (even ≥ 2⁶³): an empty page
+        stop = min(start + count, total)
+        # A descending answer is the ascending one reversed: its page is the
+        # mirror slice, reversed.
+        lo, hi = (total - stop, total - start) if plan.descending else (start, stop)
+        page = self.matches.gather(found, lo, hi)
+        if plan.descending:
+            page = page.reverse()
+        return render(page, fmt, legs_of=self.matches.store.lookup, firmware=self.firmware).encode()
 
 
 class Expiring:
@@ -741,13 +923,20 @@ def open_archive(
     tz: str | None = "UTC",
     now: Callable[[], Any] | None = None,
     firmware: str | None = None,
+    cache_months: int = CACHE_MONTHS,
+    cache_bytes: int = CACHE_MIB << 20,
+    by_month: bool = True,
 ) -> Archive:
     """An archive (anything :func:`cdrq.read` takes, or a dataset) ready to
     serve; ``permit`` lists the networks allowed in (``"127.0.0.1/32"``;
-    none: everyone)."""
+    none: everyone). A dataset is served by month (:class:`Months`), at
+    most ``cache_months`` months and ``cache_bytes`` of them in memory,
+    unless ``by_month`` is false (then whole, like any other archive)."""
     networks = [ipaddress.ip_network(p, strict=False) for p in permit]
+    by_month = by_month and dataset.is_dataset(source)
     return Archive(
-        frame=read(source, tz=tz),
+        frame=None if by_month else read(source, tz=tz),
+        months=Months(source, tz, cache_months, cache_bytes) if by_month else None,
         recordings=Recordings(recordings) if recordings is not None else None,
         user=user,
         password=password,
