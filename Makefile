@@ -20,7 +20,7 @@ WHEEL_DEPS := $(WHEELHOUSE)/.downloaded
 # --release` shares its dependency artifacts instead of compiling them twice.
 CARGO_TEST := cargo test --release
 
-.PHONY: help demo test test-rust test-python bench lint format build wheel clean
+.PHONY: help demo test test-rust test-python bench lint format build wheel clean chromium
 
 help: ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -62,9 +62,16 @@ test: test-rust test-python ## cargo test and pytest
 test-rust: $(BUILT)
 	$(CARGO_TEST)
 
+# tests/test_report.py opens the HTML report in headless Chromium: Debian's
+# package (the distribution's build: no browser download), installed once.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 # The doctests (python/cdrq's docstrings, docs/, README) and the wheel test
 # (a fresh venv, no Rust toolchain on PATH) run in tests/ too.
-test-python: $(BUILT) $(WHEEL) $(WHEEL_DEPS)
+test-python: $(BUILT) $(WHEEL) $(WHEEL_DEPS) chromium
 	$(PYTHON) -m pytest -q tests
 
 bench: $(BUILT) ## benchmarks (set CDRQ_BENCH_MB for the archive size)

@@ -64,3 +64,76 @@ def peak_memory(contenders: dict[str, tuple[str, Path]]) -> dict[str, dict[str, 
             f"{r['peak_over_frame']:5.2f} {r['peak_over_frame_with_views']:5.2f}"
         )
     return report
+
+
+def side_by_side(routes: dict, rounds: int = 5, same=None) -> dict[str, list[float]]:
+    """Runs every route once per round, the order rotating each round so no
+    contender always runs on a warmer (or busier) machine; one warm-up
+    round first. ``same(name, result)`` is given each route's first result
+    to compare (the benches assert every contender returns the same rows).
+    Returns each route's seconds."""
+    import time
+
+    times: dict[str, list[float]] = {name: [] for name in routes}
+    names = list(routes)
+    for r in range(rounds + 1):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            result = routes[name]()
+            if r:
+                times[name].append(time.perf_counter() - t0)
+            elif same is not None:
+                same(name, result)
+            del result
+    return times
+
+
+def ratio_table(times: dict[str, list[float]], mb: float, base: str) -> str:
+    """A Markdown table of min / median seconds, MB/s of the median and each
+    route's time ÷ ``base``'s (min / median)."""
+    import statistics
+
+    lo_base, mid_base = min(times[base]), statistics.median(times[base])
+    lines = [
+        f"| contender | min / median (s) | MB/s (median) | ÷ {base} (min / median) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, t in times.items():
+        lo, mid = min(t), statistics.median(t)
+        lines.append(f"| {name} | {lo:.3f} / {mid:.3f} | {mb / mid:.0f} | {lo / lo_base:.1f} / {mid / mid_base:.1f} |")
+    return "\n".join(lines)
+
+
+def alternate(routes: dict, rounds: int) -> tuple[dict[str, list[float]], dict]:
+    """Runs each of ``routes`` (name → callable) ``rounds`` times after a
+    warm-up round, rotating their order round by round; returns the seconds
+    of each and what each returned in the warm-up round."""
+    import time
+
+    times: dict[str, list[float]] = {k: [] for k in routes}
+    first = {}
+    names = list(routes)
+    for r in range(rounds + 1):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            result = routes[name]()
+            if r:
+                times[name].append(time.perf_counter() - t0)
+            else:
+                first[name] = result
+            del result
+    return times, first
+
+
+def print_ratios(times: dict[str, list[float]], baseline: str, mb: float) -> None:
+    """A Markdown table of min / median seconds, MB/s and ratios to ``baseline``."""
+    import statistics
+
+    base = times[baseline]
+    print("| contender | s, min / median | MB/s (median) | ÷ baseline (min / median) |")
+    print("|---|---:|---:|---:|")
+    for name, t in times.items():
+        lo, mid = min(t), statistics.median(t)
+        ratio = f"{lo / min(base):.2f} / {mid / statistics.median(base):.2f}"
+        print(f"| {name} | {lo:.2f} / {mid:.2f} | {mb / mid:.0f} | {ratio} |")

@@ -10,7 +10,9 @@
 from typing import Any
 
 from cdrq._core import CdrqError, ParseError, QueryError, __version__
+from cdrq.analytics import calls, concurrency, peak_concurrency, rate, report
 from cdrq.convert import convert
+from cdrq.database import read_database
 from cdrq.query import Pattern, Plan, compile_pattern, compile_query, query
 from cdrq.read import FORMATS, custom_columns, read
 from cdrq.render import cdrapi, render
@@ -36,14 +38,20 @@ __all__ = [
     "ScanRejects",
     "SkippedFileWarning",
     "__version__",
+    "calls",
     "cdrapi",
     "compile_pattern",
     "compile_query",
+    "concurrency",
     "convert",
     "custom_columns",
+    "peak_concurrency",
     "query",
+    "rate",
     "read",
+    "read_database",
     "render",
+    "report",
     "scan",
     "scan_errors",
     "to_sql",

@@ -160,3 +160,14 @@ def render(legs: Any, mains: Any, format: str, firmware: str | None = None) -> s
 COLUMN_TYPES: dict[str, str]
 #: How far a wall clock can be from UTC, in microseconds.
 ZONE_MARGIN_US: int
+
+# Analytics kernels (rust/src/analytics/, used by cdrq.analytics).
+def concurrency_sweep(starts: Any, ends: Any, groups: Any | None = None, group_count: int = 0) -> ArrowStream:
+    """The step function of calls in progress over [starts, ends) (Int64 µs Series): group, time, calls."""
+
+class PrefixTable:
+    """A rate table's prefixes (sorted, with parent links), matched longest first."""
+
+    def __init__(self, prefixes: list[str], bands: list[tuple[int, int] | None]) -> None: ...
+    def __call__(self, numbers: Any, minutes: Any | None = None) -> ArrowStream:
+        """The table row of each number (column `row`, UInt32, null: no match)."""

@@ -41,6 +41,7 @@ EXAMPLES = """examples:
   zcat cdrs.csv.gz | cdrq query - 'caller=5300'          # - reads the archive from stdin
   cdrq convert archive/ --to dataset/ --tz Europe/Berlin
   cdrq query --library dataset/ 'caller=5300&startTime=2024-05-01'
+  cdrq report dataset/ --by trunk --every 1d --html report.html
 """
 
 NOTES = """passwords (serve, pull): --password-file PATH (its first line; - for stdin),
@@ -51,6 +52,13 @@ errors: one line on stderr, "cdrq: what: why" (--debug shows the traceback).
 exit status: 0 ok; 1 unreadable input or a runtime failure (file, port, network);
   2 usage error or a rejected query (without --library the PBX's empty answer is
   still printed on stdout, as the UCM sends it).
+"""
+
+REPORT_EXAMPLES = """examples:
+  cdrq report archive/ --by trunk --every 1d
+  cdrq report dataset/ --query 'startTime=2024-05-01&endTime=2024-05-31T23:59:59' --by direction --csv
+  cdrq report archive/ --every hour_of_day --html report.html --png charts/
+  cdrq report archive/ --html report.html --rates rates.csv
 """
 
 #: The environment variable read for the password when no option names one.
@@ -360,6 +368,50 @@ def parser() -> Parser:
         f"(else ${LISTEN_TOKEN_ENV} if set)",
     )
     li.set_defaults(handler=listen_command)
+    r = command(
+        commands,
+        "report",
+        "KPIs of the calls (not legs): a table, CSV or JSON, an HTML page with charts",
+        "Counts the calls in ARCHIVE (files, globs, directories or a dataset; - : stdin) and their KPIs "
+        "(calls, answered, ASR, ACD, talk time, short, missed, busy, failed) per --by group and --every "
+        "bucket; prints a table (or --csv/--json), and with --html writes one page with charts that "
+        "opens with no network.",
+        REPORT_EXAMPLES + "\n" + NOTES,
+        "tz",
+        "format",
+        "encoding",
+        "include",
+        "progress",
+    )
+    r.add_argument("archive", nargs="+", help="files, globs, directories or a dataset directory (- : stdin)")
+    r.add_argument("--query", metavar="QS", help="a CDR API / web UI query selecting the legs first")
+    r.add_argument(
+        "--by",
+        type=fields,
+        action="append",
+        default=[],
+        metavar="FIELD",
+        help="group by FIELD (repeatable, or comma-separated): trunk, direction, disposition, accountcode, "
+        "action_type, answered_by, src, dst, src_prefix/dst_prefix (with --digits), or any column",
+    )
+    r.add_argument(
+        "--every",
+        type=bucket,
+        metavar="BUCKET",
+        help="a time bucket per row: 1m, 10m, 1h, 1d, 1w, 1mo (any count of m h d w mo), or the cyclic "
+        "hour_of_day, day_of_week",
+    )
+    r.add_argument("--digits", type=positive, metavar="N", help="the prefix length of src_prefix/dst_prefix")
+    r.add_argument(
+        "--short", type=int, default=10, metavar="SECONDS", help="answered calls shorter than this are short (10)"
+    )
+    r.add_argument("--rates", metavar="FILE", help="a rate table (CSV: prefix, rate, …) for the cost chart")
+    as_text = r.add_mutually_exclusive_group()
+    as_text.add_argument("--csv", action="store_true", help="print the KPIs as CSV")
+    as_text.add_argument("--json", action="store_true", help="print the KPIs as JSON (one object per row)")
+    r.add_argument("--html", metavar="FILE", help="write the report with its charts as one self-contained page")
+    r.add_argument("--png", metavar="DIR", help="write each chart as DIR/NAME.png (DIR made if missing)")
+    r.set_defaults(handler=report_command)
     return top
 
 
@@ -806,6 +858,113 @@ def listen_command(args: argparse.Namespace) -> int:
     print(f"cdrq: listening on {args.host}:{args.port} ({'http' if args.http else 'tcp'})", file=sys.stderr)
     asyncio.run(listener.serve(args.host, args.port, http=args.http, cert=args.cert, key=args.key))
     return 0
+
+
+def bucket(text: str) -> str:
+    """``--every``'s value, checked as ``cdrq.report`` checks it."""
+    from cdrq import analytics
+
+    try:
+        analytics.bucket(text)
+    except _core.CdrqError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def fields(text: str) -> list[str]:
+    """``--by``'s value: one field or several, comma-separated."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("give a field name")
+    return items
+
+
+def writable_file(option: str, path: str) -> None:
+    """An output file's directory exists and the path is no directory:
+    checked before the archive is read."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise _core.CdrqError(f"{option} {path}: is a directory")
+    if not os.path.isdir(directory):
+        raise _core.CdrqError(f"{option} {path}: no such directory: {directory}")
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from cdrq.analytics import report as kpis
+    from cdrq.reports import text_table
+
+    by = [field for given in args.by for field in given] or None
+    prefixes = [field for field in by or () if field in ("src_prefix", "dst_prefix")]
+    if prefixes and args.digits is None:
+        raise Usage(f"--by {prefixes[0]} needs --digits N (the leading digits)")
+    if args.digits is not None and not prefixes:
+        raise Usage("--digits counts only with --by src_prefix or dst_prefix")
+    if args.short < 0:
+        raise Usage(f"--short {args.short}: seconds, zero or more")
+    drawn = args.html is not None or args.png is not None
+    if args.rates is not None and not drawn:
+        raise Usage("--rates prices the calls for the cost chart: give --html or --png too")
+    if args.html is not None:
+        writable_file("--html", args.html)
+    if args.png is not None and os.path.exists(args.png) and not os.path.isdir(args.png):
+        raise _core.CdrqError(f"--png {args.png}: not a directory")
+    if drawn:
+        from cdrq.reports import require
+
+        require()  # before the archive is read: say what to install first
+    rates = load_rates(args.rates) if args.rates is not None else None
+    source = sources(args.archive)
+    if args.include and isinstance(source, (str, list)) and not is_dataset(source):
+        source = expand(source, args.include)
+    show = progress_of(args)
+    with scan_errors():
+        archive = scan(source, format=args.format, tz=args.tz, progress=show, encoding=args.encoding)
+        legs = query(archive, args.query) if args.query else archive
+        if drawn:
+            legs = legs.collect()  # read once, asked several questions
+        table = kpis(legs, by=by, every=args.every, short=args.short, digits=args.digits)
+        if drawn:
+            draw(args, legs, table, rates, show)
+    if args.csv:
+        sys.stdout.write(table.write_csv())
+    elif args.json:
+        sys.stdout.write(table.write_json() + "\n")
+    else:
+        sys.stdout.write(text_table(table))
+    return 0
+
+
+def load_rates(path: str) -> pl.DataFrame:
+    """``--rates``: the rate table, checked before the archive is read."""
+    from cdrq.analytics import rate_table
+
+    try:
+        return rate_table(path)
+    except _core.CdrqError as e:
+        raise _core.CdrqError(f"--rates {path}: {str(e).removeprefix(f'{path}: ')}") from None
+
+
+def draw(args: argparse.Namespace, legs: pl.DataFrame, table: pl.DataFrame, rates: Any, show: bool) -> None:
+    """``--html`` and ``--png``: the charts of the report."""
+    from cdrq.reports import html
+
+    sections, summary = html.sections(legs, rates, progress=show)
+    if args.html is not None:
+        about = {"archive": " ".join(args.archive)}
+        if args.query:
+            about["query"] = args.query
+        if args.by or args.every:
+            about["KPIs"] = " ".join(f"by {f}" for given in args.by for f in given) + (
+                f" every {args.every}" if args.every else ""
+            )
+        text = html.page(sections, table, summary, about, title="cdrq report")
+        with open(args.html, "w", encoding="utf-8") as f:
+            f.write(text)
+        charted = sum(section.chart is not None for section in sections)
+        print(f"cdrq: report: wrote {args.html} ({charted} charts)", file=sys.stderr)
+    if args.png is not None:
+        written = html.write_pngs(args.png, sections)
+        print(f"cdrq: report: wrote {len(written)} PNGs into {args.png}", file=sys.stderr)
 
 
 if __name__ == "__main__":

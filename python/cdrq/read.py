@@ -25,6 +25,7 @@ FORMATS = (
     "portsip-json",
     "asterisk-csv",
     "asterisk-custom",
+    "freepbx-csv",
 )
 
 _CDR_REF = re.compile(r"\$\{CDR\(\s*([^,)\s]+)")
@@ -149,7 +150,11 @@ def read(
     when the frame is next read.
     ``columns``: for ``format="asterisk-custom"``, the site template's
     column names in order (see :func:`custom_columns`); the default is the
-    template of Asterisk's sample ``cdr_custom.conf``.
+    template of Asterisk's sample ``cdr_custom.conf``. The names may be
+    those of a CDR table's columns (FreePBX's ``calldate``, ``cnam``, …):
+    README "Asterisk" gives the mapping. ``format="freepbx-csv"`` reads
+    FreePBX's CDR report export by its header, RFC 4180 or the old
+    export's unescaped quotes.
     """
     if on_error not in ("raise", "collect"):
         raise CdrqError(f"on_error must be 'raise' or 'collect', not {on_error!r}")

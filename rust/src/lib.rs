@@ -2,6 +2,7 @@
 //! query compiler. Everything outside `py` is plain Rust; `py` (feature
 //! `python`) is the only place that knows about Python.
 
+pub mod analytics;
 pub mod error;
 pub mod query;
 pub mod read;

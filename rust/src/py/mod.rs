@@ -1,6 +1,7 @@
 //! The `cdrq._core` extension: extract arguments, run the core with the GIL
 //! released, wrap the result. No logic lives here.
 
+mod analytics;
 mod arrow_export;
 mod errors;
 mod query;
@@ -85,7 +86,7 @@ impl Options {
 fn parse_format(format: &str) -> PyResult<Format> {
     Format::parse(format).ok_or_else(|| {
         CdrqError::new_err(format!(
-            "unknown format {format:?}; expected auto, ucm-csv, ucm-json, ucm-xml, ucm-webui-csv, portsip-json, asterisk-csv or asterisk-custom"
+            "unknown format {format:?}; expected auto, ucm-csv, ucm-json, ucm-xml, ucm-webui-csv, portsip-json, asterisk-csv, asterisk-custom or freepbx-csv"
         ))
     })
 }
@@ -166,6 +167,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(query::compile_pattern, m)?)?;
     m.add_function(wrap_pyfunction!(query::render, m)?)?;
     m.add_function(wrap_pyfunction!(scan::column_names, m)?)?;
+    m.add_function(wrap_pyfunction!(analytics::concurrency_sweep, m)?)?;
+    m.add_class::<analytics::PrefixTable>()?;
     m.add_function(wrap_pyfunction!(scan::take_counters, m)?)?;
     m.add_function(wrap_pyfunction!(scan::json_ranges, m)?)?;
     m.add_class::<scan::Scanner>()?;

@@ -264,7 +264,7 @@ fn stream_capsule<'py>(source: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyCaps
 
 /// The chunks of anything with `__arrow_c_stream__` holding one array per
 /// chunk (a Polars Series).
-fn import_arrays(series: &Bound<'_, PyAny>) -> PyResult<Vec<ArrayRef>> {
+pub(super) fn import_arrays(series: &Bound<'_, PyAny>) -> PyResult<Vec<ArrayRef>> {
     let capsule = stream_capsule(series)?;
     let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?;
     // SAFETY: the capsule holds a valid stream; `from_raw` takes it over and

@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, StringViewArray};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, StringViewArray, new_null_array};
 use arrow_buffer::Buffer;
 use arrow_schema::SchemaRef;
 use rayon::prelude::*;
@@ -28,12 +28,12 @@ use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER, make_view};
 use super::chunks::parse_chunks;
 use super::pushdown::{COUNTERS, Pushdown, RowFilter};
 use super::split::{FieldKind, FieldSpan, skip_blank_lines, split_record, unescape_into};
-use super::webui;
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput};
+use super::{asterisk, webui};
 use crate::error::{Error, Reject, Result};
 use crate::schema::{
-    self, AMAFLAGS_COLUMN, ASTERISK_EXTRA, BASE_COLUMNS, BILLSEC_COLUMN, CALLER_NAME_COLUMN, CLID_COLUMN, ColumnType,
-    DST_COLUMN, KIND_COLUMN, LASTDATA_COLUMN, LEG_COLUMN, SESSION_COLUMN, SRC_COLUMN, START_COLUMN,
+    self, AMAFLAGS_COLUMN, BASE_COLUMNS, BILLSEC_COLUMN, CALLER_NAME_COLUMN, CLID_COLUMN, ColumnType, DST_COLUMN,
+    KIND_COLUMN, LASTDATA_COLUMN, LEG_COLUMN, SRC_COLUMN, START_COLUMN,
 };
 use crate::values::{Gaps, Timestamp, parse_int, parse_timestamp};
 
@@ -45,88 +45,34 @@ pub enum Dialect {
     /// The web UI's download: labels, a `cdr` column, UI time forms.
     WebUi,
     /// Asterisk cdr_csv's `Master.csv`: no header, every field quoted,
-    /// 16 to 21 fields by the site's options (see [`asterisk_width`]).
+    /// 16 to 21 fields by the site's options (see [`asterisk::csv_layout`]).
     AsteriskCsv,
     /// Asterisk cdr_custom: no header, the columns the caller names.
     AsteriskCustom,
+    /// FreePBX's CDR report export: a header of Asterisk's names, RFC 4180
+    /// or the old export's unescaped quoting (see [`asterisk::split_freepbx`]).
+    FreepbxCsv,
 }
 
 impl Dialect {
     fn is_asterisk(self) -> bool {
-        matches!(self, Self::AsteriskCsv | Self::AsteriskCustom)
-    }
-}
-
-/// The columns of Asterisk's sample `cdr_custom.conf` template
-/// (configs/samples/cdr_custom.conf.sample): `asterisk-custom`'s default.
-#[rustfmt::skip]
-pub const ASTERISK_CUSTOM_DEFAULT: [&str; 19] = [
-    "clid", "src", "dst", "dcontext", "channel", "dstchannel", "lastapp", "lastdata", "start", "answer",
-    "end", "duration", "billsec", "disposition", "amaflags", "accountcode", "uniqueid", "userfield", "sequence",
-];
-
-/// The record widths cdr_csv writes (cdr/cdr_csv.c `build_csv_record`):
-/// 16 fields `accountcode` … `amaflags`, then `uniqueid` if `loguniqueid`,
-/// `userfield` if `loguserfield`, then `peeraccount, linkedid, sequence` if
-/// `newcdrcolumns`. 17 and 20 fields (one of the two optional fields) are
-/// read as `uniqueid`, the default's first.
-const ASTERISK_WIDTHS: [usize; 6] = [16, 17, 18, 19, 20, 21];
-
-/// The output columns of a cdr_csv record of `n` fields.
-fn asterisk_width(n: usize) -> Layout {
-    // `accountcode` … `amaflags` are data-model columns 1..=16, in order.
-    let mut columns: Vec<usize> = (1..=AMAFLAGS_COLUMN).collect();
-    let optional = if n >= 19 { n - 19 } else { n - 16 };
-    columns.extend([17, 18].into_iter().take(optional));
-    if n >= 19 {
-        columns.extend((0..ASTERISK_EXTRA.len()).map(|k| BASE_COLUMNS.len() + 2 + k));
-    }
-    Layout { columns, lastdata: None }
-}
-
-/// Sniffs a headerless Asterisk record at the start of `head`: every
-/// field quoted (an empty one may be bare), 16 to 21 fields with a time in
-/// the 10th (cdr_csv), or the 19 of the sample cdr_custom template with a
-/// time in the 9th. Returns the format and what was seen.
-pub fn sniff_asterisk(head: &[u8]) -> Option<(super::Format, String)> {
-    if head.first() != Some(&b'"') {
-        return None;
-    }
-    let mut fields = Vec::new();
-    split_record(head, 0, &mut fields).ok()?;
-    let n = fields.len();
-    let time_at = |i: usize| {
-        fields.get(i).is_some_and(|f| f.kind != FieldKind::Plain && parse_timestamp(&field_bytes(head, f)).is_some())
-    };
-    // The template's 9th field is `start`; cdr_csv's is `lastdata`.
-    if n == ASTERISK_CUSTOM_DEFAULT.len() && time_at(8) {
-        Some((
-            super::Format::AsteriskCustom,
-            format!("a headerless quoted record of {n} fields, a time 9th (Asterisk's sample cdr_custom template)"),
-        ))
-    } else if (16..=21).contains(&n) && time_at(9) {
-        Some((
-            super::Format::AsteriskCsv,
-            format!("a headerless quoted record of {n} fields, a time 10th (Asterisk cdr_csv)"),
-        ))
-    } else {
-        None
+        matches!(self, Self::AsteriskCsv | Self::AsteriskCustom | Self::FreepbxCsv)
     }
 }
 
 /// Index of `AcctId` in [`BASE_COLUMNS`].
-const ACCTID_COLUMN: usize = 0;
+pub(super) const ACCTID_COLUMN: usize = 0;
 
 /// Index of `dstchanext` in [`BASE_COLUMNS`]: the field fw 1.0.11 omits.
 const DSTCHANEXT: usize = 26;
 
 /// How the fields of a record map to output columns.
 #[derive(Clone, Debug)]
-struct Layout {
+pub(super) struct Layout {
     /// Output column of each field position.
-    columns: Vec<usize>,
+    pub columns: Vec<usize>,
     /// Field position of `lastdata`, which may hold unquoted commas.
-    lastdata: Option<usize>,
+    pub lastdata: Option<usize>,
 }
 
 impl Layout {
@@ -141,14 +87,14 @@ impl Layout {
 }
 
 /// The layouts of one file.
-struct FileLayout {
+pub(super) struct FileLayout {
     /// From the header, or from the first record's field count.
-    primary: Layout,
-    has_header: bool,
+    pub primary: Layout,
+    pub has_header: bool,
     /// Headerless only: rows of another firmware's exact width.
-    other_widths: Vec<Layout>,
+    pub other_widths: Vec<Layout>,
     /// What [`Self::expected`] says, where not the UCM's.
-    described: Option<String>,
+    pub described: Option<String>,
 }
 
 impl FileLayout {
@@ -234,11 +180,11 @@ pub struct CsvPlan {
     checked: Vec<usize>,
     /// The columns built, by index into `names`.
     output: Vec<usize>,
-    /// Asterisk: the `linkedid` column, whose value `session` also gets,
-    /// and the `sequence` column, whose value `AcctId` gets beside a
-    /// `linkedid` (the two key a CDR, as `session` and `AcctId` do a UCM's).
-    linkedid: Option<usize>,
-    sequence: Option<usize>,
+    /// Asterisk family: what columns give others (`linkedid` `session`, …).
+    fills: Option<asterisk::Fills>,
+    /// Columns no record of the file can fill (the UCM's own, in an
+    /// Asterisk layout): built null whole, not a null a row.
+    empty: Vec<bool>,
     /// The built columns' schema.
     pub schema: SchemaRef,
     /// Where the records start.
@@ -276,20 +222,32 @@ impl CsvPlan {
         let mut pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
         pos = skip_blank_lines(buf, pos);
         let (layout, extra, data_start) = match dialect {
-            Dialect::AsteriskCsv => asterisk_csv_layout(input, pos),
-            Dialect::AsteriskCustom => asterisk_custom_layout(input, options.columns.as_deref(), pos)?,
+            Dialect::AsteriskCsv => asterisk::csv_layout(input, pos),
+            Dialect::AsteriskCustom => asterisk::custom_layout(input, options.columns.as_deref(), pos)?,
+            Dialect::FreepbxCsv => asterisk::freepbx_layout(input, pos).map_err(|(header, reason)| {
+                let err = ChunkError { record_start: header.start, record_end: header.end, at: header.start, reason };
+                Error::Parse(Box::new(locate(input, &[&err]).remove(0)))
+            })?,
             _ => read_layout(input, pos, dialect)?,
         };
         let names = schema::output_names(&extra);
-        let linkedid = names.iter().position(|n| n == "linkedid").filter(|_| dialect.is_asterisk());
-        let sequence = names.iter().position(|n| n == "sequence").filter(|_| dialect.is_asterisk());
+        let fills = dialect.is_asterisk().then(|| asterisk::Fills::new(&names, &layout.primary.columns));
+        let empty = match &fills {
+            Some(fills) => {
+                let layouts = std::iter::once(&layout.primary).chain(&layout.other_widths);
+                let filled: Vec<usize> = layouts.flat_map(|l| l.columns.iter().copied()).collect();
+                let own = |c: usize| c == KIND_COLUMN || c == LEG_COLUMN;
+                (0..names.len()).map(|c| !own(c) && !filled.contains(&c) && !fills.may_fill(c, &filled)).collect()
+            }
+            None => vec![false; names.len()],
+        };
         let types: Vec<ColumnType> = names.iter().map(|n| schema::column_type(n)).collect();
         let checked = (0..names.len()).filter(|&c| types[c] != ColumnType::Text || c == KIND_COLUMN).collect();
         let wanted = Pushdown::wanted(options.pushdown.as_deref(), &names);
         let output: Vec<usize> = (0..names.len()).filter(|&c| wanted[c]).collect();
         let output_names: Vec<String> = output.iter().map(|&c| names[c].clone()).collect();
         let schema = schema::arrow_schema(&output_names, options.tz.as_deref());
-        Ok(Self { dialect, layout, names, types, checked, output, linkedid, sequence, schema, data_start })
+        Ok(Self { dialect, layout, names, types, checked, output, fills, empty, schema, data_start })
     }
 
     /// All the file's columns, built or not.
@@ -363,8 +321,10 @@ fn finish_chunk(input: &Input, mut chunk: Chunk, plan: &CsvPlan, tz: Option<&str
     let arrays: Vec<ArrayRef> = plan
         .output
         .iter()
-        .map(|&c| match chunk.columns[c].take() {
+        .enumerate()
+        .map(|(i, &c)| match chunk.columns[c].take() {
             Some(b) => b.finish(&buffers, tz),
+            None if plan.empty[c] => new_null_array(plan.schema.field(i).data_type(), rows),
             None if c == LEG_COLUMN => Arc::new(Int64Array::from(vec![0; rows])) as ArrayRef,
             None => {
                 let view = make_view(b"record", 0, 0);
@@ -453,83 +413,15 @@ fn read_layout(input: &Input, pos: usize, dialect: Dialect) -> Result<(FileLayou
     Ok((layout, extra, first.next))
 }
 
-/// The layout of a cdr_csv file: by its first record's width, other
-/// widths accepted too (a site that changed its options mid-file).
-fn asterisk_csv_layout(input: &Input, pos: usize) -> (FileLayout, Vec<String>, usize) {
-    let buf = input.bytes();
-    let mut fields = Vec::new();
-    let width = match split_record(buf, pos, &mut fields) {
-        Ok(_) if pos < buf.len() && ASTERISK_WIDTHS.contains(&fields.len()) => fields.len(),
-        _ => 21,
-    };
-    let layout = FileLayout {
-        primary: asterisk_width(width),
-        has_header: false,
-        other_widths: ASTERISK_WIDTHS.into_iter().filter(|&w| w != width).map(asterisk_width).collect(),
-        described: Some("16 to 21 fields as Asterisk's cdr_csv writes".into()),
-    };
-    (layout, ASTERISK_EXTRA.iter().map(|s| s.to_string()).collect(), pos)
-}
-
-/// The layout of a cdr_custom file: the template's columns, in order.
-/// Asterisk's names map to the data model (`peeraccount`, `linkedid`,
-/// `sequence` to their own columns); any other name is a text column.
-fn asterisk_custom_layout(
-    input: &Input,
-    names: Option<&[String]>,
-    pos: usize,
-) -> Result<(FileLayout, Vec<String>, usize)> {
-    let default: Vec<String>;
-    let names = match names {
-        Some(names) => names,
-        None => {
-            default = ASTERISK_CUSTOM_DEFAULT.iter().map(|s| s.to_string()).collect();
-            &default
-        }
-    };
-    let fail = |reason: String| Error::Input { source: input.name.clone(), reason };
-    if names.is_empty() {
-        return Err(fail("format=asterisk-custom needs at least one column".into()));
-    }
-    let mut extra: Vec<String> = ASTERISK_EXTRA.iter().map(|s| s.to_string()).collect();
-    let mut columns = Vec::with_capacity(names.len());
-    for name in names {
-        // Names the caller gives become column names as header names do.
-        let name = schema::column_name(name.trim().as_bytes());
-        let name = name.as_str();
-        let column = match lookup_base(name) {
-            Some(i) => i,
-            None if name == schema::CDR_KIND || name == schema::LEG => SKIPPED,
-            None if name.is_empty() => return Err(fail("empty column name in columns=".into())),
-            None => match extra.iter().position(|e| e == name) {
-                Some(k) => BASE_COLUMNS.len() + 2 + k,
-                None => {
-                    extra.push(name.to_string());
-                    BASE_COLUMNS.len() + 2 + extra.len() - 1
-                }
-            },
-        };
-        if column != SKIPPED && columns.contains(&column) {
-            return Err(fail(format!("duplicate column {name:?} in columns=")));
-        }
-        columns.push(column);
-    }
-    let lastdata = columns.iter().position(|&c| c == LASTDATA_COLUMN);
-    let described = Some(format!("{} fields as in columns= (more only with an unquoted lastdata)", columns.len()));
-    let layout =
-        FileLayout { primary: Layout { columns, lastdata }, has_header: false, other_widths: Vec::new(), described };
-    Ok((layout, extra, pos))
-}
-
 /// The column of a header field that is read past.
-const SKIPPED: usize = usize::MAX;
+pub(super) const SKIPPED: usize = usize::MAX;
 
 /// A data-model name, matched case-insensitively.
-fn lookup_base(name: &str) -> Option<usize> {
+pub(super) fn lookup_base(name: &str) -> Option<usize> {
     schema::base_index(name).or_else(|| BASE_COLUMNS.iter().position(|n| n.eq_ignore_ascii_case(name)))
 }
 
-fn field_bytes<'a>(buf: &'a [u8], f: &FieldSpan) -> std::borrow::Cow<'a, [u8]> {
+pub(super) fn field_bytes<'a>(buf: &'a [u8], f: &FieldSpan) -> std::borrow::Cow<'a, [u8]> {
     let raw = &buf[f.start..f.end];
     match f.kind {
         FieldKind::Plain | FieldKind::Quoted => raw.into(),
@@ -573,7 +465,7 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
     let mut columns: Vec<Option<ColumnBuilder>> = (0..plan.names.len()).map(|_| None).collect();
     for &c in &plan.output {
         let constant = c == KIND_COLUMN || c == LEG_COLUMN;
-        if plan.dialect == Dialect::WebUi || !constant {
+        if (plan.dialect == Dialect::WebUi || !constant) && !plan.empty[c] {
             columns[c] = Some(ColumnBuilder::new(plan.types[c], estimate));
         }
     }
@@ -596,8 +488,26 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
     let mut slots = vec![Slot::Null; plan.types.len()];
     let mut ints = vec![None; plan.types.len()];
     let mut pos = start;
+    let freepbx_width = (plan.dialect == Dialect::FreepbxCsv).then_some(plan.layout.primary.columns.len());
     while pos < nominal_end && pos < buf.len() {
-        match split_record(buf, pos, &mut fields) {
+        let split = match freepbx_width {
+            None => split_record(buf, pos, &mut fields),
+            Some(width) => match asterisk::split_freepbx(buf, pos, width, &mut fields) {
+                Ok(split) => split,
+                Err((line, reason)) => {
+                    chunk.errors.push(ChunkError { record_start: line.start, record_end: line.end, at: pos, reason });
+                    pos = line.next;
+                    if ctx.strict {
+                        chunk.end = pos;
+                        chunk.failed = true;
+                        return chunk;
+                    }
+                    pos = skip_blank_lines(buf, pos);
+                    continue;
+                }
+            },
+        };
+        match split {
             Err(unterminated) => {
                 // Reject up to the end of the quote's line, go on with the next.
                 let at = unterminated.quote_at;
@@ -703,19 +613,21 @@ fn check_record(
         };
     }
 
-    if let Some(linkedid) = ctx.plan.linkedid
-        && matches!(slots[SESSION_COLUMN], Slot::Null)
-    {
-        // The id that ties a call's legs together, as the UCM's `session`.
-        slots[SESSION_COLUMN] = slots[linkedid];
-        // Asterisk's CDR counter tells the legs apart: `AcctId`, so that
-        // (`session`, `AcctId`) keys a record as for the UCM. Not without a
-        // `linkedid`: the counter restarts with Asterisk.
-        if let (Slot::Field(l), Some(sequence)) = (slots[linkedid], ctx.plan.sequence)
+    if let Some(fills) = &ctx.plan.fills {
+        // `linkedid` ties a call's legs together, as the UCM's `session`.
+        for &(source, target) in &fills.copies {
+            if matches!(slots[target], Slot::Null) {
+                slots[target] = slots[source];
+            }
+        }
+        if let (Some(Slot::Field(l)), Some(sequence)) = (fills.linkedid.map(|c| slots[c]), fills.sequence)
             && l.start < l.end
             && matches!(slots[ACCTID_COLUMN], Slot::Null)
         {
             slots[ACCTID_COLUMN] = slots[sequence];
+        }
+        if let (Slot::Null, Slot::Field(clid)) = (slots[CALLER_NAME_COLUMN], slots[CLID_COLUMN]) {
+            slots[CALLER_NAME_COLUMN] = asterisk::clid_name(buf, clid).map_or(Slot::Null, Slot::Field);
         }
     }
     let webui = ctx.plan.dialect == Dialect::WebUi;
@@ -753,7 +665,13 @@ fn check_record(
             ColumnType::Int => {
                 parse_int(&value).ok_or_else(|| (f.start, format!("{name} is not an integer: {:?}", shown())))?
             }
-            _ => match if webui { webui::parse_time(&value) } else { parse_timestamp(&value) } {
+            _ => match if webui {
+                webui::parse_time(&value)
+            } else if ctx.plan.fills.is_some() {
+                asterisk::parse_time(&value)
+            } else {
+                parse_timestamp(&value)
+            } {
                 Some(Timestamp::At(us)) => match ctx.gaps {
                     Some(gaps) if gaps.skips(us) => return Err((f.start, gaps.reason(name, &value))),
                     _ => us,
@@ -767,6 +685,10 @@ fn check_record(
                 }
             },
         });
+    }
+    if let Some(fills) = &ctx.plan.fills {
+        let at = fields.first().map_or(0, |f| f.start);
+        asterisk::derive_times(fills.derive, ints).map_err(|reason| (at, reason))?;
     }
     Ok(())
 }

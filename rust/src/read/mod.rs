@@ -1,5 +1,6 @@
 //! Readers: bytes of a PBX export → Arrow record batches in the cdrq schema.
 
+pub mod asterisk;
 pub mod builder;
 pub mod chunks;
 pub mod csv;
@@ -139,6 +140,8 @@ pub enum Format {
     /// Asterisk cdr_custom / cdr_sqlite3_custom: the columns of the site's
     /// template ([`ReadOptions::columns`]).
     AsteriskCustom,
+    /// FreePBX's CDR report export: a header of Asterisk's names.
+    FreepbxCsv,
 }
 
 impl Format {
@@ -152,6 +155,7 @@ impl Format {
             "portsip-json" => Self::PortsipJson,
             "asterisk-csv" => Self::AsteriskCsv,
             "asterisk-custom" => Self::AsteriskCustom,
+            "freepbx-csv" => Self::FreepbxCsv,
             _ => return None,
         })
     }
@@ -162,7 +166,7 @@ impl Format {
         let syntax = |f: Self| match f {
             Self::UcmJson | Self::PortsipJson => 0,
             Self::UcmXml => 1,
-            Self::UcmCsv | Self::UcmWebuiCsv | Self::AsteriskCsv | Self::AsteriskCustom => 2,
+            Self::UcmCsv | Self::UcmWebuiCsv | Self::AsteriskCsv | Self::AsteriskCustom | Self::FreepbxCsv => 2,
             Self::Auto => 3,
         };
         syntax(self) == syntax(other)
@@ -178,6 +182,7 @@ impl Format {
             Self::PortsipJson => "portsip-json",
             Self::AsteriskCsv => "asterisk-csv",
             Self::AsteriskCustom => "asterisk-custom",
+            Self::FreepbxCsv => "freepbx-csv",
         }
     }
 
@@ -188,6 +193,7 @@ impl Format {
             Self::UcmWebuiCsv => Some(csv::Dialect::WebUi),
             Self::AsteriskCsv => Some(csv::Dialect::AsteriskCsv),
             Self::AsteriskCustom => Some(csv::Dialect::AsteriskCustom),
+            Self::FreepbxCsv => Some(csv::Dialect::FreepbxCsv),
             _ => None,
         }
     }
@@ -196,12 +202,12 @@ impl Format {
     /// be split into byte ranges): the headerless-or-headed CSV dialects
     /// whose records are independent.
     pub fn windowed_csv(self) -> bool {
-        matches!(self, Self::UcmCsv | Self::AsteriskCsv | Self::AsteriskCustom)
+        matches!(self, Self::UcmCsv | Self::AsteriskCsv | Self::AsteriskCustom | Self::FreepbxCsv)
     }
 
     /// Tells the format from the first bytes: `{`/`[` JSON (PortSIP if its
-    /// keys show), `<` XML, a header of web-UI labels, a headerless quoted
-    /// Asterisk record ([`csv::sniff_asterisk`]), else the CDR API CSV.
+    /// keys show), `<` XML, a header of web-UI labels, an Asterisk-family
+    /// header or headerless quoted record ([`asterisk::sniff`]), else the CDR API CSV.
     pub fn sniff(bytes: &[u8]) -> Self {
         Self::sniff_why(bytes).0
     }
@@ -235,7 +241,7 @@ impl Format {
                 let labels: Vec<&str> = line.trim_end().split(',').collect();
                 if webui::is_webui_header(&labels) {
                     (Self::UcmWebuiCsv, format!("a header of web UI labels: {shown:?}"))
-                } else if let Some((format, seen)) = csv::sniff_asterisk(head) {
+                } else if let Some((format, seen)) = asterisk::sniff(head) {
                     (format, format!("{seen}: {shown:?}"))
                 } else {
                     (Self::UcmCsv, format!("neither JSON, XML nor web UI labels: {shown:?}"))
@@ -372,6 +378,7 @@ pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<Read
         Format::UcmWebuiCsv => csv::read_webui_csv(input, options),
         Format::AsteriskCsv => csv::read_csv(input, options, csv::Dialect::AsteriskCsv),
         Format::AsteriskCustom => csv::read_csv(input, options, csv::Dialect::AsteriskCustom),
+        Format::FreepbxCsv => csv::read_csv(input, options, csv::Dialect::FreepbxCsv),
         Format::UcmXml => xml::read_ucm_xml(input, options),
         Format::PortsipJson => json::read_portsip_json(input, options),
         Format::Auto => unreachable!("auto is resolved above"),

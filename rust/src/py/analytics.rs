@@ -1,0 +1,158 @@
+//! The analytics kernels' Python face: Polars Series in (Arrow PyCapsule),
+//! Arrow arrays out. python/cdrq/analytics.py prepares the inputs.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
+use arrow_schema::{DataType, Field, Schema};
+use pyo3::prelude::*;
+
+use super::arrow_export::ArrowStream;
+use super::errors::CdrqError;
+use super::query::import_arrays;
+use crate::analytics::concurrency;
+use crate::analytics::rate::{Band, RateTable};
+use crate::error::Error;
+
+fn input_error(reason: impl Into<String>) -> Error {
+    Error::Input { source: "analytics".into(), reason: reason.into() }
+}
+
+/// A Series as one array (Python hands over rechunked Series; an empty
+/// one may come as no chunk at all).
+fn one_array(series: &Bound<'_, PyAny>, empty: DataType) -> PyResult<ArrayRef> {
+    let mut chunks = import_arrays(series)?;
+    match chunks.len() {
+        0 => Ok(arrow_array::new_empty_array(&empty)),
+        1 => Ok(chunks.pop().expect("one chunk")),
+        n => Err(CdrqError::new_err(format!("analytics kernel: a Series of one chunk expected, not {n}"))),
+    }
+}
+
+/// Values of an Int64 array with no nulls.
+fn int64_values(array: &ArrayRef, what: &str) -> PyResult<Vec<i64>> {
+    if array.data_type() != &DataType::Int64 || array.null_count() > 0 {
+        return Err(CdrqError::new_err(format!("analytics kernel: {what} must be Int64 without nulls")));
+    }
+    Ok(array.as_primitive::<Int64Type>().values().to_vec())
+}
+
+fn stream(columns: Vec<(&str, ArrayRef)>) -> PyResult<ArrowStream> {
+    let fields: Vec<Field> =
+        columns.iter().map(|(name, a)| Field::new(*name, a.data_type().clone(), a.null_count() > 0)).collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns.into_iter().map(|(_, a)| a).collect())
+        .map_err(|e| CdrqError::new_err(e.to_string()))?;
+    Ok(ArrowStream::new(schema, vec![batch]))
+}
+
+/// The step function of calls in progress over `[starts, ends)` (Int64
+/// Series, microseconds), per dense group id (a UInt32 Series below
+/// `group_count`) if given: columns `group`, `time`, `calls`.
+#[pyfunction]
+#[pyo3(signature = (starts, ends, groups = None, group_count = 0))]
+pub fn concurrency_sweep(
+    py: Python<'_>,
+    starts: &Bound<'_, PyAny>,
+    ends: &Bound<'_, PyAny>,
+    groups: Option<&Bound<'_, PyAny>>,
+    group_count: u32,
+) -> PyResult<ArrowStream> {
+    let starts = int64_values(&one_array(starts, DataType::Int64)?, "starts")?;
+    let ends = int64_values(&one_array(ends, DataType::Int64)?, "ends")?;
+    let groups = match groups {
+        None => None,
+        Some(g) => {
+            let array = one_array(g, DataType::UInt32)?;
+            if array.data_type() != &DataType::UInt32 || array.null_count() > 0 {
+                return Err(CdrqError::new_err("analytics kernel: groups must be UInt32 without nulls"));
+            }
+            Some(array.as_primitive::<arrow_array::types::UInt32Type>().values().to_vec())
+        }
+    };
+    let steps = super::guarded(py, || {
+        if starts.len() != ends.len() || groups.as_ref().is_some_and(|g| g.len() != starts.len()) {
+            return Err(input_error("starts, ends and groups differ in length"));
+        }
+        if groups.as_ref().is_some_and(|g| g.iter().any(|&id| id >= group_count)) {
+            return Err(input_error("a group id is not below group_count"));
+        }
+        Ok(concurrency::sweep(&starts, &ends, groups.as_deref(), group_count))
+    })?;
+    stream(vec![
+        ("group", Arc::new(UInt32Array::from(steps.group))),
+        ("time", Arc::new(Int64Array::from(steps.time))),
+        ("calls", Arc::new(Int64Array::from(steps.calls))),
+    ])
+}
+
+/// A rate table's prefixes, built once (sorted, with parent links) and
+/// matched against as many batches of numbers as a scan brings.
+#[pyclass(frozen, module = "cdrq._core")]
+pub struct PrefixTable {
+    table: RateTable,
+}
+
+#[pymethods]
+impl PrefixTable {
+    /// `prefixes[i]` in force during `bands[i]` (`(from, to)` minutes of
+    /// the day, `None`: all day). Raises `CdrqError` for the same prefix
+    /// twice with overlapping times, naming the rows.
+    #[new]
+    fn new(py: Python<'_>, prefixes: Vec<String>, bands: Vec<Option<(u16, u16)>>) -> PyResult<Self> {
+        let table = super::guarded(py, || {
+            if prefixes.len() != bands.len() {
+                return Err(input_error("prefixes and bands differ in length"));
+            }
+            let bands: Vec<Option<Band>> = bands.into_iter().map(|b| b.map(|(from, to)| Band { from, to })).collect();
+            let prefix_bytes: Vec<&[u8]> = prefixes.iter().map(|p| p.as_bytes()).collect();
+            RateTable::new(&prefix_bytes, &bands).map_err(|reason| Error::Input { source: "rates".into(), reason })
+        })?;
+        Ok(Self { table })
+    }
+
+    /// The table row of each number (a String Series; null where no
+    /// prefix matches or the number is null), choosing among a prefix's
+    /// rows by `minutes` (an Int32 Series of minutes of the day; null:
+    /// only all-day rows apply). Column `row`.
+    #[pyo3(signature = (numbers, minutes = None))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        numbers: &Bound<'_, PyAny>,
+        minutes: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<ArrowStream> {
+        let numbers = one_array(numbers, DataType::Utf8View)?;
+        let minutes = minutes.map(|m| one_array(m, DataType::Int32)).transpose()?;
+        if let Some(m) = &minutes
+            && (m.data_type() != &DataType::Int32 || m.len() != numbers.len())
+        {
+            return Err(CdrqError::new_err("analytics kernel: minutes must be Int32, one per number"));
+        }
+        let table = &self.table;
+        let rows = super::guarded(py, || {
+            let minute = |i: usize| -> Option<u16> {
+                let m = minutes.as_ref()?.as_primitive::<Int32Type>();
+                (m.is_valid(i) && (0..i32::from(u16::MAX)).contains(&m.value(i))).then(|| m.value(i) as u16)
+            };
+            Ok(match numbers.data_type() {
+                DataType::Utf8View => {
+                    let a = numbers.as_string_view();
+                    table.lookup_all(a.len(), &|i| a.is_valid(i).then(|| a.value(i).as_bytes()), &minute)
+                }
+                DataType::Utf8 => {
+                    let a = numbers.as_string::<i32>();
+                    table.lookup_all(a.len(), &|i| a.is_valid(i).then(|| a.value(i).as_bytes()), &minute)
+                }
+                DataType::LargeUtf8 => {
+                    let a = numbers.as_string::<i64>();
+                    table.lookup_all(a.len(), &|i| a.is_valid(i).then(|| a.value(i).as_bytes()), &minute)
+                }
+                other => return Err(input_error(format!("numbers must be text, not {other}"))),
+            })
+        })?;
+        stream(vec![("row", Arc::new(UInt32Array::from(rows)))])
+    }
+}
