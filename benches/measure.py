@@ -137,3 +137,40 @@ def print_ratios(times: dict[str, list[float]], baseline: str, mb: float) -> Non
         lo, mid = min(t), statistics.median(t)
         ratio = f"{lo / min(base):.2f} / {mid / statistics.median(base):.2f}"
         print(f"| {name} | {lo:.2f} / {mid:.2f} | {mb / mid:.0f} | {ratio} |")
+
+
+def thread_table(label: str, fn, cores: int | None = None, rounds: int = 3) -> dict[int, float]:
+    """Times ``fn(threads)`` for 1, 2, 4, … up to the machine's cores (min
+    of ``rounds``, thread counts alternated round by round) and prints the
+    speed-up and parallel efficiency (speed-up ÷ threads) of each."""
+    import os
+    import time
+
+    cores = cores or os.cpu_count() or 1
+    counts = sorted({1, 2, 4, 8, 16, cores} & set(range(1, cores + 1)))
+    seconds: dict[int, list[float]] = {n: [] for n in counts}
+    for r in range(rounds):
+        for n in counts if r % 2 == 0 else counts[::-1]:
+            t0 = time.perf_counter()
+            fn(n)
+            seconds[n].append(time.perf_counter() - t0)
+    best = {n: min(s) for n, s in seconds.items()}
+    print(f"\n{label} ({cores} cores; min of {rounds}):")
+    print("| threads | s | speed-up | parallel efficiency |")
+    print("|---:|---:|---:|---:|")
+    for n, s in best.items():
+        print(f"| {n} | {s:.3f} | {best[1] / s:.2f} | {best[1] / s / n:.2f} |")
+    return best
+
+
+def same_rows(frames: dict, columns: list[str]) -> None:
+    """Asserts that every frame holds the same rows in ``columns`` (compared
+    as text: cdrq types its columns, the by-hand routes leave strings)."""
+    import polars as pl
+
+    def text(frame):
+        return frame.select(pl.col(c).cast(pl.String) for c in columns)
+
+    (first_name, first), *rest = frames.items()
+    for name, frame in rest:
+        assert text(frame).equals(text(first)), f"{name} differs from {first_name}"

@@ -1,6 +1,7 @@
 """Reading UCM XML (`cdr_root`, a main record and two legs per call):
 ``cdrq.read`` (typed) vs ``lxml.etree.iterparse`` + ``polars.DataFrame``
-(strings), side by side in group "xml"."""
+(strings), side by side in group "xml"; ``test_side_by_side_xml`` alternates
+them round by round and checks they return the same rows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 import cdrq
 
 from .byhand import lxml_rows
-from .measure import peak_memory, run
+from .measure import peak_memory, ratio_table, run, same_rows, side_by_side
+from .test_bench_read_json import CHECKED, as_text_times
 
 
 @pytest.mark.benchmark(group="xml")
@@ -23,6 +25,23 @@ def test_cdrq_read_xml(benchmark, xml_archive):
 def test_lxml_iterparse_dataframe(benchmark, xml_archive):
     df = run(benchmark, lxml_rows, xml_archive)
     assert df.height > 0
+
+
+def test_side_by_side_xml(xml_archive):
+    routes = {
+        "cdrq.read": lambda: cdrq.read(xml_archive),
+        "lxml.iterparse + polars.DataFrame": lambda: lxml_rows(xml_archive),
+    }
+    results: dict[str, pl.DataFrame] = {}
+
+    def keep(name, frame):
+        results[name] = as_text_times(frame) if name.startswith("cdrq") else frame
+
+    times = side_by_side(routes, rounds=3, same=keep)
+    same_rows(results, [*CHECKED, "leg"])  # not `cdr_kind`: see test_side_by_side_json
+    mb = xml_archive.stat().st_size / 1e6
+    print(f"\n{xml_archive.name}, {mb:.0f} MB, 3 alternating rounds:")
+    print(ratio_table(times, mb, "cdrq.read"))
 
 
 @pytest.mark.benchmark(group="memory")

@@ -16,7 +16,7 @@ use arrow_buffer::Buffer;
 use super::builder::{ColumnBuilder, INPUT_BUFFER, SCRATCH_BUFFER};
 use super::pushdown::{COUNTERS, Pushdown};
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput, encoding};
-use crate::error::{Error, Result};
+use crate::error::{Error, Reject, Result};
 use crate::schema::{
     self, BASE_COLUMNS, BILLSEC_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN, LEG_COLUMN, SRC_COLUMN, START_COLUMN,
 };
@@ -149,10 +149,16 @@ impl RecordSet {
     /// beyond the data model). A source field named `cdr_kind` or `leg` is
     /// dropped: those columns are cdrq's own.
     pub fn push_field(&mut self, key: &[u8], value: Value) {
+        let column = self.column(key);
+        self.push_at(column, value);
+    }
+
+    /// The column of `key` (a new one for a key beyond the data model).
+    pub fn column(&mut self, key: &[u8]) -> usize {
         // Records repeat their keys in the same order: guess the column
         // from the one before, and hash only when the guess is wrong.
         let guess = self.next_key.get(self.last_column).and_then(|g| g.as_ref());
-        let column = match guess {
+        match guess {
             Some((k, c)) if k.as_slice() == key => *c,
             _ => {
                 let column = match self.columns_by_key.get(key) {
@@ -175,11 +181,25 @@ impl RecordSet {
                 self.next_key[self.last_column] = Some((key.to_vec(), column));
                 column
             }
-        };
+        }
+    }
+
+    /// Records `value` under `column` (from [`Self::column`]).
+    #[inline]
+    pub fn push_at(&mut self, column: usize, value: Value) {
         self.last_column = column;
         if column != KIND_COLUMN && column != LEG_COLUMN {
             self.fields.push((column, value));
         }
+    }
+
+    /// Forgets the records, keeping the columns (see [`Builder::add`]).
+    pub fn clear_records(&mut self) {
+        self.fields.clear();
+        self.rows.clear();
+        self.skipped.clear();
+        self.unmapped.clear();
+        self.decoded.clear();
     }
 
     /// Appends decoded text (of the value at input offset `at`).
@@ -204,113 +224,240 @@ impl RecordSet {
 }
 
 /// Builds the record batch of a parsed document, or of the part of it at
-/// `range` (whose slice of the input becomes the text columns' buffer).
-pub fn build(input: &Input, options: &ReadOptions, set: RecordSet, range: Range<usize>) -> Result<ReadOutput> {
-    let buf = input.bytes();
-    let base = range.start;
-    let strict = options.on_error == OnError::Raise;
-    let tz = options.tz.as_deref();
-    let types: Vec<ColumnType> = set.names.iter().map(|n| schema::column_type(n)).collect();
-    let wanted = Pushdown::wanted(options.pushdown.as_deref(), &set.names);
-    let filter = options.pushdown.as_deref().and_then(|p| p.filter.as_ref());
-    let mut columns: Vec<Option<ColumnBuilder>> =
-        types.iter().zip(&wanted).map(|(&t, &w)| w.then(|| ColumnBuilder::new(t, set.rows.len()))).collect();
-    let (mut records, mut rows) = (0, 0);
-    let mut rejects = Vec::new();
-    let mut slots = vec![Value::Null; set.names.len()];
-    let mut ints: Vec<Option<i64>> = vec![None; set.names.len()];
-    let mut locator = Locator::new(input);
+/// `range` (whose slice of the input the text columns may point into).
+pub fn build(input: &Input, options: &ReadOptions, mut set: RecordSet, range: Range<usize>) -> Result<ReadOutput> {
+    let mut builder = Builder::new(input, options, range.start);
+    builder.add(&mut set)?;
+    builder.finish(range.end)
+}
 
-    let gaps = options.gaps.as_deref();
-    let invalid_utf8 = input.invalid_utf8.as_deref();
-    for row in &set.rows {
-        slots.fill(Value::Null);
-        for &(column, value) in &set.fields[row.first_field..row.last_field] {
-            slots[column] = value;
+/// Records in the making: parsers hand over their [`RecordSet`] every few
+/// thousand rows ([`Builder::add`] empties it), so the parsed fields held
+/// at once stay small (cache-sized, not a second copy of the input) and the
+/// columns grow as the input is read.
+pub struct Builder<'a> {
+    input: &'a Input,
+    options: &'a ReadOptions,
+    /// Where the part's range starts: views into the input are relative to it.
+    base: usize,
+    /// Whether text views may point into the input (bytes given by the
+    /// caller, or a map shared by `memory_map=True`); otherwise values over
+    /// the 12 bytes a view holds are copied into `owned`, and the part's
+    /// pages of the map are given back.
+    share: bool,
+    names: Vec<String>,
+    types: Vec<ColumnType>,
+    /// The integer and time columns, which every row's check parses.
+    typed: Vec<(usize, ColumnType)>,
+    wanted: Vec<bool>,
+    /// The columns built, by column number.
+    columns: Vec<(usize, ColumnBuilder)>,
+    /// Decoded values, and copied ones unless `share` (the second buffer).
+    owned: Vec<u8>,
+    records: usize,
+    rows: usize,
+    rejects: Vec<Reject>,
+    locator: Locator<'a>,
+    slots: Vec<Value>,
+    ints: Vec<Option<i64>>,
+    /// Input bytes the builder is expected to see, to size the columns
+    /// once the first rows tell the bytes per row.
+    expected_bytes: usize,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(input: &'a Input, options: &'a ReadOptions, base: usize) -> Self {
+        Self {
+            input,
+            options,
+            base,
+            share: input.map.is_none() || input.share_map,
+            names: Vec::new(),
+            types: Vec::new(),
+            typed: Vec::new(),
+            wanted: Vec::new(),
+            columns: Vec::new(),
+            owned: Vec::new(),
+            records: 0,
+            rows: 0,
+            rejects: Vec::new(),
+            locator: Locator::new(input),
+            slots: Vec::new(),
+            ints: Vec::new(),
+            expected_bytes: 0,
         }
-        let checked = match encoding::invalid_in(invalid_utf8, row.start, row.end) {
-            Some(at) => Err((at, "invalid UTF-8".to_string())),
-            // Not a CDR at all (`{"hello": 1}`, an HTML page as XML): no key
-            // of the data model, so no row to make of it.
-            None if set.fields[row.first_field..row.last_field].iter().all(|&(c, _)| c >= BASE_COLUMNS.len()) => {
-                Err((row.start, "holds no CDR field".to_string()))
+    }
+
+    /// Sizes the columns for about `bytes` of input (a chunk's length), so
+    /// that they are not copied as they grow.
+    pub fn expecting(self, bytes: usize) -> Self {
+        Self { expected_bytes: bytes, ..self }
+    }
+
+    /// Columns for the keys `set` met since the last call (null in the rows
+    /// built before).
+    fn add_columns(&mut self, set: &RecordSet) {
+        let pushdown = self.options.pushdown.as_deref();
+        let new = &set.names[self.types.len()..];
+        for (name, wanted) in new.iter().zip(Pushdown::wanted(pushdown, new)) {
+            let (column, ty) = (self.types.len(), schema::column_type(name));
+            self.names.push(name.clone());
+            self.types.push(ty);
+            self.wanted.push(wanted);
+            if ty != ColumnType::Text && column != LEG_COLUMN {
+                self.typed.push((column, ty));
             }
-            None => check_row(buf, &set, &types, &slots, &mut ints, gaps),
-        };
-        if let Err((at, reason)) = checked {
-            let reject = locator.reject(row.start, row.end, at, reason);
+            if wanted {
+                let mut builder = ColumnBuilder::new(ty, self.rows);
+                (0..self.rows).for_each(|_| builder.push_null());
+                self.columns.push((column, builder));
+            }
+        }
+        self.slots.resize(set.names.len(), Value::Null);
+        self.ints.resize(set.names.len(), None);
+    }
+
+    /// Checks and builds the rows of `set` and takes its rejects, leaving it
+    /// empty of records (its column names stay). Strict, the first problem
+    /// in input order is the error.
+    pub fn add(&mut self, set: &mut RecordSet) -> Result<()> {
+        self.add_columns(set);
+        if let (Some(first), Some(last)) = (set.rows.first(), set.rows.last())
+            && self.expected_bytes > 0
+        {
+            let per_row = (last.end.saturating_sub(first.start) / set.rows.len()).max(1);
+            let rows = (std::mem::take(&mut self.expected_bytes) / per_row + 16).min(1 << 24);
+            self.columns.iter_mut().for_each(|(_, column)| column.reserve(rows));
+        }
+        let buf = self.input.bytes();
+        let strict = self.options.on_error == OnError::Raise;
+        let filter = self.options.pushdown.as_deref().and_then(|p| p.filter.as_ref());
+        let gaps = self.options.gaps.as_deref();
+        let invalid_utf8 = self.input.invalid_utf8.as_deref();
+        let first_unmapped = set.unmapped.iter().min_by_key(|u| u.0).map(|u| u.0);
+        for row in &set.rows {
+            let fields = &set.fields[row.first_field..row.last_field];
+            self.slots.fill(Value::Null);
+            for &(column, value) in fields {
+                self.slots[column] = value;
+            }
+            let checked = match encoding::invalid_in(invalid_utf8, row.start, row.end) {
+                Some(at) => Err((at, "invalid UTF-8".to_string())),
+                // Not a CDR at all (`{"hello": 1}`, an HTML page as XML): no
+                // key of the data model, so no row to make of it.
+                None if fields.iter().all(|&(c, _)| c >= BASE_COLUMNS.len()) => {
+                    Err((row.start, "holds no CDR field".to_string()))
+                }
+                None => check_row(buf, set, &self.typed, &self.slots, &mut self.ints, gaps),
+            };
+            if let Err((at, reason)) = checked {
+                if strict && first_unmapped.is_none_or(|u| u > row.start) {
+                    return Err(Error::Parse(Box::new(self.locator.reject(row.start, row.end, at, reason))));
+                }
+                if !strict {
+                    self.rejects.push(self.locator.reject(row.start, row.end, at, reason));
+                }
+                continue;
+            }
+            self.records += 1;
+            if let Some(filter) = filter {
+                let text = |column: usize| set.bytes(buf, self.slots[column]);
+                let (src, dst) = (text(SRC_COLUMN), text(DST_COLUMN));
+                if row.kind == Kind::Main || !filter.keep(src, dst, self.ints[START_COLUMN], self.ints[BILLSEC_COLUMN])
+                {
+                    continue;
+                }
+            }
+            self.rows += 1;
+            self.push_row(buf, set, row.kind);
+        }
+        for (start, end, reason) in set.unmapped.drain(..) {
+            let reject = self.locator.reject(start, end, start, reason);
             if strict {
                 return Err(Error::Parse(Box::new(reject)));
             }
-            rejects.push(reject);
-            continue;
+            self.rejects.push(reject);
         }
-        records += 1;
-        if let Some(filter) = filter {
-            let text = |column: usize| set.bytes(buf, slots[column]);
-            let (src, dst) = (text(SRC_COLUMN), text(DST_COLUMN));
-            if row.kind == Kind::Main || !filter.keep(src, dst, ints[START_COLUMN], ints[BILLSEC_COLUMN]) {
-                continue;
+        if !strict {
+            for &(at, what) in &set.skipped {
+                let end = (at + 4).min(buf.len());
+                self.rejects.push(self.locator.reject(at, end, at, format!("{what} holds no record")));
             }
         }
-        rows += 1;
-        for (column, builder) in columns.iter_mut().enumerate() {
-            let Some(builder) = builder else { continue };
+        set.clear_records();
+        Ok(())
+    }
+
+    /// Appends a checked row's values (in `slots` and `ints`) to the columns.
+    #[inline]
+    fn push_row(&mut self, buf: &[u8], set: &RecordSet, kind: Kind) {
+        for (column, builder) in &mut self.columns {
+            let column = *column;
             match column {
                 KIND_COLUMN => {
-                    let kind: &[u8] = match row.kind {
+                    let kind: &[u8] = match kind {
                         Kind::Record => b"record",
                         Kind::Main => b"main",
                         Kind::Sub(_) => b"sub",
                     };
                     builder.push_text(kind, INPUT_BUFFER, 0);
                 }
-                LEG_COLUMN => builder.push_i64(if let Kind::Sub(n) = row.kind { n } else { 0 }),
-                _ if types[column] != ColumnType::Text => match ints[column] {
+                LEG_COLUMN => builder.push_i64(if let Kind::Sub(n) = kind { n } else { 0 }),
+                _ if self.types[column] != ColumnType::Text => match self.ints[column] {
                     Some(v) => builder.push_i64(v),
                     None => builder.push_null(),
                 },
-                _ => match slots[column] {
-                    Value::Input { start, end } if start < end => {
-                        builder.push_text(&buf[start..end], INPUT_BUFFER, start - base)
+                _ => {
+                    let (text, shared_at) = match self.slots[column] {
+                        Value::Input { start, end } if start < end => (&buf[start..end], Some(start)),
+                        Value::Decoded { start, end, .. } if start < end => (&set.decoded[start..end], None),
+                        _ => {
+                            builder.push_null();
+                            continue;
+                        }
+                    };
+                    match shared_at {
+                        // Up to 12 bytes live in the view itself.
+                        _ if text.len() <= 12 => builder.push_text(text, INPUT_BUFFER, 0),
+                        Some(start) if self.share => builder.push_text(text, INPUT_BUFFER, start - self.base),
+                        _ => {
+                            builder.push_text(text, SCRATCH_BUFFER, self.owned.len());
+                            self.owned.extend_from_slice(text);
+                        }
                     }
-                    Value::Decoded { start, end, .. } if start < end => {
-                        builder.push_text(&set.decoded[start..end], SCRATCH_BUFFER, start)
-                    }
-                    _ => builder.push_null(),
-                },
+                }
             }
         }
     }
-    for (start, end, reason) in &set.unmapped {
-        let reject = locator.reject(*start, *end, *start, reason.clone());
-        if strict {
-            return Err(Error::Parse(Box::new(reject)));
-        }
-        rejects.push(reject);
-    }
-    if !strict {
-        for &(at, what) in &set.skipped {
-            let end = (at + 4).min(buf.len());
-            rejects.push(locator.reject(at, end, at, format!("{what} holds no record")));
-        }
-        rejects.sort_by_key(|r| (r.line, r.column));
-    }
 
-    if range.len() > u32::MAX as usize || set.decoded.len() > u32::MAX as usize {
-        return Err(Error::Input { source: input.name.clone(), reason: "a record run over 4 GiB".into() });
+    /// The batch of the rows added, the part's range ending at `end`.
+    pub fn finish(mut self, end: usize) -> Result<ReadOutput> {
+        let input = self.input;
+        if !self.share {
+            // What the frame needs is copied: the mapped pages can go.
+            input.release(self.base, end);
+        }
+        if end.saturating_sub(self.base) > u32::MAX as usize || self.owned.len() > u32::MAX as usize {
+            return Err(Error::Input { source: input.name.clone(), reason: "a record run over 4 GiB".into() });
+        }
+        self.rejects.sort_by_key(|r| (r.line, r.column));
+        let names: Vec<String> =
+            self.names.iter().zip(&self.wanted).filter(|(_, w)| **w).map(|(n, _)| n.clone()).collect();
+        COUNTERS.add(self.records, self.rows, names.len());
+        let tz = self.options.tz.as_deref();
+        let schema = schema::arrow_schema(&names, tz);
+        let shared = match self.share {
+            true => input.data.slice_with_length(self.base, end.saturating_sub(self.base)),
+            false => Buffer::from_vec(Vec::<u8>::new()),
+        };
+        let buffers: Arc<[Buffer]> = Arc::from([shared, Buffer::from_vec(self.owned)]);
+        let arrays: Vec<ArrayRef> = self.columns.into_iter().map(|(_, c)| c.finish(&buffers, tz)).collect();
+        let batch_options = RecordBatchOptions::new().with_row_count(Some(self.rows));
+        let batch = RecordBatch::try_new_with_options(Arc::clone(&schema), arrays, &batch_options)
+            .map_err(|e| Error::Input { source: input.name.clone(), reason: e.to_string() })?;
+        let batches = if batch.num_rows() > 0 { vec![batch] } else { Vec::new() };
+        Ok(ReadOutput { schema, batches, rejects: self.rejects })
     }
-    let names: Vec<String> = set.names.iter().zip(&wanted).filter(|(_, w)| **w).map(|(n, _)| n.clone()).collect();
-    COUNTERS.add(records, rows, names.len());
-    let schema = schema::arrow_schema(&names, tz);
-    let input_slice = input.column_buffer(base, range.len());
-    let buffers: Arc<[Buffer]> = Arc::from([input_slice, Buffer::from_vec(set.decoded)]);
-    let arrays: Vec<ArrayRef> = columns.into_iter().flatten().map(|c| c.finish(&buffers, tz)).collect();
-    let batch_options = RecordBatchOptions::new().with_row_count(Some(rows));
-    let batch = RecordBatch::try_new_with_options(Arc::clone(&schema), arrays, &batch_options)
-        .map_err(|e| Error::Input { source: input.name.clone(), reason: e.to_string() })?;
-    let batches = if batch.num_rows() > 0 { vec![batch] } else { Vec::new() };
-    Ok(ReadOutput { schema, batches, rejects })
 }
 
 /// Checks the typed values of a row into `ints`; the offending offset and
@@ -318,16 +465,13 @@ pub fn build(input: &Input, options: &ReadOptions, set: RecordSet, range: Range<
 fn check_row(
     buf: &[u8],
     set: &RecordSet,
-    types: &[ColumnType],
+    typed: &[(usize, ColumnType)],
     slots: &[Value],
     ints: &mut [Option<i64>],
     gaps: Option<&Gaps>,
 ) -> std::result::Result<(), (usize, String)> {
-    for (column, &ty) in types.iter().enumerate() {
+    for &(column, ty) in typed {
         ints[column] = None;
-        if ty == ColumnType::Text || column == LEG_COLUMN {
-            continue;
-        }
         let Some(text) = set.bytes(buf, slots[column]).filter(|t| !t.is_empty()) else { continue };
         let at = match slots[column] {
             Value::Input { start, .. } | Value::Decoded { at: start, .. } => start,

@@ -2,9 +2,14 @@
 //! than memory.
 //!
 //! A CDR API CSV file is read a window of records at a time (each window
-//! parsed in parallel chunks, exactly as a whole-file read would), and the
-//! pages of a window already handed over are given back to the kernel, so
-//! resident memory follows the window size, not the file size. The nested
+//! parsed in parallel chunks, exactly as a whole-file read would) on a
+//! worker thread that stays one window ahead of the consumer, so parsing
+//! goes on while the consumer (Polars) filters the window before; the
+//! pages of a window already read are given back to the kernel, so
+//! resident memory follows the window size, not the file size. A mapped
+//! file's windows are parsed in place and each column then keeps a copy of
+//! just the text of its rows (a selective query keeps few), not of the
+//! whole window. The nested
 //! formats (JSON, XML) are parsed on a worker thread that hands over a
 //! group of chunks at a time through a channel of one slot, so it runs at
 //! most one window ahead of the consumer. The web UI download (small, and
@@ -13,7 +18,11 @@
 use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, StringViewArray};
+use arrow_buffer::Buffer;
 
 use super::csv::{CsvPlan, Dialect, read_window};
 use super::decompress::Decoder;
@@ -30,16 +39,25 @@ pub struct Stream {
     options: ReadOptions,
     pool: Option<Arc<rayon::ThreadPool>>,
     window_bytes: usize,
+    /// Whether windows are parsed in a mapping and their columns then given
+    /// copies of their own text (see [`compact`]).
+    compact: bool,
     state: State,
 }
 
 enum State {
-    /// Records starting in `pos..end` are still to be read.
+    /// Records starting in `pos..end` are still to be read (the worker is
+    /// started by the first window asked for).
     Csv {
         plan: Box<CsvPlan>,
         pos: usize,
         end: usize,
-        released: usize,
+    },
+    /// A worker reading CSV windows; each message is a window and the
+    /// input offset it reached.
+    CsvWorker {
+        windows: Receiver<Result<(ReadOutput, usize)>>,
+        reached: usize,
     },
     /// A worker parsing JSON or XML; each message is a window and the
     /// input offset it reached.
@@ -132,6 +150,11 @@ impl Stream {
             )),
         };
         let threads = pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
+        // A mapped file is parsed in place; the columns of each window then
+        // copy their own text (unless `memory_map=True` lets them keep
+        // pointing into the map).
+        let compact = input.map.is_some() && !input.share_map;
+        let input = Input { share_map: input.share_map || compact, ..input };
         let window_bytes = window_bytes.unwrap_or(WINDOW_BYTES_PER_THREAD * threads).max(1);
         let state = match (format, decoder) {
             (_, Some((decoder, head))) => State::Compressed(Box::new(Unpacking {
@@ -158,7 +181,7 @@ impl Stream {
                         (line_start.max(plan.data_start), end.min(buf.len()))
                     }
                 };
-                State::Csv { plan, pos, end, released: 0 }
+                State::Csv { plan, pos, end }
             }
             (Format::UcmJson | Format::PortsipJson, None) if range.is_some() => {
                 let (start, end) = range.unwrap_or_default();
@@ -179,7 +202,7 @@ impl Stream {
             }
             (_, None) => State::Whole,
         };
-        Ok(Self { input, format, options, pool, window_bytes, state })
+        Ok(Self { input, format, options, pool, window_bytes, compact, state })
     }
 
     /// The format read (never `Auto`).
@@ -189,13 +212,26 @@ impl Stream {
 
     /// The next window's batches and rejects; `None` once the input is done.
     pub fn next_window(&mut self) -> Result<Option<ReadOutput>> {
+        if let State::Csv { .. } = self.state {
+            let State::Csv { plan, pos, end } = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
+            let job =
+                CsvJob { input: self.input.clone(), plan, options: self.options.clone(), window: self.window_bytes };
+            let windows = spawn_csv_worker(job, pos, end, self.compact, self.pool.clone());
+            self.state = State::CsvWorker { windows, reached: pos };
+        }
+        let csv_worker = matches!(self.state, State::CsvWorker { .. });
         let result = match &self.pool {
-            // Waiting for the worker must not happen on a pool thread: one
+            // Waiting for a worker must not happen on a pool thread: one
             // blocked there could hold a join the worker's parse needs.
-            Some(pool) if !matches!(self.state, State::Worker { .. }) => {
+            Some(pool) if !matches!(self.state, State::Worker { .. } | State::CsvWorker { .. }) => {
                 pool.install(|| step(&self.input, &self.options, self.format, self.window_bytes, &mut self.state))
             }
             _ => step(&self.input, &self.options, self.format, self.window_bytes, &mut self.state),
+        };
+        let result = match result {
+            // The CSV worker compacts its windows itself, in parallel with this.
+            Ok(Some(output)) if self.compact && !csv_worker => compact(&self.input, output).map(Some),
+            other => other,
         };
         if result.is_err() {
             self.state = State::Done;
@@ -208,7 +244,7 @@ impl Stream {
         let total = self.input.bytes().len();
         let done = match &self.state {
             State::Csv { pos, .. } => *pos,
-            State::Worker { reached, .. } => *reached,
+            State::Worker { reached, .. } | State::CsvWorker { reached, .. } => *reached,
             State::Compressed(unpacking) => {
                 let (done, total) = unpacking.decoder.progress();
                 return (done, total);
@@ -244,17 +280,7 @@ fn spawn_worker(
             Some(pool) => pool.install(work),
             None => work(),
         }))
-        .unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(Error::Input {
-                source: input.name.clone(),
-                reason: format!("internal error (please report): {message}"),
-            })
-        });
+        .unwrap_or_else(|panic| Err(internal_error(&input.name, &*panic)));
         let _ = sender.send((rest, len));
     });
     receiver
@@ -303,19 +329,157 @@ fn step(
             }
             Ok(output)
         }
-        State::Csv { plan, pos, end, released } => {
-            if *pos >= *end {
-                *state = State::Done;
-                return Ok(None);
+        State::CsvWorker { windows, reached } => match windows.recv() {
+            Ok(Ok((output, end))) => {
+                *reached = end;
+                Ok(Some(output))
             }
-            let (output, reached) = read_window(input, plan, options, *pos, pos.saturating_add(window).min(*end))?;
-            // The window before this one has been handed over by now.
-            input.release(*released, *pos);
-            *released = *pos;
-            *pos = if reached > *pos { reached } else { *end };
-            Ok(Some(output))
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                *state = State::Done;
+                Ok(None)
+            }
+        },
+        State::Csv { .. } => unreachable!("next_window starts the CSV worker"),
+    }
+}
+
+/// What a CSV worker reads with.
+struct CsvJob {
+    input: Input,
+    plan: Box<CsvPlan>,
+    options: ReadOptions,
+    window: usize,
+}
+
+/// Starts the worker that reads the CSV records starting in `pos..end` a
+/// window at a time and sends each window (`compact`ed if asked) and the
+/// offset it reached. One window waits in the channel while the next is
+/// read: the worker stays one window ahead.
+fn spawn_csv_worker(
+    job: CsvJob,
+    pos: usize,
+    end: usize,
+    compact_text: bool,
+    pool: Option<Arc<rayon::ThreadPool>>,
+) -> Receiver<Result<(ReadOutput, usize)>> {
+    let (sender, receiver) = sync_channel(1);
+    std::thread::spawn(move || {
+        let name = job.input.name.clone();
+        let work = || csv_windows(&job, pos, end, compact_text, &sender);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| match &pool {
+            Some(pool) => pool.install(work),
+            None => work(),
+        })) {
+            let _ = sender.send(Err(internal_error(&name, &*panic)));
+        }
+    });
+    receiver
+}
+
+/// The CSV worker's loop: stops at the end, at an error (sent), or when
+/// the consumer is gone.
+fn csv_windows(
+    job: &CsvJob,
+    mut pos: usize,
+    end: usize,
+    compact_text: bool,
+    sender: &SyncSender<Result<(ReadOutput, usize)>>,
+) {
+    let CsvJob { input, plan, options, window } = job;
+    let mut released = pos;
+    while pos < end {
+        let read = read_window(input, plan, options, pos, pos.saturating_add(*window).min(end));
+        let next = match &read {
+            Ok((_, reached)) if *reached > pos => *reached,
+            _ => end,
+        };
+        let sent = match read.and_then(|(output, _)| if compact_text { compact(input, output) } else { Ok(output) }) {
+            Ok(output) => {
+                if compact_text {
+                    // Nothing points into this window's pages any more.
+                    input.release(pos, next);
+                }
+                sender.send(Ok((output, next))).is_ok()
+            }
+            Err(e) => {
+                let _ = sender.send(Err(e));
+                false
+            }
+        };
+        if !sent {
+            return;
+        }
+        // The window before this one has been handed over by now.
+        input.release(released, pos);
+        released = pos;
+        pos = next;
+    }
+}
+
+/// A window whose text columns point into the input, given copies of
+/// their text: each column just the values of its rows (`gc`) when they
+/// are few — a selective query keeps few, so little is copied — else one
+/// copy of the window's bytes for all columns, cheaper when most rows are
+/// kept. Either way the frames own their memory.
+fn compact(input: &Input, output: ReadOutput) -> Result<ReadOutput> {
+    let batches = output.batches.into_iter().map(|batch| compact_batch(input, batch)).collect::<Result<Vec<_>>>()?;
+    Ok(ReadOutput { batches, ..output })
+}
+
+fn compact_batch(input: &Input, batch: RecordBatch) -> Result<RecordBatch> {
+    let texts: Vec<&StringViewArray> = batch.columns().iter().filter_map(|c| c.as_string_view_opt()).collect();
+    let map = input.bytes().as_ptr_range();
+    let mapped = |b: &Buffer| map.contains(&b.as_ptr());
+    let mut in_map: Vec<Buffer> = Vec::new();
+    for buffer in texts.iter().flat_map(|a| a.data_buffers().iter()).filter(|b| mapped(b)) {
+        if !in_map.iter().any(|b| b.as_ptr() == buffer.as_ptr() && b.len() == buffer.len()) {
+            in_map.push(buffer.clone());
         }
     }
+    let per_value: usize = texts.iter().map(|a| a.total_buffer_bytes_used() + 16 * a.len()).sum();
+    let whole: usize = in_map.iter().map(Buffer::len).sum();
+    let copies: Vec<(Buffer, Buffer)> = match per_value < whole {
+        true => Vec::new(),
+        false => in_map.into_iter().map(|b| (b.clone(), Buffer::from(b.as_slice().to_vec()))).collect(),
+    };
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .iter()
+        .map(|column| match column.as_string_view_opt() {
+            None => Arc::clone(column),
+            Some(text) if copies.is_empty() => Arc::new(text.gc()) as ArrayRef,
+            Some(text) => {
+                let buffers: Vec<Buffer> = text
+                    .data_buffers()
+                    .iter()
+                    .map(|b| {
+                        copies
+                            .iter()
+                            .find(|(from, _)| from.as_ptr() == b.as_ptr() && from.len() == b.len())
+                            .map_or_else(|| b.clone(), |(_, to)| to.clone())
+                    })
+                    .collect();
+                // SAFETY: the same views over buffers of the same bytes.
+                Arc::new(unsafe {
+                    StringViewArray::new_unchecked(text.views().clone(), buffers.into(), text.nulls().cloned())
+                })
+            }
+        })
+        .collect();
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(batch.schema(), columns, &options)
+        .map_err(|e| Error::Input { source: input.name.clone(), reason: e.to_string() })
+}
+
+/// The error a worker's panic becomes (never crossing into Python).
+fn internal_error(name: &str, panic: &(dyn std::any::Any + Send)) -> Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    Error::Input { source: name.to_string(), reason: format!("internal error (please report): {message}") }
 }
 
 /// The next window of a compressed CSV: the carried bytes and `window`

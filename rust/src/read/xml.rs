@@ -18,13 +18,14 @@ use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 
 use super::chunks::{self, Piece};
-use super::records::{self, Kind, RecordSet, Row, Value};
+use super::records::{self, Builder, Kind, RecordSet, Row, Value};
 use super::{Emit, Input, Locator, OnError, ReadOptions, ReadOutput, STOPPED, encoding};
 use crate::error::{Error, Result};
 
 /// The text of the field element being read.
 struct OpenField {
-    name: Vec<u8>,
+    /// Where its (local) name is in the input, and its length.
+    name: (usize, usize),
     depth: usize,
     /// Input offset of the element, for errors.
     at: usize,
@@ -103,13 +104,14 @@ pub fn stream_xml(input: &Input, options: &ReadOptions, emit: Emit<'_>) -> Resul
 fn run(input: &Input, options: &ReadOptions, emit: Option<Emit<'_>>) -> Result<ReadOutput> {
     let buf = input.bytes();
     let syntax = |at: usize, reason: String| Error::Parse(Box::new(Locator::new(input).reject(at, at, at, reason)));
-    let text = match std::str::from_utf8(buf) {
-        Ok(text) => text,
+    let text = match super::json::utf8_error(buf) {
+        // SAFETY: just checked to be UTF-8.
+        None => unsafe { std::str::from_utf8_unchecked(buf) },
         // Collecting, invalid bytes are their records' problem (see json.rs).
-        Err(e) => {
+        Some(at) => {
             return match (options.on_error, encoding::repair(input)) {
                 (OnError::Collect, Some(repaired)) => run(&repaired, options, emit),
-                _ => Err(syntax(e.valid_up_to(), "invalid UTF-8".into())),
+                _ => Err(syntax(at, "invalid UTF-8".into())),
             };
         }
     };
@@ -226,7 +228,6 @@ fn parse_into(
     part: &mut Part,
 ) -> Result<Vec<ReadOutput>> {
     let start = part.start;
-    let mut parts = Vec::new();
     let buf = input.bytes();
     let syntax = |at: usize, reason: String| Error::Parse(Box::new(Locator::new(input).reject(at, at, at, reason)));
     let offset_of = |s: &str| s.as_ptr() as usize - text.as_ptr() as usize;
@@ -235,16 +236,20 @@ fn parse_into(
     // Chunks start inside the root: end tags are matched here, not by quick-xml.
     reader.config_mut().check_end_names = false;
     reader.config_mut().allow_unmatched_ends = true;
-    let mut open: Vec<String> = Vec::new();
+    // Names of the open elements, as (offset, length) in the input: events
+    // borrow from it, and an owned copy per element would cost more than
+    // the rest of the parse.
+    let mut open: Vec<(usize, usize)> = Vec::new();
     let mut set = RecordSet::default();
     let mut depth = depth0;
     let mut call: Option<OpenCall> = None;
     let mut leg: Option<(Kind, usize, usize)> = None; // kind, start, first field
     let mut field: Option<OpenField> = None;
-    // Records are built in parts of `PART_ROWS`, so the parsed fields held
-    // before building stay bounded whatever the input's size.
-    const PART_ROWS: usize = 1 << 16;
-    let mut part_start = start;
+    // Records are built a few hundred at a time, so the parsed fields held
+    // before building stay in cache whatever the input's size.
+    const BUILD_ROWS: usize = 512;
+    let expected = nominal_end.min(buf.len()).saturating_sub(start);
+    let mut builder = Builder::new(input, options, start).expecting(expected);
     loop {
         let before = start + reader.buffer_position() as usize;
         let event = reader
@@ -258,10 +263,11 @@ fn parse_into(
                     break;
                 }
                 let empty = matches!(event, Event::Empty(_));
-                let name = e.local_name();
-                let name = name.as_ref().as_bytes();
+                let local = e.local_name();
+                let name = local.as_ref().as_bytes();
                 if !empty {
-                    open.push(e.name().as_ref().to_string());
+                    let qname = e.name();
+                    open.push((offset_of(qname.as_ref()), qname.as_ref().len()));
                 }
                 depth += 1;
                 match depth {
@@ -277,16 +283,17 @@ fn parse_into(
                         }
                     }
                     3 | 4 if field.is_none() && (depth == 3 || leg.is_some()) => {
-                        field = Some(OpenField { name: name.to_vec(), depth, at: before, span: None, text: None });
+                        let name = (offset_of(local.as_ref()), name.len());
+                        field = Some(OpenField { name, depth, at: before, span: None, text: None });
                     }
                     _ => {} // markup nested inside a field: its text joins the field's
                 }
                 if empty {
-                    close(&mut depth, &mut call, &mut leg, &mut field, &mut set, after);
+                    close(buf, &mut depth, &mut call, &mut leg, &mut field, &mut set, after);
                 }
             }
             Event::End(ref e) => {
-                match open.pop() {
+                match open.pop().map(|(at, len)| &text[at..at + len]) {
                     Some(name) if name != e.name().as_ref() => {
                         let found = e.name().as_ref().to_string();
                         return Err(syntax(before, format!("invalid XML: </{found}> closes <{name}>")));
@@ -296,14 +303,12 @@ fn parse_into(
                     }
                     _ => {}
                 }
-                close(&mut depth, &mut call, &mut leg, &mut field, &mut set, after);
+                close(buf, &mut depth, &mut call, &mut leg, &mut field, &mut set, after);
                 if depth == 0 {
                     part.closed = true;
                 }
-                if depth == 1 && set.rows.len() >= PART_ROWS {
-                    let done = std::mem::take(&mut set);
-                    parts.push(records::build(input, options, done, part_start..after)?);
-                    part_start = after;
+                if depth == 1 && set.rows.len() >= BUILD_ROWS {
+                    builder.add(&mut set)?;
                 }
             }
             // Text without entities and CDATA are runs of the input as they are.
@@ -331,8 +336,8 @@ fn parse_into(
             _ => {} // declaration, comments, processing instructions, doctype
         }
     }
-    parts.push(records::build(input, options, set, part_start..part.end.max(part_start))?);
-    Ok(parts)
+    builder.add(&mut set)?;
+    Ok(vec![builder.finish(part.end.max(start))?])
 }
 
 fn push_run(field: &mut Option<OpenField>, buf: &[u8], start: usize, len: usize) {
@@ -352,6 +357,7 @@ fn leg_kind(name: &[u8]) -> Option<Kind> {
 
 /// Closes the innermost element at `end`: a field, a leg, or a call.
 fn close(
+    buf: &[u8],
     depth: &mut usize,
     call: &mut Option<OpenCall>,
     leg: &mut Option<(Kind, usize, usize)>,
@@ -361,9 +367,9 @@ fn close(
 ) {
     if field.as_ref().is_some_and(|f| f.depth == *depth) {
         if let Some(f) = field.take() {
-            let name = f.name.clone();
+            let (at, len) = f.name;
             let value = f.value(set);
-            set.push_field(&name, value);
+            set.push_field(&buf[at..at + len], value);
         }
     } else if *depth == 3 && field.is_none() {
         if let (Some((kind, start, first_field)), Some(c)) = (leg.take(), call.as_mut()) {

@@ -25,7 +25,7 @@ mod lexer;
 use super::chunks::{self, Piece};
 use super::portsip;
 use super::pushdown::{Pushdown, RowFilter};
-use super::records::{self, Kind, RecordSet, Row, Value};
+use super::records::{self, Builder, Kind, RecordSet, Row, Value};
 use super::{Emit, Input, Locator, OnError, ReadOptions, ReadOutput, STOPPED, encoding};
 use crate::error::{Error, Result};
 use lexer::{Lexer, Parsed, SyntaxError, unescape};
@@ -50,7 +50,21 @@ struct Document<'a> {
     /// Record arrays met, and the spans of their chunks (for splits).
     arrays: usize,
     spans: Vec<(usize, usize)>,
+    /// Builds the records of a chunk a few hundred at a time, so that the
+    /// parsed fields waiting to be built stay in cache.
+    builder: Option<Builder<'a>>,
+    /// The first record a chunk's builder refused (strict): the chunk's
+    /// result, once its parse (whose syntax errors come first) is done.
+    build_error: Option<Error>,
+    /// After each column, the key that followed it last time and that
+    /// key's column: records repeat their keys in one order, so most keys
+    /// are recognised by comparing bytes, without lexing or hashing them.
+    next_key: Vec<Option<(Box<[u8]>, usize)>>,
+    last_column: usize,
 }
+
+/// Rows parsed before they are built (see [`Document::builder`]).
+const BUILD_ROWS: usize = 512;
 
 /// One chunk of a record array; it ends at the start of the next element,
 /// or at the array's `]` (then it is closed).
@@ -81,12 +95,12 @@ fn read_json(input: &Input, options: &ReadOptions, portsip: bool) -> Result<Read
 fn run(input: &Input, options: &ReadOptions, portsip: bool, emit: Option<Emit<'_>>) -> Result<ReadOutput> {
     let buf = input.bytes();
     let syntax = |e: SyntaxError| Error::Parse(Box::new(Locator::new(input).reject(e.at, e.at, e.at, e.reason)));
-    if let Err(e) = std::str::from_utf8(buf) {
+    if let Some(at) = utf8_error(buf) {
         // Collecting, invalid bytes are their records' problem: parse the
         // repaired text and reject the records holding a repair.
         return match (options.on_error, encoding::repair(input)) {
             (OnError::Collect, Some(repaired)) => run(&repaired, options, portsip, emit),
-            _ => Err(syntax(SyntaxError { at: e.valid_up_to(), reason: "invalid UTF-8".into() })),
+            _ => Err(syntax(SyntaxError { at, reason: "invalid UTF-8".into() })),
         };
     }
     let pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
@@ -114,7 +128,7 @@ pub fn element_ranges(input: &Input, portsip: bool, target: usize) -> Result<Opt
         ..ReadOptions::default()
     };
     let buf = input.bytes();
-    if std::str::from_utf8(buf).is_err() {
+    if utf8_error(buf).is_some() {
         return Ok(None);
     }
     let pos = if buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
@@ -136,10 +150,61 @@ pub fn read_elements(
 ) -> Result<ReadOutput> {
     let options = if portsip { options.for_instants() } else { options.clone() };
     let mut doc = Document::new(input, &options, start, portsip);
+    doc.builder = Some(Builder::new(input, &options, start).expecting(end.saturating_sub(start)));
     doc.chunk_elements(end)
         .map_err(|e| Error::Parse(Box::new(Locator::new(input).reject(e.at, e.at, e.at, e.reason))))?;
     let stop = doc.lex.pos;
-    records::build(input, &options, doc.set, start..stop)
+    doc.built(stop)
+}
+
+/// Where the first invalid UTF-8 of `buf` is, if any. Checked in pieces on
+/// all cores: a piece starts at a byte that starts a character, so the
+/// whole is valid exactly when every piece is.
+pub(super) fn utf8_error(buf: &[u8]) -> Option<usize> {
+    use rayon::prelude::*;
+    const PIECE: usize = 4 << 20;
+    let mut starts = vec![0];
+    while let Some(&last) = starts.last()
+        && last + PIECE < buf.len()
+    {
+        let mut at = last + PIECE;
+        // At most three continuation bytes follow a character's first byte.
+        while at < buf.len().min(last + PIECE + 3) && buf[at] & 0xC0 == 0x80 {
+            at += 1;
+        }
+        starts.push(at);
+    }
+    starts.push(buf.len());
+    starts
+        .par_windows(2)
+        .find_map_first(|w| std::str::from_utf8(&buf[w[0]..w[1]]).err().map(|e| w[0] + e.valid_up_to()))
+}
+
+/// Whether `a` and `b` (of one length) are equal, compared eight bytes at
+/// a time (the last word overlapping): keys are short, and a `memcmp`
+/// call costs more than the comparison.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    #[inline(always)]
+    fn word(s: &[u8], i: usize) -> u64 {
+        u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]))
+    }
+    let n = a.len();
+    if b.len() != n {
+        return false;
+    }
+    if n < 8 {
+        let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap_or([0; 4]));
+        return if n < 4 { a == b } else { half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4) };
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    word(a, n - 8) == word(b, n - 8)
 }
 
 /// Nominal starts of the chunks of a record array whose first element is at
@@ -181,6 +246,35 @@ impl<'a> Document<'a> {
             emit: None,
             arrays: 0,
             spans: Vec::new(),
+            builder: None,
+            build_error: None,
+            next_key: Vec::new(),
+            last_column: 0,
+        }
+    }
+
+    /// Builds the records parsed so far, if this document builds as it goes.
+    fn build_some(&mut self) {
+        match &mut self.builder {
+            Some(builder) => {
+                if let Err(e) = builder.add(&mut self.set) {
+                    self.build_error = Some(e);
+                    self.builder = None;
+                }
+            }
+            // Strict and failed: the rest is parsed for syntax only.
+            None if self.build_error.is_some() => self.set.clear_records(),
+            None => {}
+        }
+    }
+
+    /// The batch of a chunk parsed with a builder, ending at `end`.
+    fn built(mut self, end: usize) -> Result<ReadOutput> {
+        self.build_some();
+        match (self.build_error, self.builder) {
+            (Some(e), _) => Err(e),
+            (None, Some(builder)) => builder.finish(end),
+            (None, None) => records::build(self.input, self.options, self.set, end..end),
         }
     }
 
@@ -211,10 +305,11 @@ impl<'a> Document<'a> {
         let (input, options, portsip) = (self.input, self.options, self.portsip);
         let parse = |start: usize, nominal_end: usize| -> Chunk {
             let mut doc = Document::new(input, options, start, portsip);
+            doc.builder = Some(Builder::new(input, options, start).expecting(nominal_end - start));
             match doc.chunk_elements(nominal_end) {
                 Ok(closed) => {
-                    let (end, set) = (doc.lex.pos, doc.set);
-                    Chunk { start, end, closed, result: Ok(records::build(input, options, set, start..end)) }
+                    let end = doc.lex.pos;
+                    Chunk { start, end, closed, result: Ok(doc.built(end)) }
                 }
                 Err(e) => Chunk { start, end: doc.lex.pos, closed: true, result: Err(e) },
             }
@@ -261,6 +356,9 @@ impl<'a> Document<'a> {
     fn chunk_elements(&mut self, nominal_end: usize) -> Parsed<bool> {
         loop {
             self.element()?;
+            if self.set.rows.len() >= BUILD_ROWS {
+                self.build_some();
+            }
             match self.lex.peek() {
                 Some(b',') => {
                     self.lex.pos += 1;
@@ -401,18 +499,55 @@ impl<'a> Document<'a> {
     }
 
     /// Calls `on_member` with each key, positioned at its value, until `}`.
-    fn members(&mut self, mut on_member: impl FnMut(&mut Self, &[u8]) -> Parsed<()>) -> Parsed<()> {
+    fn members(&mut self, on_member: impl FnMut(&mut Self, &[u8]) -> Parsed<()>) -> Parsed<()> {
+        self.object(false, on_member)
+    }
+
+    /// The members of a record (or leg): a key that follows its predecessor
+    /// as it did before is a field, read without calling `on_member`.
+    fn record_members(&mut self, on_member: impl FnMut(&mut Self, &[u8]) -> Parsed<()>) -> Parsed<()> {
+        self.object(true, on_member)
+    }
+
+    fn object(&mut self, record: bool, mut on_member: impl FnMut(&mut Self, &[u8]) -> Parsed<()>) -> Parsed<()> {
         if self.lex.peek() == Some(b'}') {
             self.lex.pos += 1;
             return Ok(());
         }
         loop {
-            let key = self.lex.key()?;
-            on_member(self, &key)?;
+            match self.predicted_key(record) {
+                Some(column) => {
+                    let value = self.value()?;
+                    self.last_column = column;
+                    self.set.push_at(column, value);
+                }
+                None => {
+                    let key = self.lex.key()?;
+                    on_member(self, &key)?;
+                }
+            }
             if self.lex.next_or_close(b'}')? {
                 return Ok(());
             }
         }
+    }
+
+    /// In a record, at a key (whitespace skipped): its column, the key and
+    /// its `:` consumed, if they are byte for byte the `"key":` that followed
+    /// the previous field's last time (else the key is lexed: also when
+    /// whitespace comes before the `:`).
+    #[inline]
+    fn predicted_key(&mut self, record: bool) -> Option<usize> {
+        if !record {
+            return None;
+        }
+        let (pattern, column) = self.next_key.get(self.last_column)?.as_ref()?;
+        let end = self.lex.pos + pattern.len();
+        let found = self.lex.buf.get(self.lex.pos..end).is_some_and(|at| same_bytes(at, pattern));
+        found.then(|| {
+            self.lex.pos = end;
+            *column
+        })
     }
 
     /// One array element: a flat record, a `{cdr, main_cdr, sub_cdr_N}`
@@ -433,7 +568,7 @@ impl<'a> Document<'a> {
                 let mut legs: Vec<Row> = Vec::new();
                 let mut listed = false;
                 let mut targets = None;
-                self.members(|doc, key| {
+                self.record_members(|doc, key| {
                     if doc.portsip && key == b"call_targets" && doc.lex.peek() == Some(b'[') {
                         // PortSIP's legs: read after the call's own fields, so
                         // that each row's fields stay one run.
@@ -509,7 +644,7 @@ impl<'a> Document<'a> {
             Some(b'{') => {
                 self.lex.pos += 1;
                 let first_field = self.set.fields.len();
-                self.members(|doc, key| doc.field(key))?;
+                self.record_members(|doc, key| doc.field(key))?;
                 legs.push(Row { kind, start, end: self.lex.pos, first_field, last_field: self.set.fields.len() });
             }
             Some(b'n') => {
@@ -528,14 +663,29 @@ impl<'a> Document<'a> {
     /// A field of a record: its value under the key's column.
     fn field(&mut self, key: &[u8]) -> Parsed<()> {
         let value = self.value()?;
-        self.set.push_field(key, value);
+        let column = self.set.column(key);
+        // Only a key that is always a field and reads the same in the input
+        // as decoded may be recognised by its bytes next time.
+        let literal = key.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\');
+        let special =
+            key == b"cdr" || key == b"call_targets" || key.starts_with(b"main_cdr") || key.starts_with(b"sub_cdr");
+        if literal && !special {
+            if self.next_key.len() <= self.last_column {
+                self.next_key.resize(self.last_column + 1, None);
+            }
+            let pattern = [&b"\""[..], key, b"\":"].concat();
+            self.next_key[self.last_column] = Some((pattern.into(), column));
+        }
+        self.last_column = column;
+        self.set.push_at(column, value);
         Ok(())
     }
 
     fn value(&mut self) -> Parsed<Value> {
         match self.lex.peek() {
             Some(b'"') => {
-                let (start, end, escaped) = self.lex.string()?;
+                self.lex.pos += 1;
+                let (start, end, escaped) = self.lex.string_rest()?;
                 if escaped {
                     let mut text = Vec::with_capacity(end - start);
                     unescape(self.lex.buf, start, end, &mut text)?;
