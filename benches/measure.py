@@ -105,40 +105,6 @@ def ratio_table(times: dict[str, list[float]], mb: float, base: str) -> str:
     return "\n".join(lines)
 
 
-def alternate(routes: dict, rounds: int) -> tuple[dict[str, list[float]], dict]:
-    """Runs each of ``routes`` (name → callable) ``rounds`` times after a
-    warm-up round, rotating their order round by round; returns the seconds
-    of each and what each returned in the warm-up round."""
-    import time
-
-    times: dict[str, list[float]] = {k: [] for k in routes}
-    first = {}
-    names = list(routes)
-    for r in range(rounds + 1):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            t0 = time.perf_counter()
-            result = routes[name]()
-            if r:
-                times[name].append(time.perf_counter() - t0)
-            else:
-                first[name] = result
-            del result
-    return times, first
-
-
-def print_ratios(times: dict[str, list[float]], baseline: str, mb: float) -> None:
-    """A Markdown table of min / median seconds, MB/s and ratios to ``baseline``."""
-    import statistics
-
-    base = times[baseline]
-    print("| contender | s, min / median | MB/s (median) | ÷ baseline (min / median) |")
-    print("|---|---:|---:|---:|")
-    for name, t in times.items():
-        lo, mid = min(t), statistics.median(t)
-        ratio = f"{lo / min(base):.2f} / {mid / statistics.median(base):.2f}"
-        print(f"| {name} | {lo:.2f} / {mid:.2f} | {mb / mid:.0f} | {ratio} |")
-
-
 def thread_table(label: str, fn, cores: int | None = None, rounds: int = 3) -> dict[int, float]:
     """Times ``fn(threads)`` for 1, 2, 4, … up to the machine's cores (min
     of ``rounds``, thread counts alternated round by round) and prints the

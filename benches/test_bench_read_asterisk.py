@@ -21,7 +21,7 @@ import polars as pl
 
 import cdrq
 
-from .measure import alternate, print_ratios
+from .measure import ratio_table, side_by_side
 
 MB = int(os.environ.get("CDRQ_BENCH_MB", "30"))
 ROUNDS = 5
@@ -87,10 +87,11 @@ def test_side_by_side_master_csv():
             path, has_header=False, infer_schema=False
         ),
     }
-    times, frames = alternate(routes, ROUNDS)
+    frames: dict[str, pl.DataFrame] = {}
+    times = side_by_side(routes, ROUNDS, same=frames.__setitem__)
     ours, by_hand = frames.values()
     same_rows(ours, by_hand)
     assert ours.schema["start"] == pl.Datetime("us", "UTC") and ours.schema["duration"] == pl.Int64
     mb = path.stat().st_size / 1e6
     print(f"\n{mb:.0f} MB Master.csv, {ours.height} records, {ROUNDS} alternating rounds")
-    print_ratios(times, "polars.read_csv(has_header=False, infer_schema=False)", mb)
+    print(ratio_table(times, mb, "polars.read_csv(has_header=False, infer_schema=False)"))
