@@ -21,6 +21,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import subprocess
+import sys
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -165,6 +167,43 @@ def test_custom_columns_named_by_the_caller_and_the_helper():
     assert df["clid"].to_list() == [None, None]
     with pytest.raises(cdrq.CdrqError, match="duplicate"):
         cdrq.read(data, format="asterisk-custom", columns=["src", "src"])
+
+
+def test_a_custom_template_reads_alike_in_read_scan_convert_and_the_cli(tmp_path):
+    # `columns=` is asterisk-custom's alone: `auto` takes it as that format,
+    # any other format refuses it, and scan, convert and the CLI read the
+    # template as `read` does (pushdown and projection included).
+    columns = ["start", "src", "dst", "billsec", "linkedid", "sequence", "callid"]
+    data = (
+        b'"2024-01-28 10:18:20","1001","2000","35","pbx1-1.0","7","abc@host"\n'
+        b'"2024-01-28 10:20:00","1002","2001","0","pbx1-2.0","8",""\n'
+        b'"2024-01-29 09:00:00","1001","2002","61","pbx1-3.0","9","def@host"\n'
+    )
+    path = tmp_path / "Master.csv"
+    path.write_bytes(data)
+    whole = cdrq.read(path, columns=columns, tz=None)
+    assert whole.equals(cdrq.read(path, format="asterisk-custom", columns=columns, tz=None))
+    assert whole["callid"].to_list() == ["abc@host", None, "def@host"]
+    assert cdrq.scan(path, columns=columns, tz=None).collect().equals(whole)
+    queried = cdrq.query(cdrq.scan(path, columns=columns, tz=None), "caller=1001&minDur=1").collect()
+    assert queried.select("src", "dst").rows() == [("1001", "2000"), ("1001", "2002")]
+    counts = cdrq.convert(path, tmp_path / "ds", columns=columns, tz=None)
+    assert counts["written"] == 3
+    assert sorted(cdrq.read(tmp_path / "ds")["callid"].drop_nulls().to_list()) == ["abc@host", "def@host"]
+    with pytest.raises(cdrq.CdrqError, match="takes none"):
+        cdrq.read(path, format="ucm-csv", columns=columns)
+    with pytest.raises(cdrq.CdrqError, match="takes none"):
+        cdrq.scan(path, format="asterisk-csv", columns=columns)
+    with pytest.raises(cdrq.CdrqError, match="list of column names"):
+        cdrq.read(path, columns="start,src")
+    run = [sys.executable, "-m", "cdrq", "query", "--library", "--tz", "UTC", "--columns", ",".join(columns)]
+    out = subprocess.run([*run, str(path), "caller=1001&format=csv"], capture_output=True, text=True, check=True)
+    assert len(out.stdout.strip().splitlines()) == 3  # the header and two records
+    mapping = "Master.csv => " + ",".join(f"${{CSV_QUOTE(${{CDR({c})}})}}" for c in columns)
+    out = subprocess.run([*run[:-2], "--columns", mapping, str(path), "caller=1002"], capture_output=True, text=True)
+    assert out.returncode == 0 and "1002" in out.stdout
+    bad = subprocess.run([*run[:-1], "src,,dst", str(path), "caller=1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "empty column name" in bad.stderr
 
 
 def test_rejects_compression_many_files_and_scan(tmp_path):

@@ -62,11 +62,22 @@ class Scanner:
         margin_us: int = 0,
         window_bytes: int | None = None,
         byte_range: tuple[int, int] | None = None,
+        encoding: str = "utf8",
+        gaps: tuple[str, list[tuple[int, int]]] | None = None,
+        memory_map: bool = False,
+        layout: list[str] | tuple[str, ...] | None = None,
     ) -> None: ...
     def next_window(self) -> tuple[ArrowStream, list[tuple[str, int, int, str, str]]] | None: ...
     def progress(self) -> tuple[int, int]: ...
 
-def column_names(source: str | bytes, *, name: str | None = None, format: str = "auto") -> tuple[list[str], str]:
+def column_names(
+    source: str | bytes,
+    *,
+    name: str | None = None,
+    format: str = "auto",
+    encoding: str = "utf8",
+    layout: list[str] | tuple[str, ...] | None = None,
+) -> tuple[list[str], str]:
     """Every column a source holds, and its format (auto resolved)."""
 
 def json_ranges(source: str | bytes, *, format: str = "auto", target_bytes: int = ...) -> list[tuple[int, int]] | None:

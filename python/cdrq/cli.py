@@ -27,7 +27,7 @@ from cdrq import _core
 from cdrq.convert import convert
 from cdrq.dataset import is_dataset, zone_for
 from cdrq.query import compile_query, query
-from cdrq.read import read
+from cdrq.read import custom_columns, read
 from cdrq.render import FIRMWARES, cdrapi, rejected, render, requested_format
 from cdrq.scan import scan, scan_errors
 from cdrq.services.server import CACHE_MIB, CACHE_MONTHS
@@ -105,6 +105,14 @@ def day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a day (YYYY-MM-DD): {text!r}") from None
 
 
+def template_columns(text: str) -> list[str]:
+    """``--columns``: names separated by commas, or a cdr_custom.conf mapping line."""
+    names = custom_columns(text) if "${" in text else [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"an empty column name in {text!r}")
+    return names
+
+
 #: Options several commands take, by name.
 SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "tz": (
@@ -131,6 +139,15 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         },
     ),
     "format": (("--format",), {"default": "auto", "help": "input format (default: auto)"}),
+    "columns": (
+        ("--columns",),
+        {
+            "type": template_columns,
+            "metavar": "NAMES",
+            "help": "asterisk-custom: the template's column names, comma-separated, or its cdr_custom.conf "
+            "mapping line (implies --format asterisk-custom)",
+        },
+    ),
     "encoding": (
         ("--encoding",),
         {
@@ -200,6 +217,7 @@ def parser() -> Parser:
         EXAMPLES + "\n" + NOTES,
         "tz",
         "format",
+        "columns",
         "encoding",
         "include",
         "firmware",
@@ -231,6 +249,7 @@ def parser() -> Parser:
         "to",
         "tz",
         "format",
+        "columns",
         "encoding",
         "include",
         "progress",
@@ -379,6 +398,7 @@ def parser() -> Parser:
         REPORT_EXAMPLES + "\n" + NOTES,
         "tz",
         "format",
+        "columns",
         "encoding",
         "include",
         "progress",
@@ -555,7 +575,9 @@ def query_command(args: argparse.Namespace) -> int:
     with scan_errors():
         if args.library:
             # Streams: only the matching legs (and main rows, for sessions) are kept.
-            archive = scan(source, format=args.format, tz=args.tz, progress=show, encoding=args.encoding)
+            archive = scan(
+                source, format=args.format, tz=args.tz, progress=show, encoding=args.encoding, columns=args.columns
+            )
             selected = query(archive, qs, now=args.now).collect()
             mains = archive.filter(pl.col("cdr_kind") == "main").collect()
             sys.stdout.write(render(selected, requested_format(qs), legs_of=mains, firmware=args.firmware))
@@ -564,9 +586,11 @@ def query_command(args: argparse.Namespace) -> int:
         # this, and then says so on stderr (exit 2).
         error = rejection(qs, args.now)
         if show and not is_dataset(source):
-            frame = scan(source, format=args.format, tz=args.tz, progress=True, encoding=args.encoding).collect()
+            frame = scan(
+                source, format=args.format, tz=args.tz, progress=True, encoding=args.encoding, columns=args.columns
+            ).collect()
         else:
-            frame = read(source, format=args.format, tz=args.tz, encoding=args.encoding)
+            frame = read(source, format=args.format, tz=args.tz, encoding=args.encoding, columns=args.columns)
         sys.stdout.write(cdrapi(frame, qs, now=args.now, firmware=args.firmware))
     if error is not None:
         raise error
@@ -690,6 +714,7 @@ def convert_command(args: argparse.Namespace) -> int:
         include=args.include,
         progress=progress_of(args),
         encoding=args.encoding,
+        columns=args.columns,
     )
     print(json.dumps(counts))
     return 0

@@ -14,7 +14,7 @@ import polars as pl
 
 from cdrq._core import CdrqError
 from cdrq.dataset import KEY, MANIFEST, METADATA, NULL_PARTITION, metadata, scan_parts
-from cdrq.read import REJECT_SCHEMA, check_encoding
+from cdrq.read import REJECT_SCHEMA, check_encoding, layout_of
 from cdrq.scan import ScanSpec
 from cdrq.sources import Include, Source, default_threads, expand, open_source
 from cdrq.zones import check_tz, localise
@@ -30,12 +30,13 @@ def convert(
     threads: int | None = None,
     progress: bool = False,
     encoding: str = "utf8",
+    columns: list[str] | None = None,
 ) -> dict[str, int]:
     """Reads ``source`` (anything :func:`cdrq.read` takes; ``include``
     globs as there) a window at a time into the Parquet dataset ``to``
     (created if needed), appending to what is there without duplicating
-    records. ``tz`` is the source's zone and ``encoding`` its text's (as
-    for :func:`cdrq.read`); the dataset keeps the zone it was
+    records. ``tz`` is the source's zone, ``encoding`` its text's and
+    ``columns`` an ``asterisk-custom`` template (as for :func:`cdrq.read`); the dataset keeps the zone it was
     created with and converts other zones' instants into it. Unreadable
     records never stop the run: they are written to ``to/_rejects/``; a
     run that read no record at all raises :class:`CdrqError` saying why.
@@ -44,6 +45,7 @@ def convert(
 
     check_tz(tz)
     check_encoding(encoding)
+    format, layout = layout_of(format, columns)
     files = expand(source, include)
     root = pathlib.Path(to)
     root.mkdir(parents=True, exist_ok=True)
@@ -66,6 +68,7 @@ def convert(
             window_bytes=None,
             progress=progress,
             encoding=encoding,
+            layout=None if layout is None else tuple(layout),
         )
         counts = {"records": 0, "written": 0, "duplicates": 0, "rejects": 0}
         for frame, bad in spec.windows(None, on_error="collect"):

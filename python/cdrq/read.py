@@ -77,6 +77,21 @@ def check_encoding(encoding: str) -> None:
     _core.read(b"", encoding=encoding)
 
 
+def layout_of(format: str, columns: list[str] | None) -> tuple[str, list[str] | None]:
+    """The format and the template columns to read with: ``columns`` are
+    ``asterisk-custom``'s alone, so they make ``auto`` that format and are
+    an error beside any other (never silently ignored)."""
+    if columns is None:
+        return format, None
+    if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+        raise CdrqError("columns must be a list of column names (see cdrq.custom_columns)")
+    if format == "auto":
+        return "asterisk-custom", list(columns)
+    if format != "asterisk-custom":
+        raise CdrqError(f"columns= is the asterisk-custom template's; format {format!r} takes none")
+    return format, list(columns)
+
+
 if _core.is_debug_build():
     warnings.warn("cdrq._core is a debug build: expect it to be slow", RuntimeWarning, stacklevel=2)
 
@@ -152,13 +167,16 @@ def read(
     column names in order (see :func:`custom_columns`); the default is the
     template of Asterisk's sample ``cdr_custom.conf``. The names may be
     those of a CDR table's columns (FreePBX's ``calldate``, ``cnam``, …):
-    README "Asterisk" gives the mapping. ``format="freepbx-csv"`` reads
+    README "Asterisk" gives the mapping. ``columns`` with ``format="auto"``
+    reads ``asterisk-custom``; with any other format it is an error.
+    ``format="freepbx-csv"`` reads
     FreePBX's CDR report export by its header, RFC 4180 or the old
     export's unescaped quotes.
     """
     if on_error not in ("raise", "collect"):
         raise CdrqError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
     check_tz(tz)
+    format, columns = layout_of(format, columns)
     if dataset.is_dataset(source):
         frame = dataset.scan_dataset(source, tz).collect()
         return frame if on_error == "raise" else (frame, pl.DataFrame(schema=REJECT_SCHEMA))
@@ -176,7 +194,7 @@ def read(
             encoding=encoding,
             gaps=wall_clock_gaps(tz),
             memory_map=memory_map,
-            columns=None if columns is None else list(columns),
+            columns=columns,
         )
         frame = localise(pl.DataFrame(stream), tz)
         if include_source:

@@ -29,7 +29,7 @@ from polars.io.plugins import register_io_source
 from cdrq import _core, dataset
 from cdrq._core import CdrqError
 from cdrq._core import QueryPlan as Plan
-from cdrq.read import REJECT_SCHEMA, OnError, check_encoding
+from cdrq.read import REJECT_SCHEMA, OnError, check_encoding, layout_of
 from cdrq.sources import Include, Source, default_threads, expand, open_source, ordered_map
 from cdrq.zones import DEFAULT_TZ, check_tz, localise, wall_clock_gaps
 
@@ -125,6 +125,8 @@ class ScanSpec:
     on_error: OnError = "raise"
     encoding: str = "utf8"
     memory_map: bool = False
+    #: ``asterisk-custom``'s template columns (``read``'s ``columns``).
+    layout: tuple[str, ...] | None = None
     rejects: ScanRejects | None = dataclasses.field(default=None, compare=False)
     schema_cache: dict[str, pl.Schema] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
@@ -134,7 +136,9 @@ class ScanSpec:
             names: dict[str, None] = {}
             for source, name in zip(self.sources, self.names, strict=True):
                 try:
-                    columns, _ = _core.column_names(source, name=name, format=self.format, encoding=self.encoding)
+                    columns, _ = _core.column_names(
+                        source, name=name, format=self.format, encoding=self.encoding, layout=self.layout
+                    )
                 except CdrqError as e:
                     # Polars keeps only the text of what the schema callable raises.
                     WRAPPED[f"{type(e).__name__}: {e}"] = e
@@ -167,6 +171,7 @@ class ScanSpec:
                 encoding=self.encoding,
                 gaps=wall_clock_gaps(self.tz),
                 memory_map=self.memory_map,
+                layout=self.layout,
             )
 
         def load(pair: tuple[str | bytes, str | None]) -> tuple[Any, list | None]:
@@ -199,6 +204,7 @@ def scan(
     progress: bool = ...,
     encoding: str = ...,
     memory_map: bool = ...,
+    columns: list[str] | None = ...,
 ) -> pl.LazyFrame: ...
 @overload
 def scan(
@@ -214,6 +220,7 @@ def scan(
     progress: bool = ...,
     encoding: str = ...,
     memory_map: bool = ...,
+    columns: list[str] | None = ...,
 ) -> tuple[pl.LazyFrame, ScanRejects]: ...
 def scan(
     source: Source,
@@ -228,6 +235,7 @@ def scan(
     progress: bool = False,
     encoding: str = "utf8",
     memory_map: bool = False,
+    columns: list[str] | None = None,
 ) -> pl.LazyFrame | tuple[pl.LazyFrame, ScanRejects]:
     """A lazy, streaming read of ``source`` (anything :func:`cdrq.read`
     takes, or a dataset directory written by :func:`cdrq.convert`, shown
@@ -245,6 +253,8 @@ def scan(
     whole first). A file is memory-mapped while it is scanned and the
     frames copy their text out of the mapping; ``memory_map=True`` lets
     them point into it instead, with the hazard told at :func:`cdrq.read`.
+    ``columns``: an ``asterisk-custom`` file's template, as for
+    :func:`cdrq.read`.
 
     ``on_error="collect"`` returns ``(frame, rejects)``: the scan reads on
     past unreadable records, and ``rejects`` (a :class:`ScanRejects`) fills
@@ -256,6 +266,7 @@ def scan(
         raise CdrqError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
     check_tz(tz)
     check_encoding(encoding)
+    format, layout = layout_of(format, columns)
     if dataset.is_dataset(source):
         frame = dataset.scan_dataset(source, tz)
         return frame if on_error == "raise" else (frame, ScanRejects())
@@ -276,6 +287,7 @@ def scan(
         on_error=on_error,
         encoding=encoding,
         memory_map=memory_map,
+        layout=None if layout is None else tuple(layout),
         rejects=ScanRejects() if on_error == "collect" else None,
     )
     frame = register(spec)

@@ -22,12 +22,13 @@ pub struct Scanner {
 #[pymethods]
 impl Scanner {
     /// Opens `source` (a path or bytes). `columns` limits the columns built;
+    /// `layout`: an `asterisk-custom` file's columns (`read`'s `columns`);
     /// `plan` (a compiled query) filters records before they are built, its
     /// time bounds widened by `margin_us` (see `pushdown.rs`). `byte_range`
     /// reads only the CSV records starting in it.
     #[new]
     #[allow(clippy::too_many_arguments)] // keyword-only options of one Python call
-    #[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, columns = None, plan = None, margin_us = 0, window_bytes = None, byte_range = None, encoding = "utf8", gaps = None, memory_map = false))]
+    #[pyo3(signature = (source, *, name = None, format = "auto", threads = None, on_error = "raise", tz_label = None, columns = None, plan = None, margin_us = 0, window_bytes = None, byte_range = None, encoding = "utf8", gaps = None, memory_map = false, layout = None))]
     fn new(
         py: Python<'_>,
         source: &Bound<'_, PyAny>,
@@ -44,6 +45,7 @@ impl Scanner {
         encoding: &str,
         gaps: Option<(String, Vec<(i64, i64)>)>,
         memory_map: bool,
+        layout: Option<Vec<String>>,
     ) -> PyResult<Self> {
         let format = parse_format(format)?;
         let on_error = parse_on_error(on_error)?;
@@ -61,7 +63,7 @@ impl Scanner {
                 pushdown,
                 encoding,
                 gaps,
-                columns: None,
+                columns: layout.map(Arc::from),
             };
             Stream::open_range(source.open(memory_map)?, format, options, window_bytes, byte_range)
         })?;
@@ -92,18 +94,20 @@ impl Scanner {
 
 /// The names of every column of a source, and its format.
 #[pyfunction]
-#[pyo3(signature = (source, *, name = None, format = "auto", encoding = "utf8"))]
+#[pyo3(signature = (source, *, name = None, format = "auto", encoding = "utf8", layout = None))]
 pub fn column_names(
     py: Python<'_>,
     source: &Bound<'_, PyAny>,
     name: Option<String>,
     format: &str,
     encoding: &str,
+    layout: Option<Vec<String>>,
 ) -> PyResult<(Vec<String>, &'static str)> {
     let format = parse_format(format)?;
     let source = Source::extract(source, name)?;
     let encoding = Options::extract(encoding, None)?.encoding;
-    let options = ReadOptions { on_error: OnError::Collect, encoding, ..ReadOptions::default() };
+    let columns = layout.map(Arc::from);
+    let options = ReadOptions { on_error: OnError::Collect, encoding, columns, ..ReadOptions::default() };
     let (names, format) = guarded(py, || stream::column_names(source.open(false)?, format, &options))?;
     Ok((names, format.name()))
 }
