@@ -554,3 +554,24 @@ def test_calldate_layout_derives_end_and_answer(tmp_path):
         start + timedelta(seconds=20),
         start + timedelta(seconds=15),
     )
+
+
+def test_numeric_time_columns_are_epoch_seconds(tmp_path):
+    # cdr_pgsql writes a time as epoch seconds into a column the table
+    # declares int or float (cdr/cdr_pgsql.c); 0 is an answer that never was.
+    con = sqlite3.connect(tmp_path / "pg.db")
+    con.execute(
+        'CREATE TABLE cdr (start INTEGER, answer REAL, "end" INTEGER, src TEXT, duration INTEGER, billsec INTEGER)'
+    )
+    con.executemany(
+        "INSERT INTO cdr VALUES (?, ?, ?, ?, ?, ?)",
+        [(1706437100, 1706437105.5, 1706437140, "1001", 40, 35), (1706437100, 0, 1706437140, "1002", 40, 0)],
+    )
+    con.commit()
+    berlin = cdrq.read_database(con, tz="Europe/Berlin")
+    utc = datetime(2024, 1, 28, 10, 18, 20, tzinfo=timezone.utc)
+    assert berlin["start"].dt.convert_time_zone("UTC").to_list() == [utc, utc]
+    assert berlin["answer"].dt.convert_time_zone("UTC").to_list() == [utc + timedelta(seconds=5), None]
+    naive = cdrq.read_database(con, tz=None)
+    assert naive["end"].to_list() == [datetime(2024, 1, 28, 10, 19)] * 2
+    assert naive["duration"].to_list() == [40, 40]  # other numbers stay numbers

@@ -41,6 +41,10 @@ ASTERISK_TIME = "%Y-%m-%d %H:%M:%S"
 #: (``duration`` in a ``float`` or ``real`` column: ``40``, not ``40.0``).
 _EXACT_FLOAT = 2**53
 
+#: Columns cdr_pgsql writes as epoch seconds when the table declares them
+#: numeric (cdr/cdr_pgsql.c: a time into an int or float column).
+_EPOCH_TIMES = frozenset({"start", "answer", "end", "calldate"})
+
 #: How much of a query the source name quotes.
 _QUERY_SHOWN = 60
 
@@ -290,6 +294,13 @@ def _as_text(frame: pl.DataFrame, tz: str | None, source: str) -> pl.DataFrame:
             if dtype.time_zone is not None and tz is not None:
                 column = column.dt.convert_time_zone(tz)
             columns.append(column.dt.strftime(ASTERISK_TIME))
+            continue
+        if dtype.is_numeric() and name.lower() in _EPOCH_TIMES:
+            # Epoch seconds (0: never, as for an unanswered call's answer).
+            instant = pl.from_epoch(pl.when(column != 0).then(column).cast(pl.Float64).mul(1e6).cast(pl.Int64), "us")
+            if tz is not None:
+                instant = instant.dt.replace_time_zone("UTC").dt.convert_time_zone(tz)
+            columns.append(instant.dt.strftime(ASTERISK_TIME))
             continue
         if dtype.is_float():
             whole = column.is_finite() & (column == column.round()) & (column.abs() < _EXACT_FLOAT)
