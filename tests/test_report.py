@@ -14,6 +14,8 @@ import struct
 import subprocess
 import sys
 import zlib
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -23,7 +25,7 @@ from lxml import html as lxml_html
 import cdrq
 from cdrq import analytics
 from cdrq.cli import main
-from cdrq.reports import charts, text_table
+from cdrq.reports import NO_VALUE, NONE, charts, text_table
 from cdrq.reports import html as report_html
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +60,16 @@ def generated_archive(path: Path, n: int) -> Path:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
     return generated_archive(tmp_path_factory.mktemp("archive") / "ucm.csv", 20_000)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bundle_cache(tmp_path_factory) -> Iterator[Path]:
+    """The pages' JavaScript bundle cached here, not in the home directory
+    (the commands run by these tests inherit the variable)."""
+    with pytest.MonkeyPatch.context() as env:
+        directory = tmp_path_factory.mktemp("cache")
+        env.setenv("XDG_CACHE_HOME", str(directory))
+        yield directory / "cdrq"
 
 
 # -- the browser ------------------------------------------------------------
@@ -241,7 +253,20 @@ def test_a_report_of_no_calls_says_so_instead_of_drawing(tmp_path, generated):
     dom, console = browse(page, tmp_path / "profile")
     assert_drawn(dom, console, ())
     assert [e.get("id") for e in dom.find_class("empty")] == [*CHARTS, "costs"]
-    assert "ASRn/a" in dom.find_class("summary")[0].text_content().replace(" ", "")
+    assert f"ASR{NO_VALUE}" in dom.find_class("summary")[0].text_content().replace(" ", "")
+    # the table of no calls: zeros, and no ASR or ACD (not NaN)
+    out = run(str(generated), "--query", "caller=99999")
+    assert out.returncode == 0, out.stderr
+    _, _, row = out.stdout.splitlines()
+    assert [c.strip() for c in row.strip("|").split("|")] == [
+        "0",
+        "0",
+        NO_VALUE,
+        NO_VALUE,
+        "0",
+        *[NO_VALUE] * 3,
+        *"0000",
+    ]
     page_with_rates = tmp_path / "costless.html"
     out = run(str(generated), "--rates", str(rates), "--html", str(page_with_rates))
     assert out.returncode == 0, out.stderr
@@ -371,34 +396,73 @@ def test_without_the_chart_packages_the_error_says_what_to_install(generated, tm
 
 def test_extension_counts_equal_counting_the_calls(generated):
     """Placed: the src of outbound and internal calls; answered: who took
-    inbound and internal ones; as counted from `calls` by hand."""
-    legs = cdrq.read(generated)
-    view = analytics.calls(legs)
-    by_hand = pl.concat(
-        view.filter(pl.col("direction").is_in(directions) & pl.col(field).is_not_null())
-        .group_by(pl.col(field).alias("extension"))
-        .agg(pl.len().cast(pl.Int64).alias("calls"))
-        .with_columns(role=pl.lit(role))
-        .select("extension", "role", "calls")
-        for role, field, directions in (
-            ("placed", "src", ("outbound", "internal")),
-            ("answered", "answered_by", ("inbound", "internal")),
-        )
-    )
-    got = report_html.extension_counts(legs)
+    inbound and internal ones; counted here call by call."""
+    calls = analytics.calls(cdrq.read(generated))
+    by_hand = Counter()
+    for call in calls.iter_rows(named=True):
+        if call["direction"] in ("outbound", "internal") and call["src"] is not None:
+            by_hand[call["src"], "placed"] += 1
+        if call["direction"] in ("inbound", "internal") and call["answered_by"] is not None:
+            by_hand[call["answered_by"], "answered"] += 1
+    got = report_html.extension_counts(calls)
     assert got.height > 100
-    assert got.sort("role", "extension").equals(by_hand.sort("role", "extension"))
+    assert {(e, role): n for e, role, n in got.iter_rows()} == by_hand
+
+
+def test_the_charts_of_the_legs_and_of_their_calls_are_the_same(generated):
+    """`sections` groups legs into calls once; given the calls, it asks the
+    same questions of them."""
+    legs = cdrq.read(generated)
+    rates = pl.DataFrame({"prefix": ["0", "6"], "rate": [0.1, 0.01]})
+    of_legs, summary = report_html.sections(legs, rates)
+    of_calls, same_summary = report_html.sections(analytics.calls(legs), rates)
+    assert summary == same_summary and summary.calls == analytics.calls(legs).height
+    assert [s.chart.to_dict() for s in of_legs] == [s.chart.to_dict() for s in of_calls]
+
+
+def test_a_null_group_and_a_kpi_without_value_read_the_same_everywhere():
+    """A null trunk (internal calls) is (none) in the terminal's table, the
+    page's and the chart; a KPI without a value (ACD of no answered call) n/a."""
+    frame = pl.DataFrame(
+        {"trunk": [None, "T1"], "calls": [2, 1], "asr": [0.0, 1.0], "acd": [None, 12.0]},
+        schema_overrides={"trunk": pl.String},
+    )
+    lines = text_table(frame).splitlines()
+    assert [c.strip() for c in lines[2].strip("|").split("|")] == [NONE, "2", "0.0%", NO_VALUE]
+    assert [c.strip() for c in lines[3].strip("|").split("|")] == ["T1", "1", "100.0%", "12.0"]
+    cells = [td.text_content() for td in lxml_html.fromstring(report_html.table_html(frame)).iter("td")]
+    assert cells == [NONE, "2", "0.0%", NO_VALUE, "T1", "1", "100.0%", "12.0"]
+    assert [row["trunk"] for row in spec_values(charts.trunks(frame))] == [NONE, "T1"]
+
+
+def test_the_bundle_is_made_once_and_kept(bundle_cache, monkeypatch):
+    """vl-convert bundles Vega in seconds: the page takes it from the cache
+    directory after the first time; unwritable, it is made every time."""
+    first = report_html.javascript_bundle()
+    (kept,) = bundle_cache.glob("vega-bundle-*.js")
+    assert kept.read_text(encoding="utf-8") == first and "</script" not in first
+    assert list(bundle_cache.glob("*.partial")) == []
+    kept.write_text("/* cached */", encoding="utf-8")
+    assert report_html.javascript_bundle() == "/* cached */"
+    kept.unlink()
+    blocked = bundle_cache.parent / "blocked"
+    blocked.write_text("a file, not a directory")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert report_html.javascript_bundle() == first
+    monkeypatch.undo()
+    assert report_html.javascript_bundle() == first  # made again, kept again
+    assert kept.exists()
 
 
 # -- the chart builders on small frames ------------------------------------
 
 
 def spec_values(chart, layer: int | None = None) -> list[dict]:
-    """The inline data of a chart (of one of its layers)."""
+    """The inline data of a chart (of one of its layers), where Altair put
+    it: in the spec, or named there and kept in its ``datasets``."""
     spec = chart.to_dict()
-    if layer is not None:
-        spec = spec["layer"][layer]
-    return spec["data"]["values"]
+    data = (spec["layer"][layer] if layer is not None else spec)["data"]
+    return data["values"] if "values" in data else spec["datasets"][data["name"]]
 
 
 def test_heat_map_fills_every_hour_of_every_day():

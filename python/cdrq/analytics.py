@@ -3,11 +3,15 @@ time bucket, calls in progress, and cost by prefix.
 
 Every function takes a ``cdrq.read`` frame, a ``cdrq.scan`` LazyFrame (run
 by Polars' streaming engine, reading only the columns it needs) or a path
-or dataset directory (scanned). A call is the rows sharing a call id —
-``session``, else ``linkedid``, else ``uniqueid``, else ``AcctId``; a row
-with none of them is a call of its own. Of a UCM or PortSIP call with legs
-the ``sub`` rows are its legs; its ``main`` row, a summary, counts only for
-a call that has no other row.
+or dataset directory (scanned) — or a frame of calls, one with a ``call``
+column as :func:`calls` gives it (or some of its columns), taken as it is:
+group the legs once, ask several questions.
+
+A call is the rows sharing a call id — ``session``, else ``linkedid``,
+else ``uniqueid``, else ``AcctId``; a row with none of them is a call of
+its own. Of a UCM or PortSIP call with legs the ``sub`` rows are its
+legs; its ``main`` row, a summary, counts only for a call that has no
+other row.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ REQUIRES = {
 }
 # The web UI's call types (docs/query-language.md §6), a partition of the calls.
 DIRECTIONS = ("inbound", "outbound", "external", "internal")
+# The groups of `report(by=…)` that are the first `digits` of a number.
+PREFIX_GROUPS = ("src_prefix", "dst_prefix")
 # The cyclic buckets of `every`; the others are Polars calendar durations.
 CYCLIC = {"hour_of_day": "1h", "day_of_week": "1d"}
 EVERY = re.compile(r"[1-9][0-9]*(?:m|h|d|w|mo)")
@@ -85,13 +91,19 @@ OTHER = len(STATUS_WORDS)
 
 
 @functools.cache
+def dispositions(word: str) -> tuple[str, ...]:
+    """The ``disposition`` values a query ``status`` word stands for, as the
+    readers write them (one table: the query compiler's)."""
+    return tuple(compile_query(f"status={word}").dispositions or ())
+
+
+@functools.cache
 def status_codes() -> dict[str, int]:
-    """`disposition` values → their code: the values a query `status` word
-    stands for (one table: the query compiler's), as the readers write them
-    (upper case) and in lower and title case."""
+    """`disposition` values → their code, as the readers write them (upper
+    case) and in lower and title case."""
     codes = {}
     for code, word in enumerate(STATUS_WORDS):
-        for value in compile_query(f"status={word}").dispositions or []:
+        for value in dispositions(word):
             codes.update(dict.fromkeys((value, value.lower(), value.title()), code))
     return codes
 
@@ -163,13 +175,24 @@ def call_key(schema: pl.Schema, frame: pl.DataFrame | None, lf: pl.LazyFrame) ->
     return lf, ["call", "_row"]
 
 
+def is_calls(schema: pl.Schema) -> bool:
+    """Whether a frame is of calls, taken as it is, not grouped again: it
+    has a ``call`` column (legs have none: their ids are :data:`CALL_IDS`)."""
+    return CALL_VIEW[0] in schema
+
+
 def call_frame(lf: pl.LazyFrame, frame: pl.DataFrame | None, fields: Sequence[str], what: str) -> pl.LazyFrame:
     """One row per call: ``call`` and ``fields`` (view fields of
     :data:`CALL_VIEW`, ``_status`` (the code of its disposition), or any
     leg column: its first value in the call). ``frame``: the DataFrame
-    ``lf`` is of, if any (asked for shortcuts)."""
+    ``lf`` is of, if any (asked for shortcuts). Of a frame of calls, its
+    columns."""
     schema = schema_of(lf)
     fields = list(dict.fromkeys(fields))
+    if is_calls(schema):
+        require(schema, [f for f in fields if f != "_status"], what)
+        status = status_code(pl.col("disposition")).alias("_status")
+        return lf.select("call", *(status if f == "_status" else pl.col(f) for f in fields))
     require(schema, [c for f in fields for c in REQUIRES.get(f, ())], what)
     for f in fields:
         if f not in (*CALL_VIEW, "_status") and f not in schema:
@@ -224,7 +247,9 @@ def call_frame(lf: pl.LazyFrame, frame: pl.DataFrame | None, fields: Sequence[st
         if f == "disposition":
             aggs["_last"] = pl.col("disposition").last(ignore_nulls=True)
             post["disposition"] = (
-                pl.when(pl.col("_any_answered")).then(pl.lit("ANSWERED")).otherwise(pl.col("_last").str.to_uppercase())
+                pl.when(pl.col("_any_answered"))
+                .then(pl.lit(dispositions(STATUS_WORDS[0])[0]))
+                .otherwise(pl.col("_last").str.to_uppercase())
             )
         if f == "answered_by":
             who = [pl.col(c) for c in ("dstanswer", "dst") if c in schema]
@@ -269,15 +294,22 @@ def calls(data: Any) -> Any:
     ``dst``, ``accountcode``, ``action_type`` the first row's;
     ``answered_by`` who took the first answered leg; ``legs`` how many.
     Sorted by start. A DataFrame in gives a DataFrame, a LazyFrame (or a
-    path) a LazyFrame.
+    path) a LazyFrame; a frame of calls comes back as it is.
 
     >>> import cdrq
     >>> cdrq.calls(cdrq.read("tests/samples/ucm6xxx-fw1.0.11-cdrapi-transfer.json")).select("talk", "legs").row(0)
     (9, 2)
     """
     lf, frame = source(data)
-    view = call_frame(lf, frame, CALL_VIEW[1:], "calls").sort("start", "call", nulls_last=True)
+    view = call_view(lf, frame, "calls")
     return view.collect() if isinstance(data, pl.DataFrame) else view
+
+
+def call_view(lf: pl.LazyFrame, frame: pl.DataFrame | None, what: str) -> pl.LazyFrame:
+    """:func:`calls` of ``lf``; a frame of calls as it is."""
+    if is_calls(schema_of(lf)):
+        return lf
+    return call_frame(lf, frame, CALL_VIEW[1:], what).sort("start", "call", nulls_last=True)
 
 
 def bucket(every: str, column: str = "start") -> tuple[pl.Expr, str | None]:
@@ -301,7 +333,7 @@ def group_fields(by: str | Sequence[str] | None, digits: int | None) -> tuple[li
     names = [by] if isinstance(by, str) else list(by or [])
     fields, derived = [], {}
     for name in names:
-        if name in ("src_prefix", "dst_prefix"):
+        if name in PREFIX_GROUPS:
             if not isinstance(digits, int) or isinstance(digits, bool) or digits < 1:
                 raise CdrqError(f"by={name!r} needs digits=N, a whole number of leading digits ≥ 1, not {digits!r}")
             number = name.removesuffix("_prefix")
@@ -431,12 +463,10 @@ def concurrency(data: Any, by: str | Sequence[str] | None = None, every: str | N
     by = [by] if isinstance(by, str) else list(by or [])
     if every is None:
         return steps(data, by)[0].sort(*by, "time", nulls_last=True)
-    cyclic_key, calendar = bucket(every, "time")
+    period, calendar = bucket(every, "time")
     step, dtype = steps(data, by)
     if step.is_empty():
-        return step.select(
-            *by, pl.col("time").alias("period"), pl.col("calls").alias("peak"), pl.col("time").alias("at")
-        )
+        return step.select(*by, period, pl.col("calls").alias("peak"), pl.col("time").alias("at"))
     unit = calendar or every
     step = step.with_columns(pl.col("time").dt.truncate(unit).alias("_bucket"))
     # Every bucket from a group's first change to its last, each opening
@@ -452,20 +482,28 @@ def concurrency(data: Any, by: str | Sequence[str] | None = None, every: str | N
         .unique()
         .sort("time")
     )
+    # (both sorted by time, so within every group too: Polars cannot check that)
     carried = starts.join_asof(
-        step.sort("time").select(*by, "time", "calls"), on="time", by=by or None, strategy="backward"
+        step.sort("time").select(*by, "time", "calls"),
+        on="time",
+        by=by or None,
+        strategy="backward",
+        check_sortedness=False,
     )
     carried = carried.with_columns(pl.col("calls").fill_null(0), pl.col("time").alias("_bucket"))
     rows = pl.concat([step.select(*by, "time", "calls", "_bucket"), carried.select(*by, "time", "calls", "_bucket")])
     if calendar is None:
         rows = rows.with_columns(pl.col("_bucket").alias("period"))
     else:
-        rows = rows.with_columns(cyclic_key)
-    peak = pl.col("calls").max()
-    out = rows.group_by(*by, "period").agg(
-        peak.alias("peak"), pl.col("time").filter(pl.col("calls") == peak).min().alias("at")
-    )
-    return out.sort(*by, "period", nulls_last=True)
+        rows = rows.with_columns(period)
+    return rows.group_by(*by, "period").agg(peak_of("calls", "time")).sort(*by, "period", nulls_last=True)
+
+
+def peak_of(count: str, time: str) -> list[pl.Expr]:
+    """Aggregations: the most of ``count`` (``peak``, 0 of no rows) and the
+    first ``time`` it was reached (``at``)."""
+    peak = pl.col(count).max()
+    return [peak.fill_null(0).alias("peak"), pl.col(time).filter(pl.col(count) == peak).min().alias("at")]
 
 
 def peak_concurrency(data: Any, by: str | Sequence[str] | None = None) -> pl.DataFrame:
@@ -479,8 +517,7 @@ def peak_concurrency(data: Any, by: str | Sequence[str] | None = None) -> pl.Dat
     """
     by = [by] if isinstance(by, str) else list(by or [])
     step, dtype = steps(data, by)
-    peak = pl.col("calls").max()
-    aggs = [peak.fill_null(0).alias("peak"), pl.col("time").filter(pl.col("calls") == peak).min().alias("at")]
+    aggs = peak_of("calls", "time")
     if not by:
         return step.select(aggs).with_columns(pl.col("at").cast(dtype))
     return step.group_by(by).agg(aggs).sort(by, nulls_last=True)
@@ -556,9 +593,8 @@ def rate_table(rates: Any) -> pl.DataFrame:
 
 
 def rate(data: Any, rates: Any, on: str = "dst") -> Any:
-    """The calls of ``data`` (legs, turned into calls as by :func:`calls`,
-    or a frame of calls from it) with what they cost by the rate table
-    ``rates`` (a DataFrame or a CSV path).
+    """The calls of ``data`` (as by :func:`calls`) with what they cost by
+    the rate table ``rates`` (a DataFrame or a CSV path).
 
     The table has ``prefix`` (text) and ``rate`` (per minute), and may have
     ``increment`` (``FIRST/STEP`` seconds: ``60/60`` bills whole minutes,
@@ -595,9 +631,8 @@ def rate(data: Any, rates: Any, on: str = "dst") -> Any:
     bands = [None if band is None or band[0] is None else band for band in bands]
     matcher = _core.PrefixTable(table["prefix"].to_list(), bands)
     lf, frame = source(data)
-    # A frame of calls (from `calls`) is rated as it is.
-    is_calls = set(CALL_VIEW) <= set(schema_of(lf).names())
-    view = lf if is_calls else call_frame(lf, frame, CALL_VIEW[1:], "rate")
+    view = call_view(lf, frame, "rate")
+    require(schema_of(view), (on, "start", "talk"), "rate")
     minute = (pl.col("start").dt.hour().cast(pl.Int32) * 60 + pl.col("start").dt.minute().cast(pl.Int32)).alias(
         "_minute"
     )
@@ -638,6 +673,4 @@ def rate(data: Any, rates: Any, on: str = "dst") -> Any:
             priced.lazy(), on="_rate_row", how="left", maintain_order="left"
         )
     out = out.with_columns(cost.alias("cost")).drop("_rate_row", "connection_fee", "_first", "_step")
-    if not is_calls:
-        out = out.sort("start", "call", nulls_last=True)
     return out.collect() if frame is not None else out

@@ -915,11 +915,12 @@ def writable_file(option: str, path: str) -> None:
 
 
 def report_command(args: argparse.Namespace) -> int:
+    from cdrq.analytics import PREFIX_GROUPS
     from cdrq.analytics import report as kpis
     from cdrq.reports import text_table
 
     by = [field for given in args.by for field in given] or None
-    prefixes = [field for field in by or () if field in ("src_prefix", "dst_prefix")]
+    prefixes = [field for field in by or () if field in PREFIX_GROUPS]
     if prefixes and args.digits is None:
         raise Usage(f"--by {prefixes[0]} needs --digits N (the leading digits)")
     if args.digits is not None and not prefixes:
@@ -943,10 +944,14 @@ def report_command(args: argparse.Namespace) -> int:
         source = expand(source, args.include)
     show = progress_of(args)
     with scan_errors():
-        archive = scan(source, format=args.format, tz=args.tz, progress=show, encoding=args.encoding)
+        archive = scan(
+            source, format=args.format, tz=args.tz, progress=show, encoding=args.encoding, columns=args.columns
+        )
         legs = query(archive, args.query) if args.query else archive
         if drawn:
-            legs = legs.collect()  # read once, asked several questions
+            from cdrq.reports.html import calls_of
+
+            legs = calls_of(legs, by, args.digits)  # grouped once, asked every question
         table = kpis(legs, by=by, every=args.every, short=args.short, digits=args.digits)
         if drawn:
             draw(args, legs, table, rates, show)
@@ -969,11 +974,11 @@ def load_rates(path: str) -> pl.DataFrame:
         raise _core.CdrqError(f"--rates {path}: {str(e).removeprefix(f'{path}: ')}") from None
 
 
-def draw(args: argparse.Namespace, legs: pl.DataFrame, table: pl.DataFrame, rates: Any, show: bool) -> None:
+def draw(args: argparse.Namespace, calls: pl.DataFrame, table: pl.DataFrame, rates: Any, show: bool) -> None:
     """``--html`` and ``--png``: the charts of the report."""
     from cdrq.reports import html
 
-    sections, summary = html.sections(legs, rates, progress=show)
+    sections, summary = html.sections(calls, rates, progress=show)
     if args.html is not None:
         about = {"archive": " ".join(args.archive)}
         if args.query:

@@ -13,23 +13,21 @@ from typing import Any
 
 import polars as pl
 
-from cdrq.reports import require
+from cdrq.reports import NONE, require
 
 #: Day-of-week labels, 1 = Monday as in ``cdrq.report(every="day_of_week")``.
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 #: How many bars a ranking shows.
 TOP = 15
-#: The label of a null group (no trunk: internal calls; no destination).
-NONE = "(none)"
 WIDTH = 560
 
 
-def values(frame: pl.DataFrame) -> Any:
-    """The frame as inline Vega-Lite data; times as naive wall-clock text."""
-    alt, _ = require()
+def values(frame: pl.DataFrame) -> dict[str, list[dict]]:
+    """The frame as inline Vega-Lite data; times as naive wall-clock text.
+    A plain dict: as ``alt.Data`` it would be validated value by value."""
     temporal = [name for name, dtype in frame.schema.items() if dtype.is_temporal()]
     text = frame.with_columns(pl.col(temporal).dt.strftime("%Y-%m-%dT%H:%M:%S")) if temporal else frame
-    return alt.Data(values=text.to_dicts())
+    return {"values": text.to_dicts()}
 
 
 def labelled(frame: pl.DataFrame, column: str) -> pl.DataFrame:

@@ -1,12 +1,14 @@
 """The report as one self-contained HTML page (and as PNGs).
 
-:func:`sections` asks :mod:`cdrq.analytics` its questions of the legs
-(each answer a small frame) and turns the answers into charts; :func:`page`
-lays them out with the KPI table into one HTML document that carries the
-Vega, Vega-Lite and vega-embed JavaScript inline (vl-convert's bundle),
-so it opens with no network; its Content-Security-Policy allows no fetch
-at all. Charts are drawn as SVG. :func:`write_pngs` renders the same specs
-to PNG with vl-convert, offline too.
+:func:`sections` groups the legs into calls once (:func:`calls_of`), asks
+:mod:`cdrq.analytics` its questions of them (each answer a small frame)
+and turns the answers into charts; :func:`page` lays them out with the KPI
+table into one HTML document that carries the Vega, Vega-Lite and
+vega-embed JavaScript inline (vl-convert's bundle, kept in the user's cache
+directory: bundling takes seconds), so it opens with no network; its
+Content-Security-Policy allows no fetch at all. Charts are drawn as SVG.
+:func:`write_pngs` renders the same specs to PNG with vl-convert, offline
+too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import dataclasses
 import html
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
@@ -23,14 +26,16 @@ from typing import Any
 
 import polars as pl
 
-from cdrq import _core
-from cdrq.analytics import concurrency, peak_concurrency, rate, report
-from cdrq.reports import charts, require
+from cdrq import _core, analytics
+from cdrq.analytics import concurrency, rate, report
+from cdrq.reports import cell, charts, numeric, require
 
 #: The buckets of the concurrency chart, finest first, with their seconds:
 #: the finest that gives at most :data:`MAX_POINTS` buckets is drawn.
 BUCKETS = (("1m", 60), ("10m", 600), ("1h", 3600), ("1d", 86400), ("1w", 7 * 86400))
 MAX_POINTS = 1500
+#: The call-view fields the charts ask (fewer to group than all of them).
+FIELDS = ("start", "end", "talk", "disposition", "direction", "trunk", "src", "dst", "answered_by")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +46,12 @@ class Section:
     name: str
     title: str
     chart: Any | None
+
+    def spec(self) -> dict:
+        """The chart's Vega-Lite spec, not validated against the schema here
+        (most of the charts' time): tests/test_report.py validates the
+        charts of whole pages."""
+        return self.chart.to_dict(validate=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,26 +66,33 @@ class Summary:
     peak_at: datetime | None
 
 
-def bucket(legs: pl.DataFrame) -> str:
+def calls_of(legs: Any, by: str | list[str] | None = None, digits: int | None = None) -> pl.DataFrame:
+    """The calls of ``legs`` with the fields the charts ask (:data:`FIELDS`)
+    and those ``by`` groups on (view fields or leg columns); of a scan only
+    the columns they need are read. In memory: Polars' streaming group-by
+    takes half as long again with this many aggregations."""
+    fields, _ = analytics.group_fields(by, digits)
+    lf, frame = analytics.source(legs)
+    return analytics.call_frame(lf, frame, [*FIELDS, *fields], "report").collect()
+
+
+def bucket(calls: pl.DataFrame) -> str:
     """The finest concurrency bucket that keeps the chart to at most
-    :data:`MAX_POINTS` points over the span of the calls (of their legs)."""
-    first, last = legs.select(pl.col("start").min(), pl.col("end").max()).row(0)
+    :data:`MAX_POINTS` points over the span of the calls."""
+    first, last = calls.select(pl.col("start").min(), pl.col("end").max()).row(0)
     span = (last - first).total_seconds() if first is not None and last is not None else 0
     return next((every for every, seconds in BUCKETS if span / seconds <= MAX_POINTS), BUCKETS[-1][0])
 
 
-def extension_counts(legs: pl.DataFrame) -> pl.DataFrame:
+def extension_counts(calls: pl.DataFrame) -> pl.DataFrame:
     """Calls per extension: placed (``src`` of outbound and internal calls)
     and answered (``answered_by`` of inbound and internal ones)."""
     roles = (("placed", "src", ("outbound", "internal")), ("answered", "answered_by", ("inbound", "internal")))
-    # One report for both roles: half the time of one per role.
-    per_pair = report(legs, by=["direction", "src", "answered_by"])
     return pl.concat(
-        per_pair.filter(pl.col("direction").is_in(directions) & pl.col(field).is_not_null())
+        calls.filter(pl.col("direction").is_in(directions) & pl.col(field).is_not_null())
         .group_by(pl.col(field).alias("extension"))
-        .agg(pl.col("calls").sum().cast(pl.Int64))
-        .with_columns(pl.lit(role).alias("role"))
-        .select("extension", "role", "calls")
+        .agg(pl.len().cast(pl.Int64).alias("calls"))
+        .select("extension", pl.lit(role).alias("role"), "calls")
         for role, field, directions in roles
     )
 
@@ -92,41 +110,40 @@ def cost_per_destination(rated: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def hours(legs: pl.DataFrame) -> pl.DataFrame:
+def hours(calls: pl.DataFrame) -> pl.DataFrame:
     """Calls per (``day_of_week``, ``hour_of_day``) of the calls' starts."""
-    return (
-        report(legs, every="1h")
-        .group_by(pl.col("period").dt.weekday().alias("day_of_week"), pl.col("period").dt.hour().alias("hour_of_day"))
-        .agg(pl.col("calls").sum())
-    )
+    cyclic = [analytics.bucket(every)[0].alias(every) for every in analytics.CYCLIC]
+    return calls.group_by(cyclic).agg(pl.len().alias("calls"))
 
 
 def sections(
-    legs: pl.DataFrame, rates: pl.DataFrame | str | None = None, progress: bool = False
+    data: Any, rates: pl.DataFrame | str | None = None, progress: bool = False
 ) -> tuple[list[Section], Summary]:
-    """The charts of ``legs`` (already filtered) and the headline numbers;
-    the cost chart only with ``rates``. A chart with nothing to show (no
-    calls; no call a rate matched) has no chart: Vega draws an empty
-    domain as NaN coordinates."""
+    """The charts of ``data`` (legs, already filtered, or their calls) and
+    the headline numbers; the cost chart only with ``rates``. A chart with
+    nothing to show (no calls; no call a rate matched) has no chart: Vega
+    draws an empty domain as NaN coordinates."""
     require()
-    every = bucket(legs)
-    peak = peak_concurrency(legs)
+    calls = calls_of(data)
+    every = bucket(calls)
+    per_bucket = concurrency(calls, every=every)
+    # the peak of the bucket peaks: no second sweep
+    peak = per_bucket.select(analytics.peak_of("peak", "at"))
     questions = [
-        ("hours", "Calls per hour of day and day of week", lambda: hours(legs), charts.heat_map),
-        ("trunks", "ASR and ACD per trunk", lambda: report(legs, by="trunk"), charts.trunks),
-        ("extensions", "Top extensions", lambda: extension_counts(legs), charts.extensions),
-        ("dispositions", "Disposition mix", lambda: report(legs, by="disposition"), charts.dispositions),
+        ("hours", "Calls per hour of day and day of week", lambda: hours(calls), charts.heat_map),
+        ("trunks", "ASR and ACD per trunk", lambda: report(calls, by="trunk"), charts.trunks),
+        ("extensions", "Top extensions", lambda: extension_counts(calls), charts.extensions),
+        ("dispositions", "Disposition mix", lambda: report(calls, by="disposition"), charts.dispositions),
         (
             "concurrency",
             "Concurrent calls",
-            # (no calls give one row of a null period)
-            lambda: concurrency(legs, every=every).drop_nulls("period"),
+            lambda: per_bucket,
             lambda frame: charts.concurrency(frame, peak, every),
         ),
     ]
     if rates is not None:
         questions.append(
-            ("costs", "Cost per destination", lambda: cost_per_destination(rate(legs, rates)), charts.costs)
+            ("costs", "Cost per destination", lambda: cost_per_destination(rate(calls, rates)), charts.costs)
         )
     out = []
     with progress_bar(len(questions), progress) as advance:
@@ -134,12 +151,12 @@ def sections(
             answer = ask()
             out.append(Section(name, title, draw(answer) if answer.height else None))
             advance()
-    totals = report(legs).row(0, named=True)
+    totals = report(calls).row(0, named=True)
     top = peak.row(0, named=True)
     summary = Summary(
         calls=totals["calls"],
         answered=totals["answered"],
-        asr=totals["asr"] if totals["calls"] else None,
+        asr=totals["asr"],
         acd=totals["acd"],
         peak=top["peak"],
         peak_at=top["at"],
@@ -173,27 +190,43 @@ def script_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False).replace("<", "\\u003c")
 
 
-def cell(value: Any, column: str) -> str:
-    """One KPI table cell as text."""
-    if value is None:
-        return ""
-    if column == "asr":
-        return f"{value:.1%}"
-    if isinstance(value, float):
-        return f"{value:,.1f}"
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S" if value.second or value.microsecond else "%Y-%m-%d %H:%M")
-    return str(value)
+def cache_directory() -> Path:
+    """Where the bundle is kept: ``$XDG_CACHE_HOME/cdrq``, else ``~/.cache/cdrq``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cdrq"
+
+
+def javascript_bundle() -> str:
+    """Vega, Vega-Lite and vega-embed as one script, safe inline. vl-convert
+    bundles them anew in every process (1.5 to 3 s; vega-embed alone is as
+    large and nearly as slow), so the bundle is kept in
+    :func:`cache_directory`, one file per vl-convert and Vega-Lite version;
+    where that cannot be written it is made each time."""
+    _, vlc = require()
+    version = vl_version()
+    path = cache_directory() / f"vega-bundle-{vlc.__version__}-vl{version}.js"
+    with contextlib.suppress(OSError, UnicodeError):
+        if bundle := path.read_text(encoding="utf-8"):
+            return bundle
+    # `</script` inside the bundle's strings would end its element early.
+    bundle = (
+        vlc.javascript_bundle(vl_version=version).replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT")
+    )
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_text(bundle, encoding="utf-8")
+        os.replace(partial, path)  # whole or not at all, for a process reading it meanwhile
+    return bundle
 
 
 def table_html(frame: pl.DataFrame) -> str:
     """The KPI frame as an HTML table, every row."""
-    numeric = {name for name, dtype in frame.schema.items() if dtype.is_numeric()}
+    right = numeric(frame)
     head = "".join(f"<th>{html.escape(name)}</th>" for name in frame.columns)
     rows = "\n".join(
         "<tr>"
         + "".join(
-            f"<td{' class=num' if name in numeric else ''}>{html.escape(cell(value, name))}</td>"
+            f"<td{' class=num' if name in right else ''}>{html.escape(cell(value, name))}</td>"
             for name, value in zip(frame.columns, row, strict=True)
         )
         + "</tr>"
@@ -237,8 +270,8 @@ def summary_html(summary: Summary) -> str:
     items = (
         ("calls", f"{summary.calls:,}"),
         ("answered", f"{summary.answered:,}"),
-        ("ASR", cell(summary.asr, "asr") or "n/a"),
-        ("ACD", f"{summary.acd:,.0f} s" if summary.acd is not None else "n/a"),
+        ("ASR", cell(summary.asr, "asr")),
+        ("ACD", f"{summary.acd:,.0f} s" if summary.acd is not None else cell(None, "acd")),
         ("peak concurrency", f"{summary.peak:,}{peak_at}"),
     )
     return "".join(f"<div>{html.escape(name)}<b>{html.escape(value)}</b></div>" for name, value in items)
@@ -249,12 +282,9 @@ def page(
 ) -> str:
     """The HTML document: title, ``about`` (what was read, the query…),
     headline numbers, the charts and the KPI table."""
-    _, vlc = require()
     shown = list(sections)
-    bundle = vlc.javascript_bundle(vl_version=vl_version())
-    # `</script` inside the bundle's strings would end its element early.
-    bundle = bundle.replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT")
-    specs = {section.name: section.chart.to_dict() for section in shown if section.chart is not None}
+    bundle = javascript_bundle()
+    specs = {section.name: section.spec() for section in shown if section.chart is not None}
     meta = " · ".join(f"{html.escape(key)}: {html.escape(value)}" for key, value in about.items())
     blocks = "\n".join(
         f'<section class="chart" id="{s.name}" aria-label="{html.escape(s.title)}"></section>'
@@ -298,6 +328,6 @@ def write_pngs(directory: str | Path, sections: Iterable[Section], scale: float 
         if section.chart is None:
             continue
         path = target / f"{section.name}.png"
-        path.write_bytes(vlc.vegalite_to_png(section.chart.to_dict(), vl_version=vl_version(), scale=scale))
+        path.write_bytes(vlc.vegalite_to_png(section.spec(), vl_version=vl_version(), scale=scale))
         written.append(path)
     return written
