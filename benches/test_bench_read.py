@@ -8,13 +8,15 @@ Side by side in one run (group "read"):
 
 ``test_side_by_side_ownership`` alternates the default (the frame owns its
 memory: the file is read, not mapped), ``memory_map=True`` (the frame's
-strings point into the mapped file) and Polars all-strings, round by round.
+strings point into the mapped file), both on one thread (the parser's own
+speed), and Polars all-strings, round by round.
 ``test_peak_memory`` reads in a fresh process per contender and records peak
 RSS against the frame's ``estimated_size()``.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 
@@ -54,21 +56,30 @@ def test_side_by_side_ownership(archive):
     routes = {
         "cdrq.read (owned, default)": lambda: cdrq.read(path),
         "cdrq.read(memory_map=True)": lambda: cdrq.read(path, memory_map=True),
+        "cdrq.read(threads=1)": lambda: cdrq.read(path, threads=1),
+        "cdrq.read(threads=1, memory_map=True)": lambda: cdrq.read(path, threads=1, memory_map=True),
         "polars.read_csv(twin, infer_schema=False)": lambda: pl.read_csv(twin, infer_schema=False),
     }
     times: dict[str, list[float]] = {k: [] for k in routes}
     rounds = 5
+    reference = None
     for r in range(rounds + 1):
-        order = list(routes)[r % 3 :] + list(routes)[: r % 3]
+        order = list(routes)[r % len(routes) :] + list(routes)[: r % len(routes)]
         for name in order:
             t0 = time.perf_counter()
             frame = routes[name]()
             if r:
                 times[name].append(time.perf_counter() - t0)
+            # Every contender returns the same rows (Polars: as strings).
+            if r == 0:
+                rows = frame.select("AcctId", "src", "clid", "lastdata", "session").cast(pl.String)
+                assert reference is None or rows.equals(reference), name
+                reference = rows
             del frame
     polars = times["polars.read_csv(twin, infer_schema=False)"]
     mb = path.stat().st_size / 1e6
     print(f"\n{mb:.0f} MB CSV, {rounds} alternating rounds (s, min / median; MB/s of the median)")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("| contender | min / median | MB/s | ÷ Polars all strings (min / median) |")
     print("|---|---:|---:|---:|")
     for name, t in times.items():

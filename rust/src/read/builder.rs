@@ -100,6 +100,15 @@ impl ColumnBuilder {
         }
     }
 
+    /// Appends a text value by its view (see [`make_view`]).
+    #[inline(always)]
+    pub fn push_view(&mut self, view: u128) {
+        if let Self::Text { views, nulls } = self {
+            views.push(view);
+            nulls.append_non_null();
+        }
+    }
+
     /// Appends an integer or a timestamp in microseconds.
     #[inline(always)]
     pub fn push_i64(&mut self, v: i64) {
