@@ -41,11 +41,12 @@ def columns_of(frame: pl.DataFrame) -> list[str]:
 def as_text(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     """Every column a string as the PBX writes it (null → empty)."""
     exprs = []
+    schema = frame.schema  # built anew on every access: once here
     for c in columns:
-        if c not in frame.columns:
+        if c not in schema:
             exprs.append(pl.lit("").alias(c))
             continue
-        dtype = frame.schema[c]
+        dtype = schema[c]
         e = pl.col(c)
         if isinstance(dtype, pl.Datetime):
             e = e.dt.strftime("%Y-%m-%d %H:%M:%S")
