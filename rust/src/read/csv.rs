@@ -577,7 +577,7 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
                         .map_err(|e| (record.start + e.valid_up_to(), "invalid UTF-8".to_string()))
                 };
                 // A record of the file's own width goes into the batch.
-                let direct = utf8.is_ok() && plan.direct_width == Some(fields.len()) && ctx.filter.is_none();
+                let direct = utf8.is_ok() && plan.direct_width == Some(fields.len());
                 let result = if direct {
                     blank_trailing_field(ctx, &mut fields);
                     batch.check(ctx, &fields).map(|()| chunk.records += 1)
@@ -637,7 +637,7 @@ struct Batch {
 
 impl Batch {
     /// Checks a record of [`CsvPlan::direct_width`] fields; adds it if it
-    /// passes.
+    /// passes, and passes the scan's row filter (as [`keep`] does).
     fn check(&mut self, ctx: &Context<'_>, fields: &[FieldSpan]) -> std::result::Result<(), (usize, String)> {
         let mark = self.ints.len();
         for &column in &ctx.plan.checked {
@@ -651,6 +651,25 @@ impl Batch {
                     self.ints.truncate(mark);
                     return Err(e);
                 }
+            }
+        }
+        if let Some(filter) = ctx.filter {
+            let value = |column: usize| {
+                let k = ctx.plan.checked.iter().position(|&c| c == column)?;
+                self.ints[mark + k]
+            };
+            let text = |column: usize| ctx.plan.field_of[column].map(|i| field_bytes(ctx.buf, &fields[i]));
+            let is_main = value(KIND_COLUMN) == Some(0);
+            let kept = !is_main
+                && filter.keep(
+                    text(SRC_COLUMN).as_deref(),
+                    text(DST_COLUMN).as_deref(),
+                    value(START_COLUMN),
+                    value(BILLSEC_COLUMN),
+                );
+            if !kept {
+                self.ints.truncate(mark);
+                return Ok(());
             }
         }
         self.fields.extend_from_slice(fields);
