@@ -495,3 +495,9 @@ def test_one_value_cuts_exactly_what_the_splitter_would(body):
         splitter = Splitter(stall=0)
         units = splitter.feed(body) + splitter.end()
         assert units == [whole] and not [x for x, _ in splitter.take_aside() if x.strip()]
+
+
+def test_a_negative_unparsed_limit_is_a_usage_error(tmp_path):
+    cmd = [sys.executable, "-m", "cdrq", "listen", "--port", "0", "--to", str(tmp_path), "--max-unparsed-mib", "-3"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "must be 1 or more" in done.stderr

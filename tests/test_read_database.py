@@ -578,3 +578,8 @@ def test_numeric_time_columns_are_epoch_seconds(tmp_path):
     naive = cdrq.read_database(con, tz=None)
     assert naive["end"].to_list() == [datetime(2024, 1, 28, 10, 19)] * 2
     assert naive["duration"].to_list() == [40, 40]  # other numbers stay numbers
+
+
+def test_sqlalchemys_four_slash_absolute_uri(db):
+    # sqlite:////abs/path is SQLAlchemy's spelling of an absolute path.
+    assert cdrq.read_database(f"sqlite:///{db}").equals(cdrq.read_database(f"sqlite://{db}"))

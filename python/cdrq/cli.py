@@ -375,7 +375,7 @@ def parser() -> Parser:
     li.add_argument("--fold-every", type=float, default=5.0, help="seconds between folds into the dataset")
     li.add_argument(
         "--max-unparsed-mib",
-        type=int,
+        type=positive,
         default=1024,
         metavar="MIB",
         help="the most noise kept in DATASET/_incoming/unparsed/ (past it, only its index lines; default 1024)",

@@ -190,6 +190,8 @@ def _fetch_uri(uri: str, sql: str, what: str) -> tuple[pl.DataFrame, str]:
     where = _hide(uri, secrets)
     if scheme == "sqlite":
         path = uri[len("sqlite://") :]
+        if path.startswith("//"):  # SQLAlchemy's absolute form, sqlite:////abs/path
+            path = "/" + path.lstrip("/")
         # Read-only: a wrong path is an error, not a new empty database.
         target = f"file:{urllib.request.pathname2url(path)}?mode=ro"
         try:
