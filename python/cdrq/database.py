@@ -123,6 +123,7 @@ def read_database(
         buffer = io.BytesIO()
         text.write_csv(buffer, include_header=False, quote_style="always" if lone else "necessary")
         data = buffer.getvalue()
+    data = _quote_markup_start(data)
     records, rejects = read(
         _Named(data, source),
         format="asterisk-custom",
@@ -323,6 +324,17 @@ def _as_text(frame: pl.DataFrame, tz: str | None, source: str) -> pl.DataFrame:
         return frame.select(columns)
     except pl.exceptions.PolarsError as e:
         raise CdrqError(f"{source}: a column cannot be read as text: {e}") from e
+
+
+def _quote_markup_start(data: bytes) -> bytes:
+    """``data`` with its first field quoted when it begins like JSON or
+    XML (``<``, ``{``, ``[``): the reader refuses such bytes as CSV, and a
+    table's first value may be anything. Unquoted, the field holds no quote,
+    comma or line break, so quoting it changes no value."""
+    if data.lstrip()[:1] not in (b"<", b"{", b"["):
+        return data
+    end = min((i for i in (data.find(b","), data.find(b"\n")) if i >= 0), default=len(data))
+    return b'"' + data[:end] + b'"' + data[end:]
 
 
 def _raw_csv(frame: pl.DataFrame, quote_all: bool) -> bytes:
