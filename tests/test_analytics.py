@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cdrq
+from cdrq import analytics
 
 SAMPLES = Path(__file__).parent / "samples"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -359,6 +360,29 @@ def test_calls_and_report_equal_brute_force_on_random_legs(rows):
     check_calls_and_reports(df, ["direction", "trunk"], ["disposition"])
     # The streaming engine agrees with the in-memory one.
     assert cdrq.report(df.lazy(), by="direction").equals(cdrq.report(df, by="direction"), null_equal=True)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(LEG_ROWS, min_size=1, max_size=30), st.randoms(use_true_random=False), st.integers(1, 3))
+def test_a_stream_of_legs_gives_the_calls_of_the_frame(rows, random, hashes):
+    """A LazyFrame is grouped where its legs lie, a few rows at a time; a
+    call's legs far apart and calls sharing a call-id hash (narrowed here
+    to 1 to 3 values) change nothing."""
+    random.shuffle(rows)
+    df = legs_frame(rows)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(analytics, "BATCH_ROWS", 2)
+        patch.setattr(analytics, "call_hash", lambda call: call.hash(1) % hashes)
+        streamed = cdrq.calls(df.lazy()).collect()
+        reports = [cdrq.report(df.lazy(), **options) for options in REPORTS]
+        peaks = cdrq.peak_concurrency(df.lazy(), by="trunk")
+    assert streamed.sort(pl.all(), nulls_last=True).equals(cdrq.calls(df).sort(pl.all(), nulls_last=True))
+    for options, report in zip(REPORTS, reports, strict=True):
+        assert report.equals(cdrq.report(df, **options), null_equal=True), options
+    assert peaks.equals(cdrq.peak_concurrency(df, by="trunk"))
+
+
+REPORTS = [{}, {"by": "trunk", "every": "1h"}, {"by": ["disposition", "src"]}, {"every": "hour_of_day", "short": 30}]
 
 
 def test_report_buckets_and_prefixes():

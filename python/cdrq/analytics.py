@@ -19,10 +19,11 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from cdrq import _core, _expr
 from cdrq._core import CdrqError
@@ -88,6 +89,8 @@ KPIS = (
 # then anything else.
 STATUS_WORDS = ("answered", "noanswer", "busy", "failed")
 OTHER = len(STATUS_WORDS)
+# Rows of a batch of a stream grouped into calls (tests make it small).
+BATCH_ROWS = 1 << 17
 
 
 @functools.cache
@@ -274,12 +277,85 @@ def call_frame(lf: pl.LazyFrame, frame: pl.DataFrame | None, fields: Sequence[st
         if f not in (*CALL_VIEW, "_status") or f in ("src", "dst", "accountcode", "action_type"):
             aggs.setdefault(f, first(f))
     lf, keys = call_key(schema, frame, lf)
-    out = lf.with_columns(pre).group_by(keys).agg(**aggs)
+
+    def group(legs: pl.LazyFrame, **more: pl.Expr) -> pl.LazyFrame:
+        return legs.with_columns(pre).group_by(keys).agg(**aggs, **more)
+
+    if frame is None:
+        # Only the columns the group-by reads cross the stream (and `pre`
+        # is computed on its batches: Polars' streaming `replace_strict`
+        # alone held 250 MB).
+        made = {e.meta.output_name() for e in pre}
+        roots = (c for e in [*pre, *aggs.values()] for c in e.meta.root_names() if c not in made)
+        out = grouped_where_they_lie(lf.select(*dict.fromkeys([*keys, *roots])), keys, group)
+    else:
+        out = group(lf)
     if keys == ["_row"]:
         out = out.with_columns(pl.lit(None, pl.String).alias("call"))
     if post:
         out = out.with_columns(**post)
     return out.select("call", *fields)
+
+
+def grouped_where_they_lie(
+    legs: pl.LazyFrame, keys: list[str], group: Callable[[pl.LazyFrame], pl.LazyFrame]
+) -> pl.LazyFrame:
+    """``group(legs)`` (one row per call) of a stream of legs in bounded
+    memory: each call grouped as soon as its last leg has gone by.
+
+    One hash table of every call (Polars' group-by) costs hundreds of
+    bytes a call: 9 GB for the 16 M calls of a 5 GB archive. But a call's
+    legs lie close together in an archive, so a first pass reads the call
+    ids only and marks each row that no later row shares its hash with
+    (`rust/src/analytics/calls.rs`), and the second holds the legs of
+    calls still open only: a marked row closes its call (no later row has
+    the hash, so none has the id); a call sharing its hash with a later
+    one stays open to the end. Legs far apart cost memory, never
+    correctness. Rows without an id are calls of their own."""
+    indexed = legs.with_row_index("_i")
+    schema = group(legs).collect_schema()
+
+    def calls(
+        with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        last = None
+        if "call" in keys:
+            # (Rows without an id share the null's hash; they close at once anyway.)
+            hashes = legs.select(call_hash(pl.col("call"))).collect(engine="streaming").to_series()
+            last = pl.DataFrame(_core.last_of_each(hashes)).to_series()
+            del hashes
+        held: pl.DataFrame | None = None
+        for batch in indexed.collect_batches(chunk_size=BATCH_ROWS, engine="streaming"):
+            if not batch.height:
+                continue
+            first = batch["_i"][0]
+            ends = pl.repeat(True, batch.height, eager=True) if last is None else last.slice(first, batch.height)
+            batch = batch.with_columns(_end=ends)
+            rows = batch if held is None else pl.concat([held, batch])
+            # In memory: on Polars 2.1 the default engine for a batch held
+            # more with every batch (+600 MB over 16 M rows).
+            out = group(rows.lazy(), _end=pl.col("_end").any()).collect(engine="in-memory")
+            if "call" in keys:
+                open_calls = out.filter(pl.col("call").is_not_null() & ~pl.col("_end"))["call"]
+                held = rows.filter(pl.col("call").is_in(open_calls.implode())) if open_calls.len() else None
+                out = out.filter(pl.col("call").is_null() | pl.col("_end"))
+            yield finish(out.drop("_end"), with_columns, predicate)
+        if held is not None:
+            yield finish(group(held.lazy()).collect(engine="in-memory"), with_columns, predicate)
+
+    return register_io_source(calls, schema=schema, explain_name="cdrq calls")
+
+
+def call_hash(call: pl.Expr) -> pl.Expr:
+    """A call id's hash, to tell a call's last leg (tests narrow it to a
+    few values: calls that share one must come out the same)."""
+    return call.hash(0x5EED)
+
+
+def finish(calls: pl.DataFrame, with_columns: list[str] | None, predicate: pl.Expr | None) -> pl.DataFrame:
+    """A batch of an IO source: its rows that ``predicate`` keeps, its ``with_columns``."""
+    calls = calls if predicate is None else calls.filter(predicate)
+    return calls if with_columns is None else calls.select(with_columns)
 
 
 def calls(data: Any) -> Any:
@@ -406,7 +482,70 @@ def report(
         out = view.group_by(groups).agg(kpis(short)).sort(groups, nulls_last=True)
     else:
         out = view.select(kpis(short))
-    return collect(out, frame)
+    return collect(out, frame) if frame is not None else streamed_kpis(view, groups, short, out.collect_schema())
+
+
+def streamed_kpis(calls: pl.LazyFrame, groups: list[str], short: int, schema: pl.Schema) -> pl.DataFrame:
+    """:func:`kpis` of a stream of calls in bounded memory: per batch, the
+    sums and a histogram of the answered talk times (a count per group and
+    second), summed as they come; the quantiles are read off the histogram
+    as Polars' linear interpolation takes them. (Polars' streaming group-by
+    held every call's values for the quantiles: 1.6 GB of 16 M calls.)"""
+    status = pl.col("_status")
+    answered = status == 0
+    sums = [
+        pl.len().alias("calls"),
+        answered.sum().alias("answered"),
+        pl.col("talk").filter(answered).sum().alias("talk_total"),
+        (answered & (pl.col("talk") < short)).sum().alias("short_calls"),
+        *((status == STATUS_WORDS.index(word)).sum().alias(name) for word, name in KPI_STATUS),
+    ]
+    talks = [*groups, "talk"]
+
+    def by(frame: pl.DataFrame, keys: list[str], aggs: list[pl.Expr]) -> pl.DataFrame:
+        return frame.group_by(keys).agg(aggs) if keys else frame.select(aggs)
+
+    def fold(parts: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
+        frame = pl.concat(parts)
+        return by(frame, keys, [pl.exclude(keys).sum()])
+
+    totals: list[pl.DataFrame] = []
+    histogram: list[pl.DataFrame] = []
+    for batch in calls.collect_batches(chunk_size=BATCH_ROWS, engine="streaming"):
+        totals.append(by(batch, groups, sums))
+        histogram.append(batch.filter(answered & pl.col("talk").is_not_null()).group_by(talks).agg(n=pl.len()))
+        if len(totals) > 64:  # bounded by the groups, not the batches
+            totals, histogram = [fold(totals, groups)], [fold(histogram, talks)]
+    if not totals:  # no calls: the answer of none
+        return by(pl.DataFrame(schema=calls.collect_schema()), groups, kpis(short)).cast(dict(schema))
+    total = fold(totals, groups)
+    counts = fold(histogram, talks).sort(talks, nulls_last=True)
+    if groups:
+        counts = counts.with_columns(below=pl.col("n").cum_sum().over(groups))
+    else:
+        counts = counts.with_columns(below=pl.col("n").cum_sum())
+
+    def quantile(q: float) -> pl.Expr:
+        # Polars: the values at floor and ceil of (n - 1) q, interpolated.
+        at = (pl.col("n").sum() - 1).cast(pl.Float64) * q
+        low = pl.col("talk").filter(pl.col("below") > at.floor()).first().cast(pl.Float64)
+        high = pl.col("talk").filter(pl.col("below") > at.ceil()).first().cast(pl.Float64)
+        return pl.when(low == high).then(low).otherwise((at - at.floor()) * (high - low) + low)
+
+    spread = [pl.col("n").sum().alias("_talks"), quantile(0.5).alias("talk_p50"), quantile(0.95).alias("talk_p95")]
+    spread_of = by(counts, groups, spread)
+    if groups:
+        out = total.join(spread_of, on=groups, how="left", nulls_equal=True)
+    else:
+        out = pl.concat([total, spread_of], how="horizontal")
+    count = pl.col("answered")
+    out = out.with_columns(
+        asr=pl.when(pl.col("calls") > 0).then(count / pl.col("calls")),
+        acd=pl.when(count > 0).then(pl.col("talk_total") / count),
+        talk_avg=pl.when(pl.col("_talks") > 0).then(pl.col("talk_total") / pl.col("_talks")),
+    )
+    out = out.select(schema.names()).cast(dict(schema))
+    return out.sort(groups, nulls_last=True) if groups else out
 
 
 def intervals(data: Any, by: list[str]) -> tuple[pl.DataFrame, pl.DataType]:
@@ -422,23 +561,32 @@ def intervals(data: Any, by: list[str]) -> tuple[pl.DataFrame, pl.DataType]:
     return collect(view, frame), us
 
 
+def sweep_input(data: Any, by: list[str]) -> tuple[dict[str, Any], pl.DataFrame | None, pl.DataType]:
+    """The Rust sweeps' arguments (starts, ends, dense group ids and their
+    count), the group ids' labels (``_group`` and ``by``) and the type of
+    the times."""
+    spans, dtype = intervals(data, by)
+    args: dict[str, Any] = {"starts": spans["start"].rechunk(), "ends": spans["end"].rechunk()}
+    if not by:
+        return args, None, dtype
+    spans = spans.with_columns((pl.struct(by).rank("dense") - 1).cast(pl.UInt32).alias("_group"))
+    labels = spans.group_by("_group").agg(pl.col(by).first())
+    return {**args, "groups": spans["_group"].rechunk(), "group_count": labels.height}, labels, dtype
+
+
+def labelled(out: pl.DataFrame, labels: pl.DataFrame | None) -> pl.DataFrame:
+    """``out`` of a sweep with the ``by`` values of its ``group`` ids."""
+    if labels is None:
+        return out
+    return out.join(labels, left_on="group", right_on="_group", how="left", maintain_order="left")
+
+
 def steps(data: Any, by: list[str]) -> tuple[pl.DataFrame, pl.DataType]:
     """The step function of calls in progress: (by…, ``time``, ``calls``),
     from the Rust sweep (`rust/src/analytics/concurrency.rs`)."""
-    spans, dtype = intervals(data, by)
-    if by:
-        spans = spans.with_columns((pl.struct(by).rank("dense") - 1).cast(pl.UInt32).alias("_group"))
-        labels = spans.group_by("_group").agg(pl.col(by).first())
-        count = labels.height
-        groups = spans["_group"].rechunk()
-    else:
-        labels, count, groups = None, 0, None
-    out = pl.DataFrame(
-        _core.concurrency_sweep(spans["start"].rechunk(), spans["end"].rechunk(), groups, count)
-    ).with_columns(pl.col("time").cast(dtype))
-    if labels is not None:
-        out = out.join(labels, left_on="group", right_on="_group", how="left", maintain_order="left")
-    return out.select(*by, "time", "calls"), dtype
+    args, labels, dtype = sweep_input(data, by)
+    out = pl.DataFrame(_core.concurrency_sweep(**args)).with_columns(pl.col("time").cast(dtype))
+    return labelled(out, labels).select(*by, "time", "calls"), dtype
 
 
 def concurrency(data: Any, by: str | Sequence[str] | None = None, every: str | None = None) -> pl.DataFrame:
@@ -516,11 +664,13 @@ def peak_concurrency(data: Any, by: str | Sequence[str] | None = None) -> pl.Dat
     1
     """
     by = [by] if isinstance(by, str) else list(by or [])
-    step, dtype = steps(data, by)
-    aggs = peak_of("calls", "time")
-    if not by:
-        return step.select(aggs).with_columns(pl.col("at").cast(dtype))
-    return step.group_by(by).agg(aggs).sort(by, nulls_last=True)
+    args, labels, dtype = sweep_input(data, by)
+    # The Rust sweep keeps the peak only: the steps of 16 M calls are 32 M rows.
+    peaks = pl.DataFrame(_core.concurrency_sweep(**args, peaks_only=True)).with_columns(pl.col("at").cast(dtype))
+    if labels is None:
+        return peaks
+    peaks = peaks.with_row_index("group").filter(pl.col("at").is_not_null())
+    return labelled(peaks, labels).select(*by, "peak", "at").sort(by, nulls_last=True)
 
 
 # --- rating ---------------------------------------------------------------

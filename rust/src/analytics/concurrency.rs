@@ -28,10 +28,10 @@ fn sort(values: &mut [i64]) {
     }
 }
 
-/// The changes of one group's count, from its sorted starts and ends.
-fn merge(starts: &[i64], ends: &[i64]) -> Vec<(i64, i64)> {
-    let (mut i, mut j, mut count) = (0, 0, 0i64);
-    let mut out = Vec::new();
+/// Walks one group's count over its sorted starts and ends, calling
+/// `change(time, count)` wherever the count changes.
+fn walk(starts: &[i64], ends: &[i64], mut change: impl FnMut(i64, i64)) {
+    let (mut i, mut j, mut count, mut last) = (0, 0, 0i64, 0i64);
     while i < starts.len() || j < ends.len() {
         let t = match (starts.get(i), ends.get(j)) {
             (Some(&s), Some(&e)) => s.min(e),
@@ -47,18 +47,24 @@ fn merge(starts: &[i64], ends: &[i64]) -> Vec<(i64, i64)> {
             count += 1;
             i += 1;
         }
-        if out.last().map_or(count != 0, |&(_, last)| last != count) {
-            out.push((t, count));
+        if count != last {
+            change(t, count);
+            last = count;
         }
     }
-    out
 }
 
-/// The step function of the intervals `[starts[k], ends[k])`, per group
-/// `groups[k]` (dense ids below `group_count`), or all in group 0.
-/// Intervals with `end <= start` are left out. Panics if the slices'
-/// lengths differ or a group id is out of range (the caller checks).
-pub fn sweep(starts: &[i64], ends: &[i64], groups: Option<&[u32]>, group_count: u32) -> Steps {
+/// The intervals `[starts[k], ends[k])` with `end > start`, in groups
+/// `groups[k]` (dense ids below `group_count`; all in group 0 without
+/// them), each group's starts and ends sorted, in parallel. Panics if the
+/// slices' lengths differ or a group id is out of range (the caller checks).
+fn for_each_group<T: Send>(
+    starts: &[i64],
+    ends: &[i64],
+    groups: Option<&[u32]>,
+    group_count: u32,
+    each: impl Fn(&[i64], &[i64]) -> T + Sync,
+) -> Vec<T> {
     assert_eq!(starts.len(), ends.len(), "starts and ends differ in length");
     let group_count = if groups.is_some() { group_count as usize } else { 1 };
     let group_of = |k: usize| groups.map_or(0, |g| g[k] as usize);
@@ -91,25 +97,55 @@ pub fn sweep(starts: &[i64], ends: &[i64], groups: Option<&[u32]>, group_count: 
         end_slices.push(e);
         (rest_start, rest_end) = (r, q);
     }
-    let changes: Vec<Vec<(i64, i64)>> = start_slices
+    start_slices
         .into_par_iter()
         .zip(end_slices)
         .map(|(s, e)| {
             rayon::join(|| sort(s), || sort(e));
-            merge(s, e)
+            each(s, e)
         })
-        .collect();
-    let rows = changes.iter().map(Vec::len).sum();
-    let mut steps =
-        Steps { group: Vec::with_capacity(rows), time: Vec::with_capacity(rows), calls: Vec::with_capacity(rows) };
-    for (g, list) in changes.into_iter().enumerate() {
-        for (t, c) in list {
-            steps.group.push(g as u32);
-            steps.time.push(t);
-            steps.calls.push(c);
+        .collect()
+}
+
+/// The step function of the intervals `[starts[k], ends[k])` per group
+/// (see [`for_each_group`]). Intervals with `end <= start` are left out.
+pub fn sweep(starts: &[i64], ends: &[i64], groups: Option<&[u32]>, group_count: u32) -> Steps {
+    let changes = for_each_group(starts, ends, groups, group_count, |s, e| {
+        let (mut time, mut calls) = (Vec::new(), Vec::new());
+        walk(s, e, |t, c| {
+            time.push(t);
+            calls.push(c);
+        });
+        (time, calls)
+    });
+    let mut steps = Steps::default();
+    for (g, (time, calls)) in changes.into_iter().enumerate() {
+        steps.group.extend(std::iter::repeat_n(g as u32, time.len()));
+        // One group (the common case) moves its vectors, no copy.
+        if steps.time.is_empty() {
+            (steps.time, steps.calls) = (time, calls);
+        } else {
+            steps.time.extend(time);
+            steps.calls.extend(calls);
         }
     }
     steps
+}
+
+/// Per group (see [`for_each_group`]): the most intervals in progress at
+/// once and the first instant it was reached (`None`: no interval of the
+/// group is ever in progress) — the peak of [`sweep`]'s steps without
+/// listing them.
+pub fn peaks(starts: &[i64], ends: &[i64], groups: Option<&[u32]>, group_count: u32) -> Vec<(i64, Option<i64>)> {
+    for_each_group(starts, ends, groups, group_count, |s, e| {
+        let mut best = (0i64, None);
+        walk(s, e, |t, c| {
+            if c > best.0 {
+                best = (c, Some(t));
+            }
+        });
+        best
+    })
 }
 
 #[cfg(test)]
@@ -134,6 +170,20 @@ mod tests {
         assert_eq!(steps.group, vec![0, 0, 1, 1, 1, 1]);
         assert_eq!(steps.time, vec![0, 10, 0, 5, 6, 10]);
         assert_eq!(steps.calls, vec![1, 0, 1, 2, 1, 0]);
+    }
+
+    #[test]
+    fn peaks_are_the_steps_highest_first() {
+        let (starts, ends, groups) = ([0, 0, 5, 7, 3], [10, 10, 6, 9, 3], [1, 0, 1, 1, 2]);
+        let steps = sweep(&starts, &ends, Some(&groups), 3);
+        let peaks = peaks(&starts, &ends, Some(&groups), 3);
+        for (g, &(peak, at)) in peaks.iter().enumerate() {
+            let of_group: Vec<usize> = (0..steps.group.len()).filter(|&k| steps.group[k] == g as u32).collect();
+            let top = of_group.iter().map(|&k| steps.calls[k]).max().unwrap_or(0);
+            let first = of_group.iter().find(|&&k| steps.calls[k] == top && top > 0).map(|&k| steps.time[k]);
+            assert_eq!((peak, at), (top, first), "group {g}");
+        }
+        assert_eq!(peaks, vec![(1, Some(0)), (2, Some(5)), (0, None)]);
     }
 
     #[test]

@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int64Type};
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
+use arrow_array::types::{Int32Type, Int64Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array};
 use arrow_schema::{DataType, Field, Schema};
 use pyo3::prelude::*;
 
 use super::arrow_export::ArrowStream;
 use super::errors::CdrqError;
 use super::query::import_arrays;
-use crate::analytics::concurrency;
 use crate::analytics::rate::{Band, RateTable};
+use crate::analytics::{calls, concurrency};
 use crate::error::Error;
 
 fn input_error(reason: impl Into<String>) -> Error {
@@ -31,12 +31,13 @@ fn one_array(series: &Bound<'_, PyAny>, empty: DataType) -> PyResult<ArrayRef> {
     }
 }
 
-/// Values of an Int64 array with no nulls.
-fn int64_values(array: &ArrayRef, what: &str) -> PyResult<Vec<i64>> {
+/// An Int64 array with no nulls, checked.
+fn int64_array(series: &Bound<'_, PyAny>, what: &str) -> PyResult<ArrayRef> {
+    let array = one_array(series, DataType::Int64)?;
     if array.data_type() != &DataType::Int64 || array.null_count() > 0 {
         return Err(CdrqError::new_err(format!("analytics kernel: {what} must be Int64 without nulls")));
     }
-    Ok(array.as_primitive::<Int64Type>().values().to_vec())
+    Ok(array)
 }
 
 fn stream(columns: Vec<(&str, ArrayRef)>) -> PyResult<ArrowStream> {
@@ -48,20 +49,18 @@ fn stream(columns: Vec<(&str, ArrayRef)>) -> PyResult<ArrowStream> {
     Ok(ArrowStream::new(schema, vec![batch]))
 }
 
-/// The step function of calls in progress over `[starts, ends)` (Int64
-/// Series, microseconds), per dense group id (a UInt32 Series below
-/// `group_count`) if given: columns `group`, `time`, `calls`.
-#[pyfunction]
-#[pyo3(signature = (starts, ends, groups = None, group_count = 0))]
-pub fn concurrency_sweep(
+/// Runs a sweep kernel over `[starts, ends)` (Int64 Series, microseconds)
+/// per dense group id (a UInt32 Series below `group_count`) if given,
+/// borrowing the Series' values.
+fn swept<T: Send>(
     py: Python<'_>,
     starts: &Bound<'_, PyAny>,
     ends: &Bound<'_, PyAny>,
     groups: Option<&Bound<'_, PyAny>>,
     group_count: u32,
-) -> PyResult<ArrowStream> {
-    let starts = int64_values(&one_array(starts, DataType::Int64)?, "starts")?;
-    let ends = int64_values(&one_array(ends, DataType::Int64)?, "ends")?;
+    kernel: impl FnOnce(&[i64], &[i64], Option<&[u32]>, u32) -> T + Send,
+) -> PyResult<T> {
+    let (starts, ends) = (int64_array(starts, "starts")?, int64_array(ends, "ends")?);
     let groups = match groups {
         None => None,
         Some(g) => {
@@ -69,23 +68,64 @@ pub fn concurrency_sweep(
             if array.data_type() != &DataType::UInt32 || array.null_count() > 0 {
                 return Err(CdrqError::new_err("analytics kernel: groups must be UInt32 without nulls"));
             }
-            Some(array.as_primitive::<arrow_array::types::UInt32Type>().values().to_vec())
+            Some(array)
         }
     };
-    let steps = super::guarded(py, || {
-        if starts.len() != ends.len() || groups.as_ref().is_some_and(|g| g.len() != starts.len()) {
+    super::guarded(py, || {
+        let starts = starts.as_primitive::<Int64Type>().values().as_ref();
+        let ends = ends.as_primitive::<Int64Type>().values().as_ref();
+        let groups = groups.as_ref().map(|g| g.as_primitive::<UInt32Type>().values().as_ref());
+        if starts.len() != ends.len() || groups.is_some_and(|g| g.len() != starts.len()) {
             return Err(input_error("starts, ends and groups differ in length"));
         }
-        if groups.as_ref().is_some_and(|g| g.iter().any(|&id| id >= group_count)) {
+        if groups.is_some_and(|g| g.iter().any(|&id| id >= group_count)) {
             return Err(input_error("a group id is not below group_count"));
         }
-        Ok(concurrency::sweep(&starts, &ends, groups.as_deref(), group_count))
-    })?;
+        Ok(kernel(starts, ends, groups, group_count))
+    })
+}
+
+/// The step function of calls in progress over `[starts, ends)`: columns
+/// `group`, `time`, `calls`; with `peaks_only` the most calls in progress
+/// at once per group and the first instant it was reached (null where no
+/// call of the group ever is): columns `peak`, `at`, a row per group id.
+/// See `swept` for the arguments.
+#[pyfunction]
+#[pyo3(signature = (starts, ends, groups = None, group_count = 0, peaks_only = false))]
+pub fn concurrency_sweep(
+    py: Python<'_>,
+    starts: &Bound<'_, PyAny>,
+    ends: &Bound<'_, PyAny>,
+    groups: Option<&Bound<'_, PyAny>>,
+    group_count: u32,
+    peaks_only: bool,
+) -> PyResult<ArrowStream> {
+    if peaks_only {
+        let peaks = swept(py, starts, ends, groups, group_count, concurrency::peaks)?;
+        let (peak, at): (Vec<i64>, Vec<Option<i64>>) = peaks.into_iter().unzip();
+        return stream(vec![("peak", Arc::new(Int64Array::from(peak))), ("at", Arc::new(Int64Array::from(at)))]);
+    }
+    let steps = swept(py, starts, ends, groups, group_count, concurrency::sweep)?;
     stream(vec![
         ("group", Arc::new(UInt32Array::from(steps.group))),
         ("time", Arc::new(Int64Array::from(steps.time))),
         ("calls", Arc::new(Int64Array::from(steps.calls))),
     ])
+}
+
+/// For each value of `hashes` (a UInt64 Series without nulls, any
+/// chunks), whether no later value equals it: column `last` (Boolean).
+#[pyfunction]
+pub fn last_of_each(py: Python<'_>, hashes: &Bound<'_, PyAny>) -> PyResult<ArrowStream> {
+    let chunks = import_arrays(hashes)?;
+    if chunks.iter().any(|c| c.data_type() != &DataType::UInt64 || c.null_count() > 0) {
+        return Err(CdrqError::new_err("analytics kernel: hashes must be UInt64 without nulls"));
+    }
+    let last = super::guarded(py, || {
+        let values: Vec<&[u64]> = chunks.iter().map(|c| c.as_primitive::<UInt64Type>().values().as_ref()).collect();
+        Ok(calls::last_of_each(&values))
+    })?;
+    stream(vec![("last", Arc::new(BooleanArray::new(last, None)))])
 }
 
 /// A rate table's prefixes, built once (sorted, with parent links) and

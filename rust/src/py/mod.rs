@@ -168,6 +168,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(query::render, m)?)?;
     m.add_function(wrap_pyfunction!(scan::column_names, m)?)?;
     m.add_function(wrap_pyfunction!(analytics::concurrency_sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(analytics::last_of_each, m)?)?;
     m.add_class::<analytics::PrefixTable>()?;
     m.add_function(wrap_pyfunction!(scan::take_counters, m)?)?;
     m.add_function(wrap_pyfunction!(scan::json_ranges, m)?)?;
