@@ -17,9 +17,11 @@ their nonce, challenge and session stores bounded (:class:`Expiring`), and
 run queries on worker threads over a cache of each query's matching rows
 (:class:`Matches`), so walking ``offset`` does not filter the archive again,
 and of rendered pages (:class:`Once`), so a page asked again is not rendered
-again. A dataset is served by month (:class:`Months`): months read on first
-use and kept in a bounded LRU, a time window reading only the months it
-meets.
+again (and is answered on the event loop, :meth:`Archive.serve_page`); a
+time window or an exact ``caller=``/``callee=`` list is looked up in indexes
+by start and by ``src``/``dst`` (:class:`Chunk`) before the filter runs.
+A dataset is served by month (:class:`Months`): months read on first use
+and kept in a bounded LRU, a time window reading only the months it meets.
 :func:`serve` runs them with uvicorn over TLS, proxy headers ignored unless
 ``trust_proxy`` names whose to believe, with a header timeout, a keep-alive
 timeout and a connection cap (:func:`config`).
@@ -40,6 +42,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,10 +92,14 @@ class Once:
         self.lock = threading.Lock()
         self.computed = 0  # values computed (for tests)
 
-    def held(self, key: Any) -> Any:
-        """``key``'s value if it is held (None if not), left where it is in the order."""
+    def held(self, key: Any, recent: bool = False) -> Any:
+        """``key``'s value if it is held (None if not), left where it is in
+        the order unless ``recent`` (then it is the most recent)."""
         with self.lock:
-            return self.cache.get(key)
+            value = self.cache.get(key)
+            if recent and value is not None:
+                self.cache.move_to_end(key)
+            return value
 
     def get(self, key: Any, compute: Callable[[], Any]) -> Any:
         while True:
@@ -129,21 +136,32 @@ def filter_key(plan: Any, fields: tuple[str, ...] = FILTER_FIELDS) -> tuple:
 ROW_FIELDS = tuple(name for name in FILTER_FIELDS if name != "descending")
 
 
+#: The plan's number lists and the column each tests (as `_expr.filters` does).
+NUMBER_LISTS = (("caller", "src"), ("callee", "dst"), ("caller_number", "src"), ("callee_number", "dst"))
+
+
 class Chunk:
-    """A piece of the archive (all of it, or one month of a dataset) and an
-    index of its rows by start, built at first use: a query with
-    ``startTime``/``endTime`` filters only the rows inside its window,
-    found by binary search."""
+    """A piece of the archive (all of it, or one month of a dataset) and
+    indexes of its rows, each built at first use: by start, so a query with
+    ``startTime``/``endTime`` filters only the rows inside its window, found
+    by binary search; by ``src`` and by ``dst``, so a query with an exact
+    ``caller=``/``callee=`` list (numbers, no patterns) filters only the
+    rows holding one of those numbers."""
 
     def __init__(self, frame: pl.DataFrame) -> None:
         self.frame = frame
         self.index_lock = threading.Lock()
         self.index: tuple[pl.Series, pl.Series, bool] | None = None
+        #: column → its values' hashes, sorted, and their rows (None: not a text column).
+        self.by_value: dict[str, tuple[pl.Series, pl.Series] | None] = {}
 
     def rows(self, plan: Any) -> pl.Series:
         """The numbers of the rows the plan matches, ascending."""
         condition = _expr.filters(plan, self.frame.schema)
         window = self.window(plan)
+        numbers = self.numbered(plan)
+        if numbers is not None and (window is None or len(numbers) < len(window)):
+            window = numbers  # the full condition is still applied to these rows
         if window is None:
             return self.frame.select(pl.int_range(pl.len(), dtype=pl.UInt32).filter(condition)).to_series()
         if isinstance(window, range):  # the archive is in start order: a slice, no copy
@@ -192,9 +210,57 @@ class Chunk:
                 self.index = rows["time"], rows["row"], rows["row"].is_sorted()
         return True
 
+    def numbered(self, plan: Any) -> pl.Series | None:
+        """The rows (ascending) whose ``src``/``dst`` may be one of the
+        numbers of the plan's exact lists (the fewest if it has several),
+        for the filter to check; None when it has none, or one that holds
+        most rows. A list with a pattern (``5@``, a range, a wildcard) is
+        left to the filter."""
+        best: pl.Series | None = None
+        for key, column in NUMBER_LISTS:
+            items = getattr(plan, key)
+            if not items or any(kind != "exact" for kind, _ in items):
+                continue
+            index = self.values(column)
+            if index is None:
+                continue
+            hashes, rows = index
+            wanted = pl.Series([value for _, value in items], dtype=pl.String).hash().unique().sort()
+            starts = hashes.search_sorted(wanted, "left").to_list()
+            ends = hashes.search_sorted(wanted, "right").to_list()
+            pieces = [rows.slice(lo, hi - lo) for lo, hi in zip(starts, ends, strict=True) if hi > lo]
+            found = pl.concat(pieces).sort() if pieces else rows.clear()
+            if best is None or len(found) < len(best):
+                best = found
+        return None if best is None or len(best) > self.frame.height // 2 else best
+
+    def values(self, column: str) -> tuple[pl.Series, pl.Series] | None:
+        """Builds a text column's index once: the hashes of its values
+        (nulls left out: they match no number), sorted, and their rows; None
+        if the column is absent or not text. Hashes sort several times
+        faster than text; rows of a colliding value are candidates the
+        filter then drops."""
+        with self.index_lock:
+            if column not in self.by_value:
+                index = None
+                if self.frame.schema.get(column) == pl.String:
+                    rows = (
+                        self.frame.select(
+                            pl.col(column).hash().alias("hash"),
+                            pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
+                            pl.col(column).is_not_null().alias("valued"),
+                        )
+                        .filter("valued")
+                        .sort("hash", maintain_order=True)
+                    )
+                    index = rows["hash"], rows["row"]
+                self.by_value[column] = index
+            return self.by_value[column]
+
     def size(self) -> int:
-        """Bytes held: the frame and (once built) its index."""
-        return self.frame.estimated_size() + 12 * self.frame.height
+        """Bytes held: the frame and (once built) its indexes."""
+        text = sum(self.frame[c].estimated_size() for c in ("src", "dst") if c in self.frame.columns)
+        return self.frame.estimated_size() + 20 * self.frame.height + text
 
 
 def main_rows(frame: pl.DataFrame | pl.LazyFrame, schema: pl.Schema) -> pl.DataFrame | pl.LazyFrame:
@@ -334,8 +400,13 @@ class Matches:
     def computed(self) -> int:
         return self.once.computed
 
+    @staticmethod
+    def key(plan: Any) -> tuple:
+        """What a plan's matches are kept by."""
+        return filter_key(plan, ROW_FIELDS)
+
     def of(self, plan: Any) -> Found:
-        return self.once.get(filter_key(plan, ROW_FIELDS), lambda: self.filter(plan))
+        return self.once.get(self.key(plan), lambda: self.filter(plan))
 
     def filter(self, plan: Any) -> Found:
         found = []
@@ -360,6 +431,14 @@ class Matches:
         return pl.concat(pieces) if pieces else self.store.empty
 
 
+#: Worker threads filtering and rendering pages (and reading months), by
+#: default: as many as asyncio's default executor, which served them before.
+#: Askers of work under way wait on the event loop, not in a thread, so
+#: every thread works (a render holds the GIL about half its time: more
+#: threads would only contend for it).
+WORKERS = min(32, (os.cpu_count() or 1) + 4)
+
+
 @dataclass
 class Archive:
     """What both APIs answer from: the records, the recordings, the users."""
@@ -381,6 +460,12 @@ class Archive:
     pages: Once | None = None
     #: A dataset served by month instead of ``frame``.
     months: Months | None = None
+    #: Threads that filter and render pages (:meth:`serve_page`).
+    workers: int = WORKERS
+    executor: ThreadPoolExecutor | None = field(default=None, repr=False, compare=False)
+    #: Work under way, by event loop and key (:meth:`flight`).
+    flying: dict[Any, asyncio.Future[Any]] = field(default_factory=dict, repr=False, compare=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.matches is None:
@@ -416,18 +501,72 @@ class Archive:
 
     def page(self, qs: str) -> tuple[bytes, str]:
         """:meth:`answer` as UTF-8, from the cache of rendered pages."""
-        assert self.matches is not None and self.pages is not None
+        assert self.pages is not None
+        key, fmt, make, _ = self.job(qs)
+        return (make() if key is None else self.pages.get(key, make)), fmt
+
+    def job(self, qs: str) -> tuple[Any, str, Callable[[], bytes], Any]:
+        """What answering ``qs`` takes: the page's key in the cache of pages
+        (None: a refused query, whose empty page is not kept), its format,
+        its render, and its plan (None: refused)."""
+        assert self.matches is not None
         store = self.matches.store
         try:
             plan = compile_query(qs, self.now(), library=False)
         except _core.QueryError as e:
             fmt = "csv" if e.param.lower() == "format" else requested_format(qs)
-            return render(store.empty, fmt, legs_of=store.lookup, firmware=self.firmware).encode(), fmt
+            return (
+                None,
+                fmt,
+                lambda: render(store.empty, fmt, legs_of=store.lookup, firmware=self.firmware).encode(),
+                None,
+            )
         count = 1000 if plan.num_records is None else min(plan.num_records, 1000)
         offset = plan.offset or 0
         fmt = (plan.format or "csv").lower()
-        key = (filter_key(plan), offset, count, fmt)
-        return self.pages.get(key, lambda: self.render(plan, offset, count, fmt)), fmt
+        return (filter_key(plan), offset, count, fmt), fmt, lambda: self.render(plan, offset, count, fmt), plan
+
+    async def serve_page(self, qs: str) -> tuple[bytes, str]:
+        """:meth:`page` for the event loop: a page held is answered at once,
+        without a trip to a thread; a page not held is rendered on a worker
+        thread (:attr:`workers` of them), after its query's matches, each
+        computed once for all who ask meanwhile: those wait on the event
+        loop, not each holding a thread, so the threads only filter and
+        render, and a cached page is never queued behind them."""
+        assert self.matches is not None and self.pages is not None
+        key, fmt, make, plan = self.job(qs)  # the query compiled here: ≈ 10 µs
+        if key is None:
+            return await self.flight(None, make), fmt
+        held = self.pages.held(key, recent=True)
+        if held is not None:
+            return held, fmt
+        matches = self.matches.key(plan)
+        if self.matches.once.held(matches) is None:
+            await self.flight(("matches", matches), lambda: self.matches.of(plan))  # type: ignore[union-attr]
+        return await self.flight(("page", key), lambda: self.pages.get(key, make)), fmt  # type: ignore[union-attr]
+
+    async def flight(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` on a worker thread, once for all concurrent askers
+        of ``key`` on this event loop (None: not shared)."""
+        loop = asyncio.get_running_loop()
+        if self.executor is None:
+            with self.lock:
+                if self.executor is None:
+                    self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="cdrq-page")
+        if key is None:
+            return await loop.run_in_executor(self.executor, compute)
+        slot = (loop, key)
+        future = self.flying.get(slot)
+        if future is None:
+            future = self.flying[slot] = loop.run_in_executor(self.executor, compute)
+
+            def landed(done: asyncio.Future[Any]) -> None:
+                self.flying.pop(slot, None)
+                if not done.cancelled():
+                    done.exception()  # retrieved: every asker may have gone
+
+            future.add_done_callback(landed)
+        return await asyncio.shield(future)
 
     def render(self, plan: Any, offset: int, count: int, fmt: str) -> bytes:
         assert self.matches is not None
@@ -685,6 +824,7 @@ class DigestAuth:
 
 
 NC = re.compile(r"[0-9a-fA-F]{8}")
+ESCAPED = re.compile(r"\\(.)")
 DIGEST_FIELD = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*(?:,|$)')
 
 
@@ -701,7 +841,7 @@ def parse_digest(text: str) -> dict[str, str] | None:
         if key in fields:
             return None
         value = match[2] if match[2] is not None else match[3]
-        fields[key] = re.sub(r"\\(.)", r"\1", value)
+        fields[key] = ESCAPED.sub(r"\1", value) if "\\" in value else value
         position = match.end()
     return fields
 
@@ -778,7 +918,7 @@ class LegacyApi(App):
             return await respond(send, 401, "401 Unauthorized\n", headers=[("www-authenticate", challenge)])
         self.guard.succeeded(peer)
         if path == "/cdrapi":
-            body, fmt = await asyncio.to_thread(self.archive.page, query)
+            body, fmt = await self.archive.serve_page(query)
             return await respond(send, 200, body, CONTENT_TYPES[fmt])
         params = single_params(query)
         try:
@@ -839,7 +979,7 @@ class NewApi(App):
         params = {str(k): str(v) for k, v in request.items() if k not in ("action", "cookie")}
         if action == "cdrapi":
             qs = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in params.items())
-            body, fmt = await asyncio.to_thread(self.archive.page, qs)
+            body, fmt = await self.archive.serve_page(qs)
             return await respond(send, 200, body, CONTENT_TYPES[fmt])
         try:
             kind, result = await asyncio.to_thread(
