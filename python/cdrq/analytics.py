@@ -783,13 +783,14 @@ def rate(data: Any, rates: Any, on: str = "dst") -> Any:
     lf, frame = source(data)
     view = call_view(lf, frame, "rate")
     require(schema_of(view), (on, "start", "talk"), "rate")
-    minute = (pl.col("start").dt.hour().cast(pl.Int32) * 60 + pl.col("start").dt.minute().cast(pl.Int32)).alias(
-        "_minute"
-    )
+    # The minute of the day only where a band asks for it (local time of
+    # millions of instants is not free).
+    banded = any(band is not None for band in bands)
+    minute = pl.col("start").dt.hour().cast(pl.Int32) * 60 + pl.col("start").dt.minute().cast(pl.Int32)
+    inputs = [pl.col(on).cast(pl.String), *([minute.alias("_minute")] if banded else [])]
 
-    def match(numbers: pl.Series) -> pl.Series:
-        frame = numbers.struct.unnest()
-        rows = matcher(frame[on].cast(pl.String).rechunk(), frame["_minute"].rechunk() if bands else None)
+    def match(numbers: pl.DataFrame) -> pl.Series:
+        rows = matcher(numbers[on].rechunk(), numbers["_minute"].rechunk() if banded else None)
         return pl.DataFrame(rows).to_series()
 
     priced = table.select(
@@ -813,12 +814,11 @@ def rate(data: Any, rates: Any, on: str = "dst") -> Any:
     if frame is not None:
         # In memory: the rows matched at once, their rates gathered by index.
         calls_now = view.collect()
-        with_minute = calls_now.select(pl.col(on), minute)
-        rows = match(with_minute.to_struct())
+        rows = match(calls_now.select(inputs))
         out = pl.concat([calls_now, priced.drop("_rate_row")[rows]], how="horizontal").lazy()
         out = out.with_columns(rows.alias("_rate_row"))
     else:
-        matched = pl.struct(pl.col(on), minute).map_batches(match, return_dtype=pl.UInt32)
+        matched = pl.struct(inputs).map_batches(lambda batch: match(batch.struct.unnest()), return_dtype=pl.UInt32)
         out = view.with_columns(matched.alias("_rate_row")).join(
             priced.lazy(), on="_rate_row", how="left", maintain_order="left"
         )
