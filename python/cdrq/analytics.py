@@ -773,19 +773,16 @@ def rate(data: Any, rates: Any, on: str = "dst") -> Any:
     table = rate_table(rates)
     if on not in CALL_VIEW or on in ("call",):
         raise CdrqError(f"on={on!r}: expected a number field of the call view, such as 'dst' or 'src'")
-    bands = (
-        list(zip(table["_from"].to_list(), table["_to"].to_list(), strict=True))
-        if "_from" in table.columns
-        else [None] * table.height
-    )
-    bands = [None if band is None or band[0] is None else band for band in bands]
+    # The minute of the day only where a band asks for it (local time of
+    # millions of instants is not free).
+    banded = "_from" in table.columns and bool(table["_from"].is_not_null().any())
+    bands: list[tuple[int, int] | None] = [None] * table.height
+    if banded:
+        bands = [None if lo is None else (lo, hi) for lo, hi in zip(table["_from"], table["_to"], strict=True)]
     matcher = _core.PrefixTable(table["prefix"].to_list(), bands)
     lf, frame = source(data)
     view = call_view(lf, frame, "rate")
     require(schema_of(view), (on, "start", "talk"), "rate")
-    # The minute of the day only where a band asks for it (local time of
-    # millions of instants is not free).
-    banded = any(band is not None for band in bands)
     minute = pl.col("start").dt.hour().cast(pl.Int32) * 60 + pl.col("start").dt.minute().cast(pl.Int32)
     inputs = [pl.col(on).cast(pl.String), *([minute.alias("_minute")] if banded else [])]
 

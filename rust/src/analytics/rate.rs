@@ -65,6 +65,85 @@ pub struct RateTable {
     row_offsets: Vec<usize>,
     /// Each table row's band (`None`: all day).
     bands: Vec<Option<Band>>,
+    /// Where the binary search starts: see [`Buckets`].
+    buckets: Buckets,
+}
+
+/// A first step before the binary search: keys by the digits that follow
+/// the bytes every key shares (`00` of international numbers), up to
+/// [`BUCKET_DIGITS`] of them, a byte ranked as below `0`, a digit, or
+/// above `9` (and those after such a byte as 0). The bucket keeps byte
+/// order (never reverses it), so a key in a lower bucket is
+/// below every number of a higher one: a number's search runs within its
+/// bucket only (100 000 prefixes: about one key a bucket instead of 17
+/// steps through 800 KB).
+#[derive(Default)]
+struct Buckets {
+    /// Key bytes (from the top) all keys share.
+    shared: u32,
+    /// Digits a bucket is told by (0: no buckets).
+    digits: u32,
+    /// Keys in buckets below `b`: `starts[b]`.
+    starts: Vec<u32>,
+}
+
+const BUCKET_DIGITS: u32 = 5;
+
+impl Buckets {
+    fn new(keys: &[u64]) -> Self {
+        let (Some(&first), Some(&last)) = (keys.first(), keys.last()) else { return Self::default() };
+        let shared = (first ^ last).leading_zeros() / 8;
+        let digits = (8 - shared).min(BUCKET_DIGITS);
+        let mut buckets = Self { shared, digits, starts: Vec::new() };
+        if digits == 0 {
+            return buckets;
+        }
+        let count = 12usize.pow(digits);
+        let mut starts = vec![0u32; count + 1];
+        for &k in keys {
+            starts[buckets.of(k) + 1] += 1;
+        }
+        for b in 0..count {
+            starts[b + 1] += starts[b];
+        }
+        buckets.starts = starts;
+        buckets
+    }
+
+    fn of(&self, key: u64) -> usize {
+        let bytes = key.to_be_bytes();
+        let (mut bucket, mut other) = (0, false);
+        for &b in &bytes[self.shared as usize..(self.shared + self.digits) as usize] {
+            // Past a byte that is no digit every rank is 0: its rank stands
+            // for many bytes, and the bytes after it must not reorder them.
+            let rank = match b {
+                _ if other => 0,
+                b'0'..=b'9' => 1 + usize::from(b - b'0'),
+                ..b'0' => 0,
+                _ => 11,
+            };
+            other |= !b.is_ascii_digit();
+            bucket = bucket * 12 + rank;
+        }
+        bucket
+    }
+
+    /// The range of `keys` (those the buckets were built of) that may hold
+    /// the last key at or below `key`'s place: the keys before it are all
+    /// below `key`, those after it all above.
+    fn range(&self, keys: &[u64], key: u64) -> (usize, usize) {
+        if self.digits == 0 {
+            return (0, keys.len());
+        }
+        let top = |k: u64| k.checked_shr(64 - 8 * self.shared).unwrap_or(0);
+        if top(key) != top(keys[0]) {
+            // Off the shared bytes: below or above every key.
+            let at = if key < keys[0] { 0 } else { keys.len() };
+            return (at, at);
+        }
+        let b = self.of(key);
+        (self.starts[b] as usize, self.starts[b + 1] as usize)
+    }
 }
 
 fn key(bytes: &[u8]) -> u64 {
@@ -97,6 +176,7 @@ impl RateTable {
             rows: Vec::with_capacity(order.len()),
             row_offsets: vec![0],
             bands: bands.to_vec(),
+            buckets: Buckets::default(),
         };
         // Ancestors of the prefix being added, shortest first (the sorted
         // order is a depth-first walk of the prefixes' trie).
@@ -135,6 +215,7 @@ impl RateTable {
             let rows = table.rows.len();
             table.row_offsets.push(rows);
         }
+        table.buckets = Buckets::new(&table.keys);
         Ok(table)
     }
 
@@ -150,7 +231,7 @@ impl RateTable {
         // is a smaller prefix (zero padding sorts a shorter prefix first, as
         // byte order does), a greater one greater; equal keys need the bytes.
         let number_key = key(number);
-        let (mut lo, mut hi) = (0, self.keys.len());
+        let (mut lo, mut hi) = self.buckets.range(&self.keys, number_key);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let k = self.keys[mid];
@@ -201,6 +282,14 @@ impl RateTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small seeded generator: `next(m)` in `0..m`.
+    fn lcg(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |m| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % m
+        }
+    }
 
     fn brute(prefixes: &[&[u8]], bands: &[Option<Band>], number: &[u8], minute: Option<u16>) -> Option<u32> {
         (0..prefixes.len())
@@ -253,24 +342,57 @@ mod tests {
 
     #[test]
     fn agrees_with_a_brute_force_loop() {
-        let mut seed = 11u64;
-        let mut next = |m: u64| {
-            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-            (seed >> 33) % m
-        };
+        let mut next = lcg(11);
         let alphabet = b"0129\x00+";
         let word = |max: u64, next: &mut dyn FnMut(u64) -> u64| -> Vec<u8> {
             (0..next(max)).map(|_| alphabet[next(alphabet.len() as u64) as usize]).collect()
         };
-        let mut owned: Vec<Vec<u8>> = (0..300).map(|_| word(11, &mut next)).collect();
+        let owned: Vec<Vec<u8>> = (0..300).map(|_| word(11, &mut next)).collect();
+        matches_brute_force(owned, 3000, |_, _| word(14, &mut next));
+    }
+
+    /// `count` numbers (made from the sorted prefixes and their index)
+    /// looked up in a table of `owned`, each as the brute force finds it.
+    fn matches_brute_force(
+        mut owned: Vec<Vec<u8>>,
+        count: usize,
+        mut number: impl FnMut(&[Vec<u8>], usize) -> Vec<u8>,
+    ) {
         owned.sort();
         owned.dedup();
         let prefixes: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
         let bands = vec![None; prefixes.len()];
         let table = RateTable::new(&prefixes, &bands).unwrap();
-        for _ in 0..3000 {
-            let number = word(14, &mut next);
+        for i in 0..count {
+            let number = number(&owned, i);
             assert_eq!(table.lookup(&number, None), brute(&prefixes, &bands, &number, None), "{number:?}");
         }
+    }
+
+    #[test]
+    fn buckets_agree_with_brute_force_on_shared_heads() {
+        // International prefixes (`00` then digits, some past 8 bytes and
+        // some sharing all 8) and numbers around them, some off the head.
+        let mut next = lcg(5);
+        let mut owned: Vec<Vec<u8>> = (0..2000)
+            .map(|_| {
+                let digits = 1 + next(12);
+                let mut p = b"00".to_vec();
+                p.extend((0..digits).map(|_| b"0123456789#"[next(11) as usize]));
+                p
+            })
+            .collect();
+        owned.extend([b"0012345678".to_vec(), b"00123456789".to_vec(), b"001234567890".to_vec()]);
+        matches_brute_force(owned, 5000, |owned, i| {
+            let mut number = owned[next(owned.len() as u64) as usize].clone();
+            number.extend((0..next(6)).map(|_| b"0123456789"[next(10) as usize]));
+            if i % 7 == 0 {
+                number[next(2) as usize] = [b'1', b'+', b'/'][next(3) as usize];
+            }
+            if i % 11 == 0 {
+                number.truncate(next(4) as usize);
+            }
+            number
+        });
     }
 }
