@@ -382,6 +382,29 @@ def test_a_stream_of_legs_gives_the_calls_of_the_frame(rows, random, hashes):
     assert peaks.equals(cdrq.peak_concurrency(df, by="trunk"))
 
 
+def test_legs_that_change_between_the_two_passes_are_an_error():
+    """A source read twice (a file rewritten meanwhile) that gives other
+    rows the second time: an error, not calls closed at the wrong rows."""
+    from polars.io.plugins import register_io_source
+
+    frames = [legs_frame([{**row, "session": str(i)} for i, row in enumerate(ROWS * n)]) for n in (1, 2)]
+    passes = iter(frames)
+
+    def source(with_columns, predicate, n_rows, batch_size):
+        frame = next(passes)
+        yield frame if with_columns is None else frame.select(with_columns)
+
+    lazy = register_io_source(source, schema=frames[0].schema)
+    with pytest.raises(cdrq.CdrqError, match="changed between the two passes"):
+        cdrq.calls(lazy).collect()
+
+
+ROWS = [{"session": None, "uniqueid": None, "AcctId": 1, "cdr_kind": "record", "start_s": 0, "length": 9,
+         "answer_after": 1, "billsec": 8, "disposition": "ANSWERED", "src": "1000", "dst": "1001", "dstanswer": None,
+         "src_trunk_name": None, "dst_trunk_name": None, "dcontext": None, "dstchannel": None, "accountcode": None,
+         "action_type": None}] * 3  # fmt: skip
+
+
 REPORTS = [{}, {"by": "trunk", "every": "1h"}, {"by": ["disposition", "src"]}, {"every": "hour_of_day", "short": 30}]
 
 

@@ -325,10 +325,14 @@ def grouped_where_they_lie(
             last = pl.DataFrame(_core.last_of_each(hashes)).to_series()
             del hashes
         held: pl.DataFrame | None = None
+        seen = 0
         for batch in indexed.collect_batches(chunk_size=BATCH_ROWS, engine="streaming"):
             if not batch.height:
                 continue
+            seen += batch.height
             first = batch["_i"][0]
+            if last is not None and first + batch.height > last.len():
+                raise CdrqError(CHANGED)
             ends = pl.repeat(True, batch.height, eager=True) if last is None else last.slice(first, batch.height)
             batch = batch.with_columns(_end=ends)
             rows = batch if held is None else pl.concat([held, batch])
@@ -340,10 +344,15 @@ def grouped_where_they_lie(
                 held = rows.filter(pl.col("call").is_in(open_calls.implode())) if open_calls.len() else None
                 out = out.filter(pl.col("call").is_null() | pl.col("_end"))
             yield finish(out.drop("_end"), with_columns, predicate)
+        if last is not None and seen != last.len():
+            raise CdrqError(CHANGED)
         if held is not None:
             yield finish(group(held.lazy()).collect(engine="in-memory"), with_columns, predicate)
 
     return register_io_source(calls, schema=schema, explain_name="cdrq calls")
+
+
+CHANGED = "calls: the legs changed between the two passes over them (a file rewritten meanwhile?); ask again"
 
 
 def call_hash(call: pl.Expr) -> pl.Expr:
