@@ -388,6 +388,8 @@ def test_legs_that_change_between_the_two_passes_are_an_error():
     from polars.io.plugins import register_io_source
 
     frames = [legs_frame([{**row, "session": str(i)} for i, row in enumerate(ROWS * n)]) for n in (1, 2)]
+    # The same number of rows, one leg of another call.
+    frames += [frames[0], frames[0].with_columns(session=pl.Series(["0", "1", "1"]))]
     passes = iter(frames)
 
     def source(with_columns, predicate, n_rows, batch_size):
@@ -395,8 +397,9 @@ def test_legs_that_change_between_the_two_passes_are_an_error():
         yield frame if with_columns is None else frame.select(with_columns)
 
     lazy = register_io_source(source, schema=frames[0].schema)
-    with pytest.raises(cdrq.CdrqError, match="changed between the two passes"):
-        cdrq.calls(lazy).collect()
+    for _ in range(2):
+        with pytest.raises(cdrq.CdrqError, match="changed between the two passes"):
+            cdrq.calls(lazy).collect()
 
 
 ROWS = [{"session": None, "uniqueid": None, "AcctId": 1, "cdr_kind": "record", "start_s": 0, "length": 9,

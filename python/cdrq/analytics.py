@@ -318,11 +318,13 @@ def grouped_where_they_lie(
     def calls(
         with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
     ) -> Iterator[pl.DataFrame]:
-        last = None
+        last, unchanged = None, 0
         if "call" in keys:
             # (Rows without an id share the null's hash; they close at once anyway.)
             hashes = legs.select(call_hash(pl.col("call"))).collect(engine="streaming").to_series()
             last = pl.DataFrame(_core.last_of_each(hashes)).to_series()
+            # The second pass must see the same ids: their hashes summed.
+            unchanged = int((hashes % LOW).sum())
             del hashes
         held: pl.DataFrame | None = None
         seen = 0
@@ -330,6 +332,8 @@ def grouped_where_they_lie(
             if not batch.height:
                 continue
             seen += batch.height
+            if last is not None:
+                unchanged -= batch.select((call_hash(pl.col("call")) % LOW).sum()).item()
             first = batch["_i"][0]
             if last is not None and first + batch.height > last.len():
                 raise CdrqError(CHANGED)
@@ -344,7 +348,7 @@ def grouped_where_they_lie(
                 held = rows.filter(pl.col("call").is_in(open_calls.implode())) if open_calls.len() else None
                 out = out.filter(pl.col("call").is_null() | pl.col("_end"))
             yield finish(out.drop("_end"), with_columns, predicate)
-        if last is not None and seen != last.len():
+        if last is not None and (seen != last.len() or unchanged):
             raise CdrqError(CHANGED)
         if held is not None:
             yield finish(group(held.lazy()).collect(engine="in-memory"), with_columns, predicate)
@@ -352,6 +356,7 @@ def grouped_where_they_lie(
     return register_io_source(calls, schema=schema, explain_name="cdrq calls")
 
 
+LOW = 1 << 32  # hashes summed modulo this: 2^32 rows before the sum can wrap
 CHANGED = "calls: the legs changed between the two passes over them (a file rewritten meanwhile?); ask again"
 
 
