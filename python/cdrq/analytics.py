@@ -332,12 +332,13 @@ def grouped_where_they_lie(
             if not batch.height:
                 continue
             seen += batch.height
-            if last is not None:
+            if last is None:
+                ends = pl.repeat(True, batch.height, eager=True)
+            else:
                 unchanged -= batch.select((call_hash(pl.col("call")) % LOW).sum()).item()
-            first = batch["_i"][0]
-            if last is not None and first + batch.height > last.len():
-                raise CdrqError(CHANGED)
-            ends = pl.repeat(True, batch.height, eager=True) if last is None else last.slice(first, batch.height)
+                if seen > last.len():
+                    raise CdrqError(CHANGED)
+                ends = last.slice(batch["_i"][0], batch.height)
             batch = batch.with_columns(_end=ends)
             rows = batch if held is None else pl.concat([held, batch])
             # In memory: on Polars 2.1 the default engine for a batch held
