@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from test_grammar_agreement import NOW, queries
 
 import cdrq
-from cdrq import _core
+from cdrq import _core, _expr
+from cdrq.scan import pieces
 
 SAMPLE_FILES = [
     "ucm6510-fw1.0.2.5-cdrapi.csv",
@@ -172,6 +173,12 @@ def test_scan_query_equals_read_query(tmp_path_factory, rows, qs, tz, fmt, windo
             cdrq.query(cdrq.scan(path, tz=tz, window_bytes=window), qs, now=NOW).collect()
         return
     assert cdrq.query(cdrq.scan(path, tz=tz, window_bytes=window), qs, now=NOW).collect().equals(expected)
+    # The scan applying the plan's exact filter itself: its rows are the
+    # plan's (before order and paging), with no filter of Polars after it.
+    plan = cdrq.compile_query(qs, now=NOW)
+    read = cdrq.read(path, tz=tz)
+    exact = cdrq.scan(path, tz=tz, window_bytes=window).with_plan(plan, exact=True)
+    assert exact.collect().equals(read.filter(_expr.filters(plan, read.schema)))
 
 
 def test_many_small_files_read_side_by_side_keep_their_order(tmp_path):
@@ -181,6 +188,38 @@ def test_many_small_files_read_side_by_side_keep_their_order(tmp_path):
     assert read.height == sum(20 + i for i in range(40))
     assert cdrq.scan(tmp_path, threads=3).collect().equals(read)
     assert cdrq.read(sorted(tmp_path.iterdir()), threads=1).equals(read)
+
+
+def test_an_exact_plan_leaves_nothing_for_polars_to_filter(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(csv_archive(3000))
+    plan = cdrq.compile_query("caller=5300-5349&minDur=10", now=NOW)
+    scanned = cdrq.scan(path, window_bytes=20_000)
+    exact = scanned.with_plan(plan, exact=True)
+    assert "FILTER" not in exact.explain(engine="streaming")
+    expected = cdrq.query(cdrq.read(path), plan)
+    assert 0 < expected.height < 3000
+    assert exact.collect(engine="streaming").equals(expected)
+    assert cdrq.query(scanned, plan).collect(engine="streaming").equals(expected)
+    exact.sink_parquet(tmp_path / "kept.parquet")
+    assert pl.read_parquet(tmp_path / "kept.parquet").equals(expected)
+    # A scan already carrying a plan takes no other.
+    assert exact.with_plan(plan, exact=True) is exact
+
+
+def test_windows_go_to_polars_in_pieces_of_whole_chunks():
+    chunks = [3000, 3000, 9000, 100, 5]
+    frame = pl.concat([pl.DataFrame({"a": range(n), "b": [str(i) for i in range(n)]}) for n in chunks], rechunk=False)
+    assert frame.to_series(0).chunk_lengths() == chunks
+    got = list(pieces(frame, None))
+    assert [p.height for p in got] == [15000, 105]
+    assert [p.to_series(1).chunk_lengths() for p in got] == [[3000, 3000, 9000], [100, 5]]
+    assert pl.concat(got).equals(frame)
+    capped = list(pieces(frame, 4000))
+    assert max(p.height for p in capped) <= 4000 and pl.concat(capped).equals(frame)
+    empty = frame.select()
+    assert [p.height for p in pieces(frame.head(0), None)] == [0]
+    assert sum(p.height for p in pieces(empty, None)) == 0
 
 
 def test_batch_size_caps_the_frames_handed_to_polars(tmp_path):

@@ -69,16 +69,24 @@ def query(frame: Frame, qs: str | Plan, now: datetime | None = None, groups: Gro
     """
     plan = plan_of(qs, now, groups)
     if isinstance(frame, Scan):
-        # A cdrq scan also filters in its reader; the exact filter follows.
-        frame = frame.with_plan(plan)
+        # A cdrq scan filters in its reader (a superset), then exactly, a
+        # window at a time: a filter here would not stream (its digit-range
+        # kernel is a `map_batches`) and would gather every kept row.
+        scanned = frame.with_plan(plan, exact=True)
+        if scanned is not frame:
+            return apply(scanned, plan, clamp=False, filtered=True)
     return apply(frame, plan, clamp=False)
 
 
-def apply(frame: Frame, plan: Plan, clamp: bool) -> Frame:
+def apply(frame: Frame, plan: Plan, clamp: bool, filtered: bool = False) -> Frame:
     """Filters, orders and pages ``frame`` by a compiled plan; ``clamp``
-    applies the CDR API's default page of 1000 and its maximum."""
-    schema = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
-    out = frame.filter(_expr.filters(plan, schema))
+    applies the CDR API's default page of 1000 and its maximum;
+    ``filtered``: the rows are the plan's already (only order and page)."""
+    if filtered:
+        out = frame
+    else:
+        schema = frame.collect_schema() if isinstance(frame, pl.LazyFrame) else frame.schema
+        out = frame.filter(_expr.filters(plan, schema))
     if plan.descending:
         out = out.reverse()
     offset, count = page(plan, clamp)

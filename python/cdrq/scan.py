@@ -26,7 +26,7 @@ from typing import Any, Literal, overload
 import polars as pl
 from polars.io.plugins import register_io_source
 
-from cdrq import _core, dataset
+from cdrq import _core, _expr, dataset
 from cdrq._core import CdrqError
 from cdrq._core import QueryPlan as Plan
 from cdrq.read import REJECT_SCHEMA, OnError, check_encoding, layout_of
@@ -122,6 +122,9 @@ class ScanSpec:
     progress: bool
     batch_size: int | None = None
     plan: Plan | None = None
+    #: Whether the scan also applies ``plan``'s exact filter to each window
+    #: (the reader's is a superset), so that nothing after it need filter.
+    exact: bool = False
     on_error: OnError = "raise"
     encoding: str = "utf8"
     memory_map: bool = False
@@ -242,11 +245,12 @@ def scan(
     in its own zone unless ``tz`` is given).
 
     Nothing is read until the frame is collected; then each file is read a
-    window at a time (``window_bytes``, default 16 MiB per thread; web UI
+    window at a time (``window_bytes``, default 8 MiB per thread; web UI
     downloads whole), only the columns the query uses are built, and
     ``cdrq.query(scan, qs)`` filters records in the reader before building
-    them. ``batch_size`` caps the rows of each frame handed to Polars
-    (default: Polars's hint, else a window's rows). ``progress=True`` shows
+    them. A window goes to Polars in frames of a few of the reader's
+    chunks (8 192 rows or more each); ``batch_size`` caps their rows
+    (default: Polars's hint). ``progress=True`` shows
     bytes, records/s and the time left on stderr. Works with
     ``collect(engine="streaming")`` and ``sink_parquet``. ``encoding`` is
     :func:`cdrq.read`'s (a source in another encoding than UTF-8 is decoded
@@ -302,13 +306,19 @@ class Scan(pl.LazyFrame):
 
     spec: ScanSpec | None = None
 
-    def with_plan(self, plan: Plan) -> pl.LazyFrame:
+    def with_plan(self, plan: Plan, exact: bool = False) -> pl.LazyFrame:
         """This scan with ``plan`` filtering records in the reader (a
         superset: the exact filter follows), if it is a scan of cdrq's not
-        already carrying a plan; else the frame itself."""
+        already carrying a plan; else the frame itself. ``exact=True``: the
+        scan then applies the plan's exact filter to each window too, so
+        its rows are the plan's and the caller need not filter them again
+        (a filter of Polars' after the scan that it cannot stream — the
+        query's digit ranges are a Python kernel — would gather every kept
+        row in memory before the first is passed on)."""
         if self.spec is None or self.spec.plan is not None:
             return self
-        return register(dataclasses.replace(self.spec, plan=plan, schema_cache=self.spec.schema_cache))
+        spec = dataclasses.replace(self.spec, plan=plan, exact=exact, schema_cache=self.spec.schema_cache)
+        return register(spec)
 
 
 def register(spec: ScanSpec) -> Scan:
@@ -317,17 +327,20 @@ def register(spec: ScanSpec) -> Scan:
     ) -> Iterator[pl.DataFrame]:
         rows_per_batch = spec.batch_size or batch_size
         wanted = list(spec.schema()) if with_columns is None else list(with_columns)
-        needed = wanted + [c for c in _roots(predicate) if c not in wanted]
+        exact = _expr.filters(spec.plan, spec.schema()) if spec.exact and spec.plan is not None else None
+        needed = wanted + [c for c in dict.fromkeys(_roots(predicate) + _roots(exact)) if c not in wanted]
         rejects = spec.rejects.start() if spec.rejects is not None else []
         for frame, bad in spec.windows(needed, on_error=spec.on_error):
             rejects.extend(bad)
+            if exact is not None:
+                frame = frame.filter(exact)
             if predicate is not None:
                 frame = frame.filter(predicate)
             frame = frame.select(wanted)
             if n_rows is not None:
                 frame = frame.head(n_rows)
                 n_rows -= frame.height
-            yield from frame.iter_slices(rows_per_batch) if rows_per_batch else [frame]
+            yield from pieces(frame, rows_per_batch)
             if n_rows is not None and n_rows <= 0:
                 return
 
@@ -336,6 +349,36 @@ def register(spec: ScanSpec) -> Scan:
     frame = Scan._from_pyldf(lazy._ldf)
     frame.spec = spec
     return frame
+
+
+#: The fewest rows of a frame a scan hands to Polars, where its window has
+#: them: a window is handed over in pieces of about this many rows or more.
+PIECE_ROWS = 8192
+
+
+def pieces(frame: pl.DataFrame, most: int | None) -> Iterator[pl.DataFrame]:
+    """``frame`` (a window) cut where its chunks meet, a piece holding one
+    or more whole chunks (``PIECE_ROWS`` rows or more, but for the last),
+    and pieces over ``most`` rows sliced. A chunk is what one task of the
+    reader built, with buffers of its own: a piece keeps only its own
+    chunks' memory alive, where any slice of the window would keep the
+    window's. Polars holds a number of frames in flight (a sink a dozen or
+    so): frames of a few chunks, not of whole windows, keep that small."""
+    cuts: list[int] = []
+    if frame.width:
+        start = rows = 0
+        for n in frame.to_series(0).chunk_lengths():
+            rows += n
+            if rows >= PIECE_ROWS:
+                cuts.append(start + rows)
+                start, rows = start + rows, 0
+    if not cuts or cuts[-1] != frame.height:
+        cuts.append(frame.height)
+    start = 0
+    for end in cuts:
+        piece = frame.slice(start, end - start)
+        yield from piece.iter_slices(most) if most else [piece]
+        start = end
 
 
 def _roots(predicate: pl.Expr | None) -> list[str]:

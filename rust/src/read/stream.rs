@@ -7,9 +7,9 @@
 //! goes on while the consumer (Polars) filters the window before; the
 //! pages of a window already read are given back to the kernel, so
 //! resident memory follows the window size, not the file size. A mapped
-//! file's windows are parsed in place and each column then keeps a copy of
-//! just the text of its rows (a selective query keeps few), not of the
-//! whole window. The nested
+//! file's windows are parsed in place, each chunk copying the long values
+//! of just the rows it keeps (a selective query keeps few) as it builds
+//! them, never the whole window. The nested
 //! formats (JSON, XML) are parsed on a worker thread that hands over a
 //! group of chunks at a time through a channel of one slot, so it runs at
 //! most one window ahead of the consumer. The web UI download (small, and
@@ -20,18 +20,18 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, StringViewArray};
-use arrow_buffer::Buffer;
-
 use super::csv::{CsvPlan, Dialect, read_window};
 use super::decompress::Decoder;
 use super::pushdown::{Pushdown, RowFilter};
 use super::{Encoding, Format, Input, ReadOptions, ReadOutput, STOPPED, encoding, json, xml};
 use crate::error::{Error, Result};
 
-/// Bytes of CSV per window and worker thread.
-const WINDOW_BYTES_PER_THREAD: usize = 16 << 20;
+/// Bytes of CSV per window and worker thread. The reader holds up to three
+/// windows (one handed over, one in the channel, one being parsed) and a
+/// Polars sink a dozen frames of a few chunks each: at 8 MiB a 2-thread
+/// scan writing every row of its file stays under 0.4 GB (16 MiB: 0.6 GB),
+/// and both cores stay busy.
+const WINDOW_BYTES_PER_THREAD: usize = 8 << 20;
 
 pub struct Stream {
     input: Input,
@@ -39,9 +39,6 @@ pub struct Stream {
     options: ReadOptions,
     pool: Option<Arc<rayon::ThreadPool>>,
     window_bytes: usize,
-    /// Whether windows are parsed in a mapping and their columns then given
-    /// copies of their own text (see [`compact`]).
-    compact: bool,
     state: State,
 }
 
@@ -95,7 +92,7 @@ struct Unpacking {
 impl Stream {
     /// Opens `input` (decompressed and sniffed as [`super::read`] does);
     /// reads nothing yet beyond a CSV header. `window_bytes` defaults to
-    /// 16 MiB per thread.
+    /// 8 MiB per thread.
     pub fn open(input: Input, format: Format, options: ReadOptions, window_bytes: Option<usize>) -> Result<Self> {
         Self::open_range(input, format, options, window_bytes, None)
     }
@@ -150,11 +147,6 @@ impl Stream {
             )),
         };
         let threads = pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
-        // A mapped file is parsed in place; the columns of each window then
-        // copy their own text (unless `memory_map=True` lets them keep
-        // pointing into the map).
-        let compact = input.map.is_some() && !input.share_map;
-        let input = Input { share_map: input.share_map || compact, ..input };
         let window_bytes = window_bytes.unwrap_or(WINDOW_BYTES_PER_THREAD * threads).max(1);
         let state = match (format, decoder) {
             (_, Some((decoder, head))) => State::Compressed(Box::new(Unpacking {
@@ -202,7 +194,7 @@ impl Stream {
             }
             (_, None) => State::Whole,
         };
-        Ok(Self { input, format, options, pool, window_bytes, compact, state })
+        Ok(Self { input, format, options, pool, window_bytes, state })
     }
 
     /// The format read (never `Auto`).
@@ -216,10 +208,9 @@ impl Stream {
             let State::Csv { plan, pos, end } = std::mem::replace(&mut self.state, State::Done) else { unreachable!() };
             let job =
                 CsvJob { input: self.input.clone(), plan, options: self.options.clone(), window: self.window_bytes };
-            let windows = spawn_csv_worker(job, pos, end, self.compact, self.pool.clone());
+            let windows = spawn_csv_worker(job, pos, end, self.pool.clone());
             self.state = State::CsvWorker { windows, reached: pos };
         }
-        let csv_worker = matches!(self.state, State::CsvWorker { .. });
         let result = match &self.pool {
             // Waiting for a worker must not happen on a pool thread: one
             // blocked there could hold a join the worker's parse needs.
@@ -227,11 +218,6 @@ impl Stream {
                 pool.install(|| step(&self.input, &self.options, self.format, self.window_bytes, &mut self.state))
             }
             _ => step(&self.input, &self.options, self.format, self.window_bytes, &mut self.state),
-        };
-        let result = match result {
-            // The CSV worker compacts its windows itself, in parallel with this.
-            Ok(Some(output)) if self.compact && !csv_worker => compact(&self.input, output).map(Some),
-            other => other,
         };
         if result.is_err() {
             self.state = State::Done;
@@ -353,20 +339,19 @@ struct CsvJob {
 }
 
 /// Starts the worker that reads the CSV records starting in `pos..end` a
-/// window at a time and sends each window (`compact`ed if asked) and the
-/// offset it reached. One window waits in the channel while the next is
-/// read: the worker stays one window ahead.
+/// window at a time and sends each window and the offset it reached. One
+/// window waits in the channel while the next is read: the worker stays
+/// one window ahead.
 fn spawn_csv_worker(
     job: CsvJob,
     pos: usize,
     end: usize,
-    compact_text: bool,
     pool: Option<Arc<rayon::ThreadPool>>,
 ) -> Receiver<Result<(ReadOutput, usize)>> {
     let (sender, receiver) = sync_channel(1);
     std::thread::spawn(move || {
         let name = job.input.name.clone();
-        let work = || csv_windows(&job, pos, end, compact_text, &sender);
+        let work = || csv_windows(&job, pos, end, &sender);
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| match &pool {
             Some(pool) => pool.install(work),
             None => work(),
@@ -378,14 +363,11 @@ fn spawn_csv_worker(
 }
 
 /// The CSV worker's loop: stops at the end, at an error (sent), or when
-/// the consumer is gone.
-fn csv_windows(
-    job: &CsvJob,
-    mut pos: usize,
-    end: usize,
-    compact_text: bool,
-    sender: &SyncSender<Result<(ReadOutput, usize)>>,
-) {
+/// the consumer is gone. A mapped file's windows copy the long values of
+/// the rows they keep as each chunk is parsed (in parallel; see
+/// `csv::input_view`), so a selective query copies little and no window
+/// is copied whole.
+fn csv_windows(job: &CsvJob, mut pos: usize, end: usize, sender: &SyncSender<Result<(ReadOutput, usize)>>) {
     let CsvJob { input, plan, options, window } = job;
     let mut released = pos;
     while pos < end {
@@ -394,14 +376,8 @@ fn csv_windows(
             Ok((_, reached)) if *reached > pos => *reached,
             _ => end,
         };
-        let sent = match read.and_then(|(output, _)| if compact_text { compact(input, output) } else { Ok(output) }) {
-            Ok(output) => {
-                if compact_text {
-                    // Nothing points into this window's pages any more.
-                    input.release(pos, next);
-                }
-                sender.send(Ok((output, next))).is_ok()
-            }
+        let sent = match read {
+            Ok((output, _)) => sender.send(Ok((output, next))).is_ok(),
             Err(e) => {
                 let _ = sender.send(Err(e));
                 false
@@ -415,61 +391,6 @@ fn csv_windows(
         released = pos;
         pos = next;
     }
-}
-
-/// A window whose text columns point into the input, given copies of
-/// their text: each column just the values of its rows (`gc`) when they
-/// are few — a selective query keeps few, so little is copied — else one
-/// copy of the window's bytes for all columns, cheaper when most rows are
-/// kept. Either way the frames own their memory.
-fn compact(input: &Input, output: ReadOutput) -> Result<ReadOutput> {
-    let batches = output.batches.into_iter().map(|batch| compact_batch(input, batch)).collect::<Result<Vec<_>>>()?;
-    Ok(ReadOutput { batches, ..output })
-}
-
-fn compact_batch(input: &Input, batch: RecordBatch) -> Result<RecordBatch> {
-    let texts: Vec<&StringViewArray> = batch.columns().iter().filter_map(|c| c.as_string_view_opt()).collect();
-    let map = input.bytes().as_ptr_range();
-    let mapped = |b: &Buffer| map.contains(&b.as_ptr());
-    let mut in_map: Vec<Buffer> = Vec::new();
-    for buffer in texts.iter().flat_map(|a| a.data_buffers().iter()).filter(|b| mapped(b)) {
-        if !in_map.iter().any(|b| b.as_ptr() == buffer.as_ptr() && b.len() == buffer.len()) {
-            in_map.push(buffer.clone());
-        }
-    }
-    let per_value: usize = texts.iter().map(|a| a.total_buffer_bytes_used() + 16 * a.len()).sum();
-    let whole: usize = in_map.iter().map(Buffer::len).sum();
-    let copies: Vec<(Buffer, Buffer)> = match per_value < whole {
-        true => Vec::new(),
-        false => in_map.into_iter().map(|b| (b.clone(), Buffer::from(b.as_slice().to_vec()))).collect(),
-    };
-    let columns: Vec<ArrayRef> = batch
-        .columns()
-        .iter()
-        .map(|column| match column.as_string_view_opt() {
-            None => Arc::clone(column),
-            Some(text) if copies.is_empty() => Arc::new(text.gc()) as ArrayRef,
-            Some(text) => {
-                let buffers: Vec<Buffer> = text
-                    .data_buffers()
-                    .iter()
-                    .map(|b| {
-                        copies
-                            .iter()
-                            .find(|(from, _)| from.as_ptr() == b.as_ptr() && from.len() == b.len())
-                            .map_or_else(|| b.clone(), |(_, to)| to.clone())
-                    })
-                    .collect();
-                // SAFETY: the same views over buffers of the same bytes.
-                Arc::new(unsafe {
-                    StringViewArray::new_unchecked(text.views().clone(), buffers.into(), text.nulls().cloned())
-                })
-            }
-        })
-        .collect();
-    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    RecordBatch::try_new_with_options(batch.schema(), columns, &options)
-        .map_err(|e| Error::Input { source: input.name.clone(), reason: e.to_string() })
 }
 
 /// The error a worker's panic becomes (never crossing into Python).
