@@ -177,7 +177,7 @@ def test_scan_query_equals_read_query(tmp_path_factory, rows, qs, tz, fmt, windo
     # plan's (before order and paging), with no filter of Polars after it.
     plan = cdrq.compile_query(qs, now=NOW)
     read = cdrq.read(path, tz=tz)
-    exact = cdrq.scan(path, tz=tz, window_bytes=window).with_plan(plan, exact=True)
+    exact = cdrq.scan(path, tz=tz, window_bytes=window).with_plan(plan)
     assert exact.collect().equals(read.filter(_expr.filters(plan, read.schema)))
 
 
@@ -195,7 +195,7 @@ def test_an_exact_plan_leaves_nothing_for_polars_to_filter(tmp_path):
     path.write_text(csv_archive(3000))
     plan = cdrq.compile_query("caller=5300-5349&minDur=10", now=NOW)
     scanned = cdrq.scan(path, window_bytes=20_000)
-    exact = scanned.with_plan(plan, exact=True)
+    exact = scanned.with_plan(plan)
     assert "FILTER" not in exact.explain(engine="streaming")
     expected = cdrq.query(cdrq.read(path), plan)
     assert 0 < expected.height < 3000
@@ -204,7 +204,7 @@ def test_an_exact_plan_leaves_nothing_for_polars_to_filter(tmp_path):
     exact.sink_parquet(tmp_path / "kept.parquet")
     assert pl.read_parquet(tmp_path / "kept.parquet").equals(expected)
     # A scan already carrying a plan takes no other.
-    assert exact.with_plan(plan, exact=True) is exact
+    assert exact.with_plan(plan) is exact
 
 
 def test_windows_go_to_polars_in_pieces_of_whole_chunks():

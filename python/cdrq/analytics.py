@@ -437,23 +437,31 @@ def group_fields(by: str | Sequence[str] | None, digits: int | None) -> tuple[li
     return fields, derived
 
 
-def kpis(short: int) -> list[pl.Expr]:
+def kpi_sums(short: int) -> dict[str, pl.Expr]:
+    """The KPIs that are sums over the calls (so also of sums of batches)."""
     status = pl.col("_status")
     answered = status == 0
-    talk = pl.col("talk").filter(answered)
-    count = answered.sum()
-    return [
-        pl.len().alias("calls"),
-        count.alias("answered"),
-        pl.when(pl.len() > 0).then(count / pl.len()).alias("asr"),
-        pl.when(count > 0).then(talk.sum() / count).alias("acd"),
-        talk.sum().alias("talk_total"),
-        talk.mean().alias("talk_avg"),
-        talk.quantile(0.5, "linear").alias("talk_p50"),
-        talk.quantile(0.95, "linear").alias("talk_p95"),
-        (answered & (pl.col("talk") < short)).sum().alias("short_calls"),
-        *((status == STATUS_WORDS.index(word)).sum().alias(name) for word, name in KPI_STATUS),
-    ]
+    return {
+        "calls": pl.len(),
+        "answered": answered.sum(),
+        "talk_total": pl.col("talk").filter(answered).sum(),
+        "short_calls": (answered & (pl.col("talk") < short)).sum(),
+        **{name: (status == STATUS_WORDS.index(word)).sum() for word, name in KPI_STATUS},
+    }
+
+
+def kpis(short: int) -> list[pl.Expr]:
+    sums = kpi_sums(short)
+    talk = pl.col("talk").filter(pl.col("_status") == 0)
+    count = sums["answered"]
+    ratios = {
+        "asr": pl.when(pl.len() > 0).then(count / pl.len()),
+        "acd": pl.when(count > 0).then(sums["talk_total"] / count),
+        "talk_avg": talk.mean(),
+        "talk_p50": talk.quantile(0.5, "linear"),
+        "talk_p95": talk.quantile(0.95, "linear"),
+    }
+    return [{**sums, **ratios}[name].alias(name) for name in KPIS]
 
 
 def report(
@@ -506,15 +514,8 @@ def streamed_kpis(calls: pl.LazyFrame, groups: list[str], short: int, schema: pl
     second), summed as they come; the quantiles are read off the histogram
     as Polars' linear interpolation takes them. (Polars' streaming group-by
     held every call's values for the quantiles: 1.6 GB of 16 M calls.)"""
-    status = pl.col("_status")
-    answered = status == 0
-    sums = [
-        pl.len().alias("calls"),
-        answered.sum().alias("answered"),
-        pl.col("talk").filter(answered).sum().alias("talk_total"),
-        (answered & (pl.col("talk") < short)).sum().alias("short_calls"),
-        *((status == STATUS_WORDS.index(word)).sum().alias(name) for word, name in KPI_STATUS),
-    ]
+    answered = pl.col("_status") == 0
+    sums = [e.alias(name) for name, e in kpi_sums(short).items()]
     talks = [*groups, "talk"]
 
     def by(frame: pl.DataFrame, keys: list[str], aggs: list[pl.Expr]) -> pl.DataFrame:

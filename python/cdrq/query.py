@@ -72,7 +72,7 @@ def query(frame: Frame, qs: str | Plan, now: datetime | None = None, groups: Gro
         # A cdrq scan filters in its reader (a superset), then exactly, a
         # window at a time: a filter here would not stream (its digit-range
         # kernel is a `map_batches`) and would gather every kept row.
-        scanned = frame.with_plan(plan, exact=True)
+        scanned = frame.with_plan(plan)
         if scanned is not frame:
             return apply(scanned, plan, clamp=False, filtered=True)
     return apply(frame, plan, clamp=False)

@@ -122,9 +122,6 @@ class ScanSpec:
     progress: bool
     batch_size: int | None = None
     plan: Plan | None = None
-    #: Whether the scan also applies ``plan``'s exact filter to each window
-    #: (the reader's is a superset), so that nothing after it need filter.
-    exact: bool = False
     on_error: OnError = "raise"
     encoding: str = "utf8"
     memory_map: bool = False
@@ -306,19 +303,17 @@ class Scan(pl.LazyFrame):
 
     spec: ScanSpec | None = None
 
-    def with_plan(self, plan: Plan, exact: bool = False) -> pl.LazyFrame:
-        """This scan with ``plan`` filtering records in the reader (a
-        superset: the exact filter follows), if it is a scan of cdrq's not
-        already carrying a plan; else the frame itself. ``exact=True``: the
-        scan then applies the plan's exact filter to each window too, so
-        its rows are the plan's and the caller need not filter them again
-        (a filter of Polars' after the scan that it cannot stream — the
-        query's digit ranges are a Python kernel — would gather every kept
-        row in memory before the first is passed on)."""
+    def with_plan(self, plan: Plan) -> pl.LazyFrame:
+        """This scan with ``plan`` filtering its records, if it is a scan of
+        cdrq's not already carrying a plan; else the frame itself. The
+        reader drops what cannot match before building it (a superset),
+        then each window is filtered exactly, so the rows are the plan's
+        and nothing after the scan need filter them (a filter of Polars'
+        that it cannot stream — the query's digit ranges are a Python
+        kernel — would gather every kept row in memory first)."""
         if self.spec is None or self.spec.plan is not None:
             return self
-        spec = dataclasses.replace(self.spec, plan=plan, exact=exact, schema_cache=self.spec.schema_cache)
-        return register(spec)
+        return register(dataclasses.replace(self.spec, plan=plan, schema_cache=self.spec.schema_cache))
 
 
 def register(spec: ScanSpec) -> Scan:
@@ -327,7 +322,7 @@ def register(spec: ScanSpec) -> Scan:
     ) -> Iterator[pl.DataFrame]:
         rows_per_batch = spec.batch_size or batch_size
         wanted = list(spec.schema()) if with_columns is None else list(with_columns)
-        exact = _expr.filters(spec.plan, spec.schema()) if spec.exact and spec.plan is not None else None
+        exact = _expr.filters(spec.plan, spec.schema()) if spec.plan is not None else None
         needed = wanted + [c for c in dict.fromkeys(_roots(predicate) + _roots(exact)) if c not in wanted]
         rejects = spec.rejects.start() if spec.rejects is not None else []
         for frame, bad in spec.windows(needed, on_error=spec.on_error):
