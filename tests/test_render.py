@@ -3,6 +3,8 @@ summaries, empty containers, round trips."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import polars as pl
@@ -99,6 +101,26 @@ def test_read_render_read_is_identity(df):
     legs = df.filter(pl.col("cdr_kind") == "sub").with_columns(cdr_kind=pl.lit("record"), leg=pl.lit(0, pl.Int64))
     back = cdrq.read(cdrq.render(legs.select(legs.columns[:34]), "csv").encode(), format="ucm-csv")
     assert back.equals(legs.select(legs.columns[:34]))
+
+
+ANY_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=12)
+
+
+@given(st.lists(ANY_TEXT, min_size=1, max_size=4))
+def test_values_are_escaped_as_json_dumps_and_the_csv_module_writes_them(values):
+    """Every byte the core writes for a value: JSON as Python's
+    ``json.dumps(ensure_ascii=False)`` (control characters, quotes,
+    backslashes), CSV quoted where a reader needs it."""
+    df = pl.DataFrame({"src": values, "dst": values[::-1], "cdr_kind": ["record"] * len(values)})
+    doc = cdrq.render(df, "json")
+    for value in values:
+        assert f'"src": {json.dumps(value, ensure_ascii=False)}, ' in doc
+    assert [call["main_cdr"]["src"] for call in json.loads(doc)["cdr_root"]] == values
+    header, *rows = csv.reader(io.StringIO(cdrq.render(df, "csv"), newline=""))
+    assert [(row[header.index("src")], row[header.index("dst")]) for row in rows] == list(
+        zip(values, values[::-1], strict=True)
+    )
+    assert cdrq.render_bytes(df, "json") == doc.encode()
 
 
 def test_records_without_session_are_calls_of_their_own(samples):

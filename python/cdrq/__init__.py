@@ -15,7 +15,7 @@ from cdrq.convert import convert
 from cdrq.database import read_database
 from cdrq.query import Pattern, Plan, compile_pattern, compile_query, query
 from cdrq.read import FORMATS, custom_columns, read
-from cdrq.render import cdrapi, render
+from cdrq.render import cdrapi, render, render_bytes
 from cdrq.scan import ScanRejects, scan, scan_errors
 from cdrq.sources import SkippedFileWarning
 
@@ -51,6 +51,7 @@ __all__ = [
     "read",
     "read_database",
     "render",
+    "render_bytes",
     "report",
     "scan",
     "scan_errors",

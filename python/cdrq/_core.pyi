@@ -163,9 +163,9 @@ def compile_pattern(text: str, dialect: str = "cdrapi") -> tuple[list[tuple[str,
     """Compile one pattern list into (kind, value) items, the kernel of its ranges and
     wildcards, and the kernel of all its items (raises QueryError)."""
 
-def render(legs: Any, mains: Any, format: str, firmware: str | None = None) -> str:
-    """Render text-only frames (legs in order, stored main records) as csv, json or xml,
-    in the spec's layout or that of ``firmware`` (``"1.0.2.5"``, ``"1.0.11"``)."""
+def render(legs: Any, mains: Any | None, format: str, firmware: str | None = None) -> bytes:
+    """Render text-only frames (legs in order, stored main records or None) as csv, json
+    or xml in UTF-8, in the spec's layout or that of ``firmware`` (``"1.0.2.5"``, ``"1.0.11"``)."""
 
 #: Each known column's type: "int", "time" or "text" (other names are text).
 COLUMN_TYPES: dict[str, str]

@@ -72,6 +72,17 @@ def render(
     the whole archive the frame was selected from, where stored main
     records are looked up (default: the frame itself). ``firmware``
     (``"1.0.2.5"``, ``"1.0.11"``): that firmware's layout instead of §5's."""
+    return render_bytes(frame, format, legs_of=legs_of, firmware=firmware).decode()
+
+
+def render_bytes(
+    frame: pl.DataFrame | pl.LazyFrame,
+    format: str = "csv",
+    *,
+    legs_of: pl.DataFrame | None = None,
+    firmware: str | None = None,
+) -> bytes:
+    """:func:`render` as UTF-8, as a server sends it."""
     if isinstance(frame, pl.LazyFrame):
         frame = frame.collect()
     format = format.lower()
@@ -86,7 +97,7 @@ def render(
         columns = BASE[:22]
     else:  # 1.0.11's CSV row has 31 fields: no dstchanext (samples/README.md)
         columns = [c for c in BASE if c != "dstchanext"] if format == "csv" else BASE
-    legs, mains = frame, source.clear()
+    legs, mains = frame, None
     flat = format == "csv" or (format == "json" and firmware == "1.0.2.5")
     if not flat and "cdr_kind" in frame.columns:
         # Legs are written under their call's stored main record, if any.
@@ -94,7 +105,8 @@ def render(
         if "session" in source.columns:
             sessions = legs["session"].drop_nulls().unique()
             mains = source.filter((pl.col("cdr_kind") == "main") & pl.col("session").is_in(sessions.implode()))
-    return _core.render(as_text(legs, columns), as_text(mains, columns), format, firmware)
+    mains_text = None if mains is None or mains.height == 0 else as_text(mains, columns)
+    return _core.render(as_text(legs, columns), mains_text, format, firmware)
 
 
 def lookup(mains: pl.DataFrame, newer: dict[str, Any], full: bool) -> pl.DataFrame:

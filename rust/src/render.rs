@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, LargeStringArray, RecordBatch, StringArray, StringViewArray};
 use arrow_schema::DataType;
 
 /// Output format.
@@ -35,18 +35,49 @@ pub enum Layout {
     Firmware1011,
 }
 
+/// One text column of one batch, downcast once (not per value).
+enum TextColumn<'a> {
+    View(&'a StringViewArray),
+    Utf8(&'a StringArray),
+    LargeUtf8(&'a LargeStringArray),
+    /// Not text: written empty.
+    Other,
+}
+
+impl<'a> TextColumn<'a> {
+    fn of(array: &'a ArrayRef) -> Self {
+        match array.data_type() {
+            DataType::Utf8View => Self::View(array.as_string_view()),
+            DataType::Utf8 => Self::Utf8(array.as_string::<i32>()),
+            DataType::LargeUtf8 => Self::LargeUtf8(array.as_string::<i64>()),
+            _ => Self::Other,
+        }
+    }
+
+    fn value(&self, row: usize) -> &'a str {
+        match self {
+            Self::View(a) if a.is_valid(row) => a.value(row),
+            Self::Utf8(a) if a.is_valid(row) => a.value(row),
+            Self::LargeUtf8(a) if a.is_valid(row) => a.value(row),
+            _ => "",
+        }
+    }
+}
+
 /// Rows of text columns, across batches: `value(row, column)`.
 pub struct Rows<'a> {
-    batches: &'a [RecordBatch],
+    /// Each batch's columns.
+    columns: Vec<Vec<TextColumn<'a>>>,
     /// (batch, row) of each row, in order.
     index: Vec<(usize, usize)>,
 }
 
 impl<'a> Rows<'a> {
     pub fn new(batches: &'a [RecordBatch]) -> Self {
+        let columns = batches.iter().map(|batch| batch.columns().iter().map(TextColumn::of).collect()).collect();
         let index =
             batches.iter().enumerate().flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r))).collect();
-        Self { batches, index }
+        Self { columns, index }
     }
 
     pub fn len(&self) -> usize {
@@ -60,16 +91,7 @@ impl<'a> Rows<'a> {
     /// The text of `column` in `row`; null and non-text are empty.
     pub fn value(&self, row: usize, column: usize) -> &'a str {
         let (b, r) = self.index[row];
-        let array = self.batches[b].column(column);
-        if array.is_null(r) {
-            return "";
-        }
-        match array.data_type() {
-            DataType::Utf8View => array.as_string_view().value(r),
-            DataType::Utf8 => array.as_string::<i32>().value(r),
-            DataType::LargeUtf8 => array.as_string::<i64>().value(r),
-            _ => "",
-        }
+        self.columns[b][column].value(r)
     }
 }
 
@@ -83,24 +105,20 @@ pub fn render(format: Format, layout: Layout, names: &[String], legs: &Rows<'_>,
                 out.push_str(&names.join(","));
                 out.push('\n');
             }
-            // Firmware 1.0.2.5 (the 22-column layout) writes `lastdata` as it
-            // is, commas and all; readers rejoin it (the lastdata rule).
-            let old_layout = names.len() == 22;
+            // What a reader takes back unquoted: a caller ID token, and
+            // firmware 1.0.2.5's `lastdata` (the 22-column layout), commas
+            // and all (readers rejoin it: the lastdata rule).
+            let clid = names.iter().position(|n| n == "clid");
+            let lastdata = names.iter().position(|n| n == "lastdata").filter(|_| names.len() == 22);
             for row in 0..legs.len() {
-                for (c, name) in names.iter().enumerate() {
+                for c in 0..names.len() {
                     if c > 0 {
                         out.push(',');
                     }
                     let value = legs.value(row, c);
-                    let one_line = !value.contains(['\r', '\n']);
-                    // What a reader takes back: a caller ID token, and an old
-                    // `lastdata` without quotes.
-                    let as_is = one_line
-                        && match name.as_str() {
-                            "clid" => value.starts_with('"'),
-                            "lastdata" => old_layout && !value.contains('"'),
-                            _ => false,
-                        };
+                    let as_is = (Some(c) == clid && value.starts_with('"')
+                        || Some(c) == lastdata && !value.contains('"'))
+                        && !value.contains(['\r', '\n']);
                     csv_field(&mut out, value, as_is);
                 }
                 // The guide's 1.0.11 row ends `, `: its empty last field is a
@@ -113,9 +131,10 @@ pub fn render(format: Format, layout: Layout, names: &[String], legs: &Rows<'_>,
         }
         Format::Json if layout == Layout::Firmware1025 => {
             out.push_str("{\n \"cdr\":\n [\n");
+            let keys = json_keys(names, &[]);
             for row in 0..legs.len() {
                 out.push_str(if row > 0 { ",\n { " } else { " { " });
-                json_fields(&mut out, names, |c| legs.value(row, c), &[]);
+                json_fields(&mut out, &keys, |c| legs.value(row, c));
                 out.push_str(" }");
             }
             out.push_str(if legs.is_empty() { " ]\n}\n" } else { "\n ]\n}\n" });
@@ -131,6 +150,7 @@ pub fn render(format: Format, layout: Layout, names: &[String], legs: &Rows<'_>,
             if format == Format::Json {
                 let style = if layout == Layout::Firmware1011 { &JsonStyle::FIRMWARE_1011 } else { &JsonStyle::SPEC };
                 out.push_str(style.open);
+                let keys = json_keys(names, style.break_before);
                 for (i, call) in calls.iter().enumerate() {
                     if i > 0 {
                         out.push_str(",\n");
@@ -141,7 +161,7 @@ pub fn render(format: Format, layout: Layout, names: &[String], legs: &Rows<'_>,
                         out.push_str(style.between_records);
                         json_string(&mut out, &key);
                         out.push_str(style.record_open);
-                        json_fields(&mut out, names, |c| record.value(c), style.break_before);
+                        json_fields(&mut out, &keys, |c| record.value(c));
                         out.push_str(style.record_close);
                     }
                     out.push_str(style.call_close);
@@ -310,60 +330,91 @@ fn summary(names: &[String], legs: &Rows<'_>, rows: &[usize]) -> Vec<String> {
 /// the UCM writes it (a caller ID token `"Name" <ext>`; firmware 1.0.2.5's
 /// `lastdata`, commas and all).
 fn csv_field(out: &mut String, value: &str, as_is: bool) {
-    if !as_is && value.contains([',', '"', '\r', '\n']) {
+    if !as_is && value.bytes().fold(false, |any, b| any | matches!(b, b',' | b'"' | b'\r' | b'\n')) {
         out.push('"');
-        out.push_str(&value.replace('"', "\"\""));
+        escaped(out, value, |b| (b == b'"').then_some("\"\""));
         out.push('"');
     } else {
         out.push_str(value);
     }
 }
 
-/// A record's `"name": "value"` pairs, separated by `, ` — or by a line
-/// break before the names in `break_before`.
-fn json_fields<'a>(out: &mut String, names: &[String], value: impl Fn(usize) -> &'a str, break_before: &[&str]) {
-    for (c, name) in names.iter().enumerate() {
-        if c > 0 {
-            out.push_str(if break_before.contains(&name.as_str()) { ",\n" } else { ", " });
+/// `value` with each byte `escape` names replaced by its escape; runs
+/// between them copied whole (pages are mostly plain digits and names).
+/// Only ASCII bytes are escaped, so every cut lies on a character boundary.
+fn escaped(out: &mut String, value: &str, escape: impl Fn(u8) -> Option<&'static str>) {
+    // Most values need no escape: one pass without branches tells.
+    if !value.bytes().fold(false, |any, b| any | escape(b).is_some()) {
+        out.push_str(value);
+        return;
+    }
+    let mut run = 0;
+    for (i, b) in value.bytes().enumerate() {
+        if let Some(replacement) = escape(b) {
+            out.push_str(&value[run..i]);
+            out.push_str(replacement);
+            run = i + 1;
         }
-        json_string(out, name);
-        out.push_str(": ");
+    }
+    out.push_str(&value[run..]);
+}
+
+/// Each column's `"name": `, after the separator that precedes it (`, `,
+/// or a line break before the names in `break_before`): written once per
+/// page, not escaped again for every record.
+fn json_keys(names: &[String], break_before: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let mut key = match c {
+                0 => String::new(),
+                _ if break_before.contains(&name.as_str()) => ",\n".to_string(),
+                _ => ", ".to_string(),
+            };
+            json_string(&mut key, name);
+            key.push_str(": ");
+            key
+        })
+        .collect()
+}
+
+/// A record's fields, each after its key (`json_keys`).
+fn json_fields<'a>(out: &mut String, keys: &[String], value: impl Fn(usize) -> &'a str) {
+    for (c, key) in keys.iter().enumerate() {
+        out.push_str(key);
         json_string(out, value(c));
     }
 }
 
 /// A JSON string as Python's `json.dumps(ensure_ascii=False)` writes it.
 fn json_string(out: &mut String, value: &str) {
+    /// `\u00XX` of each control character without a short escape.
+    const CONTROL: [&str; 32] = [
+        "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007", "\\b", "\\t", "\\n",
+        "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f", "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014",
+        "\\u0015", "\\u0016", "\\u0017", "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e",
+        "\\u001f",
+    ];
     out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
+    escaped(out, value, |b| match b {
+        b'"' => Some("\\\""),
+        b'\\' => Some("\\\\"),
+        0..0x20 => Some(CONTROL[b as usize]),
+        _ => None,
+    });
     out.push('"');
 }
 
 /// XML text (and attribute values, where `"` is escaped too).
 fn xml_text(out: &mut String, value: &str, attribute: bool) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' if attribute => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
+    escaped(out, value, |b| match b {
+        b'&' => Some("&amp;"),
+        b'<' => Some("&lt;"),
+        b'>' => Some("&gt;"),
+        b'"' if attribute => Some("&quot;"),
+        _ => None,
+    });
 }
 
 #[cfg(test)]
@@ -437,6 +488,28 @@ mod tests {
              \"sub_cdr_2\": {\"src\": \"2\", \"duration\": \"4\", \"session\": \"s\"}},\n\
              {\"cdr\": \"\", \"main_cdr\": {\"src\": \"3\", \"duration\": \"\", \"session\": \"\"}}\n]}\n"
         );
+    }
+
+    #[test]
+    fn json_strings_escape_as_python_does() {
+        // json.dumps(s, ensure_ascii=False) for every control character,
+        // the two escaped printables, and text around them.
+        let mut out = String::new();
+        json_string(&mut out, "a\"b\\c\u{0}\u{8}\t\n\u{b}\u{c}\r\u{1f}\u{7f}é€");
+        assert_eq!(out, "\"a\\\"b\\\\c\\u0000\\b\\t\\n\\u000b\\f\\r\\u001f\u{7f}é€\"");
+        for b in 0u8..0x20 {
+            let mut out = String::new();
+            json_string(&mut out, &char::from(b).to_string());
+            let expected = match b {
+                8 => "\"\\b\"".to_string(),
+                9 => "\"\\t\"".to_string(),
+                10 => "\"\\n\"".to_string(),
+                12 => "\"\\f\"".to_string(),
+                13 => "\"\\r\"".to_string(),
+                _ => format!("\"\\u{b:04x}\""),
+            };
+            assert_eq!(out, expected);
+        }
     }
 
     #[test]

@@ -53,7 +53,7 @@ import polars as pl
 from cdrq import _core, _expr, dataset
 from cdrq.query import compile_query
 from cdrq.read import read
-from cdrq.render import BASE, columns_of, lookup, newer_values, render, requested_format, values_of
+from cdrq.render import BASE, columns_of, lookup, newer_values, render_bytes, requested_format, values_of
 from cdrq.services.recordings import NotFound, Recordings, TooLarge
 from cdrq.zones import DEFAULT_TZ
 
@@ -518,7 +518,7 @@ class Archive:
             return (
                 None,
                 fmt,
-                lambda: render(store.empty, fmt, legs_of=store.lookup, firmware=self.firmware).encode(),
+                lambda: render_bytes(store.empty, fmt, legs_of=store.lookup, firmware=self.firmware),
                 None,
             )
         count = 1000 if plan.num_records is None else min(plan.num_records, 1000)
@@ -580,7 +580,7 @@ class Archive:
         page = self.matches.gather(found, lo, hi)
         if plan.descending:
             page = page.reverse()
-        return render(page, fmt, legs_of=self.matches.store.lookup, firmware=self.firmware).encode()
+        return render_bytes(page, fmt, legs_of=self.matches.store.lookup, firmware=self.firmware)
 
 
 class Expiring:

@@ -8,7 +8,7 @@ use arrow_array::ffi_stream::{ArrayStreamReader, RecordBatchStreamReader};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use pyo3::prelude::*;
-use pyo3::types::{PyCapsule, PyList};
+use pyo3::types::{PyBytes, PyCapsule, PyList};
 
 use super::arrow_export::ArrowStream;
 use super::errors::CdrqError;
@@ -344,17 +344,19 @@ fn import_batches(frame: &Bound<'_, PyAny>) -> PyResult<(Vec<String>, Vec<Record
 }
 
 /// Renders text-only frames: `legs` in order, `mains` the stored main
-/// records (same columns), as `csv`, `json` or `xml`, in docs/query-language.md §5's layout or in
-/// the layout of `firmware` (`1.0.2.5`, `1.0.11`).
+/// records (same columns; None: none), as `csv`, `json` or `xml`, in
+/// docs/query-language.md §5's layout or in the layout of `firmware`
+/// (`1.0.2.5`, `1.0.11`). UTF-8 bytes: what a server sends, with no `str`
+/// built and encoded again on the way.
 #[pyfunction]
 #[pyo3(signature = (legs, mains, format, firmware=None))]
-pub fn render(
-    py: Python<'_>,
-    legs: &Bound<'_, PyAny>,
-    mains: &Bound<'_, PyAny>,
+pub fn render<'py>(
+    py: Python<'py>,
+    legs: &Bound<'py, PyAny>,
+    mains: Option<&Bound<'py, PyAny>>,
     format: &str,
     firmware: Option<&str>,
-) -> PyResult<String> {
+) -> PyResult<Bound<'py, PyBytes>> {
     use crate::render::{Format, Layout};
     let format = match format {
         "csv" => Format::Csv,
@@ -373,9 +375,13 @@ pub fn render(
         }
     };
     let (names, leg_batches) = import_batches(legs)?;
-    let (_, main_batches) = import_batches(mains)?;
-    super::guarded(py, || {
+    let main_batches = match mains {
+        Some(mains) => import_batches(mains)?.1,
+        None => Vec::new(),
+    };
+    let text = super::guarded(py, || {
         let (legs, mains) = (crate::render::Rows::new(&leg_batches), crate::render::Rows::new(&main_batches));
         Ok(crate::render::render(format, layout, &names, &legs, &mains))
-    })
+    })?;
+    Ok(PyBytes::new(py, text.as_bytes()))
 }
