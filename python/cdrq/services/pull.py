@@ -14,8 +14,10 @@ the PBX's whole history: it looks for the month of its first record (since
 
 PortSIP (``api="portsip"``): ``POST /api/login`` for a bearer token
 (renewed before it expires), ``GET /api/cdrs`` with ``filter``,
-``orderby``, ``top`` and ``skip`` by ``started_at`` from the last record
-pulled, and recordings from ``/api/recordings`` + ``/api/blobs/{digest}``.
+``orderby``, ``top`` and ``skip`` by ``started_at`` from
+:data:`LONGEST_CALL` before the last record pulled (never later than the
+pull's own time), and recordings from ``/api/recordings`` +
+``/api/blobs/{digest}``.
 
 Both UCM APIs: the legacy ``/cdrapi`` with Digest authentication, and the
 UCM63xx JSON API (``challenge`` → ``login`` → cookie; a ``-6`` answer
@@ -31,7 +33,9 @@ no record not seen already in its window (the same page again, however
 formatted) ends the window, and a window has at most ``max_window_pages``
 pages; records outside the window asked for, and records that cannot be
 read, are rejects (``DATASET/_rejects/run-N.parquet``), never data; any
-answer that makes no sense is a :class:`PullError` naming the PBX.
+answer that makes no sense (an empty body too) is a :class:`PullError`
+naming the PBX. Compressed answers are inflated here, a step at a time,
+and only ``gzip``/``deflate``; a damaged state file is an error naming it.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import pathlib
 import re
 import ssl
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +70,12 @@ RECORDINGS = "_recordings"
 HISTORY_FROM = dt.date(2000, 1, 1)
 #: How far a naive (``tz=None``) UCM time may be from the UTC window asked for.
 NAIVE_MARGIN = dt.timedelta(hours=14)
+#: The longest call expected. PortSIP lists a call once it has ended, by its
+#: start: a pull goes back this far before the newest start it has, for the
+#: calls that began before it and ended after the last pull.
+LONGEST_CALL = dt.timedelta(hours=6)
+#: The most one step of inflating a compressed answer yields.
+INFLATE_STEP = 1 << 20
 
 
 class PullError(CdrqError):
@@ -178,7 +189,9 @@ class Http:
             ssl_context=httpx.create_ssl_context(verify=verify), network_backend=DeadlineBackend(self.deadline)
         )
         timeout = httpx.Timeout(limits.timeout)
-        self.client = httpx.Client(transport=transport, timeout=timeout)
+        # Only what `inflated` can bound: br or zstd would be inflated by httpx, unbounded.
+        headers = {"accept-encoding": "gzip, deflate"}
+        self.client = httpx.Client(transport=transport, timeout=timeout, headers=headers)
 
     def __enter__(self) -> Http:
         return self
@@ -246,10 +259,10 @@ class Http:
                     raise self.too_big(request.url, limit, f"it says {int(declared)}")
                 if saving:
                     assert sink is not None
-                    self.save(response, sink, limit)
+                    self.save(response, sink, limit, self.host)
                     return Reply(200, response.headers, b"", str(request.url), saved=True)
                 body = bytearray()
-                for chunk in response.iter_bytes():
+                for chunk in inflated(response, self.host):
                     body += chunk
                     if len(body) > limit:
                         raise self.too_big(request.url, limit, "more came")
@@ -272,12 +285,12 @@ class Http:
         return PullError(f"{self.host}: the answer to {url.path} is over {limit} bytes ({said}): refused")
 
     @staticmethod
-    def save(response: httpx.Response, path: pathlib.Path, limit: int) -> None:
+    def save(response: httpx.Response, path: pathlib.Path, limit: int, host: str) -> None:
         tmp = path.with_name(f".{path.name}.tmp")
         size = 0
         try:
             with open(tmp, "wb") as f:
-                for chunk in response.iter_bytes():
+                for chunk in inflated(response, host):
                     size += len(chunk)
                     if size > limit:
                         raise PullError(
@@ -302,6 +315,29 @@ class Http:
         if not isinstance(body, dict):
             raise PullError(f"{self.host}: {what} is not a JSON object: {preview(reply.content)}")
         return body
+
+
+def inflated(response: httpx.Response, host: str) -> Iterator[bytes]:
+    """The body as it comes, inflated here :data:`INFLATE_STEP` bytes at a
+    time: httpx inflates each chunk whole (with ``gzip, gzip``, a chunk's
+    inflation whole), so a kilobyte could fill memory before any size limit
+    saw it."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        yield from response.iter_raw()
+        return
+    path = response.request.url.path
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise PullError(f"{host}: the answer to {path} is encoded {encoding!r}, which was not asked for: refused")
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib, by its header
+    try:
+        for raw in response.iter_raw():
+            data = inflater.decompress(raw, INFLATE_STEP)
+            while data:
+                yield data
+                data = inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
+    except zlib.error as e:
+        raise PullError(f"{host}: the answer to {path} is no valid {encoding}: {e}") from None
 
 
 def preview(content: bytes) -> str:
@@ -334,11 +370,29 @@ def network_error(e: httpx.HTTPError) -> str:
     return f"{url.host}:{port}: {str(e) or type(e).__name__}"
 
 
+class Digest(httpx.DigestAuth):
+    """httpx's Digest, a challenge it cannot answer (``qop="auth-int"``
+    alone, an algorithm it does not know) a :class:`PullError` naming the
+    PBX instead of httpx's ``NotImplementedError`` or ``KeyError``."""
+
+    def __init__(self, user: str, password: str, host: str) -> None:
+        super().__init__(user, password)
+        self.host = host
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        try:
+            yield from super().auth_flow(request)
+        except NotImplementedError as e:
+            raise PullError(f"{self.host}: cannot answer its Digest challenge: {e}") from None
+        except KeyError as e:
+            raise PullError(f"{self.host}: its Digest challenge asks for algorithm {e.args[0]}, unknown here") from None
+
+
 class LegacyClient:
     """``GET /cdrapi`` and ``/recapi`` with Digest authentication."""
 
     def __init__(self, http: Http, user: str, password: str) -> None:
-        self.http, self.base, self.auth = http, http.base, httpx.DigestAuth(user, password)
+        self.http, self.base, self.auth = http, http.base, Digest(user, password, http.host)
 
     def cdrapi(self, params: dict[str, Any]) -> bytes:
         return self.http.request("GET", f"{self.base}/cdrapi", params=params, auth=self.auth).content
@@ -446,7 +500,7 @@ def pull(
     root = pathlib.Path(to)
     root.mkdir(parents=True, exist_ok=True)
     state_path = root / STATE
-    states = json.loads(state_path.read_text()) if state_path.exists() else {}
+    states = load_states(state_path)
     state = states.get(url, {})
     today = until or dt.datetime.now(dt.timezone.utc).date()
     say = report or (lambda line: None)
@@ -490,6 +544,37 @@ def pull(
     with (root / MANIFEST).open("a") as f:
         f.write(json.dumps(line) + "\n")
     return counts
+
+
+def load_states(path: pathlib.Path) -> dict[str, Any]:
+    """The saved positions, by PBX. A damaged file (truncated, edited) is an
+    error naming it, not a guess: a wrong position would skip records."""
+    if not path.exists():
+        return {}
+    try:
+        states = json.loads(path.read_bytes())
+    except ValueError:
+        states = None
+    if not isinstance(states, dict) or not all(map(valid_position, states.values())):
+        raise PullError(
+            f"{path}: damaged, not the positions of earlier pulls; remove it to pull from --since or the whole "
+            "history again (records already in the dataset are skipped)"
+        )
+    return states
+
+
+def valid_position(state: Any) -> bool:
+    """A UCM's ``{"month": "YYYY-MM", "offset": N}`` or PortSIP's ``{"started_at": ISO}``."""
+    if not isinstance(state, dict):
+        return False
+    month, offset, started = state.get("month", "2000-01"), state.get("offset", 0), state.get("started_at")
+    try:
+        if started is not None:
+            parse_instant(started)
+        dt.date.fromisoformat(f"{month}-01")
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0
 
 
 @dataclass
@@ -580,7 +665,15 @@ def window_of(first: str, last: str) -> tuple[dt.datetime, dt.datetime]:
 
 def ucm_page(client: LegacyClient | NewApiClient, t: Target, first: str, last: str, size: int, offset: int) -> bytes:
     params = {"format": "json", "startTime": first, "endTime": last, "numRecords": size, "offset": offset}
-    return client.cdrapi(params)
+    page = client.cdrapi(params)
+    if not page.strip():
+        # No records is the empty container; taking an empty body for it
+        # would move the saved position past the month for good.
+        raise PullError(
+            f"{client.http.host}: /cdrapi {first[:10]} … {last[:10]} offset {offset}: an empty answer "
+            '(no records would be {"cdr_root": []})'
+        )
+    return page
 
 
 def first_month(client: LegacyClient | NewApiClient, t: Target, today: dt.date) -> dt.date | None:
@@ -702,16 +795,20 @@ class PortsipClient:
 
 
 def pull_portsip(client: PortsipClient, t: Target, state: dict[str, Any], since: dt.date, today: dt.date) -> None:
-    """CDRs by ``started_at`` from the last one pulled (inclusive: the
-    dataset skips what it has), ``top``/``skip`` pages; then recordings."""
+    """CDRs by ``started_at`` from :data:`LONGEST_CALL` before the last one
+    pulled (the dataset skips what it has), ``top``/``skip`` pages; then
+    recordings."""
     host = client.http.host
-    start = state.get("started_at") or f"{since.isoformat()}T00:00:00Z"
+    # Never past the pull's own time: a PBX clock ahead would skip the calls in between.
+    pulled_at = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if resumed := state.get("started_at"):
+        newest = min(resumed, pulled_at, key=parse_instant)
+        start = (parse_instant(newest) - LONGEST_CALL).strftime("%Y-%m-%dT%H:%M:%SZ")
+    else:
+        newest = start = f"{since.isoformat()}T00:00:00Z"
     end = next(iter(months(today, today)))[2]
-    try:
-        window = (parse_instant(start), window_of(end, end)[1])
-    except ValueError:
-        raise PullError(f"{t.root / STATE}: started_at {start!r} is no time") from None
-    skip, newest, seen, pages = 0, start, set[int](), 0
+    window = (parse_instant(start), window_of(end, end)[1])
+    skip, seen, pages = 0, set[int](), 0
     t.report(f"fetching calls started at or after {start}")
     while t.more_pages():
         if pages >= t.limits.max_window_pages:
@@ -732,7 +829,7 @@ def pull_portsip(client: PortsipClient, t: Target, state: dict[str, Any], since:
             t.write(frame, window, label, naive_utc=True)
             for row in bad:
                 t.reject(row)
-            newest = max(newest, latest(frame, window) or newest, key=parse_instant)
+            newest = max(newest, min(latest(frame, window) or newest, pulled_at, key=parse_instant), key=parse_instant)
         else:
             t.counts["pages"] += 1
         skip += len(items)

@@ -1,0 +1,244 @@
+"""`cdrq pull` against more hostile or broken PBXs: compression bombs,
+Digest challenges httpx cannot answer, empty answers, damaged state,
+redirects, hang-ups mid-body, clocks ahead and calls that end late. Each
+attack is served on loopback and ends within seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import socket
+import threading
+import tracemalloc
+import zlib
+
+import pytest
+from test_pull import hostile, page_of, pull_from, query, records, reply
+from test_pull_portsip import FakePortsip, item
+from test_serve import PASSWORD, USER, Running
+
+import cdrq
+from cdrq import cli
+from cdrq.services.pull import STATE, Limits, PullError, pull
+
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
+def gzipped(chunks):
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    return b"".join(packer.compress(c) for c in chunks) + packer.flush()
+
+
+def test_a_gzip_bomb_is_refused_before_it_inflates(tls, tmp_path):
+    # 64 MiB of spaces: 64 KiB on the wire, which httpx would inflate a
+    # whole read at a time, whatever the page limit; gzipped twice, about a
+    # kilobyte, which httpx would inflate whole.
+    once = gzipped(b" " * (1 << 20) for _ in range(64))
+    bombs = {b"gzip": once, b"gzip, gzip": gzipped([once])}
+    encoding = b"gzip"
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-encoding", encoding)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": bombs[encoding]})
+
+    tracemalloc.start()
+    try:
+        with hostile(tls, app) as url:
+            with pytest.raises(PullError, match=r"127\.0\.0\.1:\d+: the answer to /cdrapi is over 1048576"):
+                pull_from(url, tls, tmp_path / "ds", limits=Limits(max_page_bytes=1 << 20))
+            encoding = b"gzip, gzip"
+            with pytest.raises(PullError, match=r"127\.0\.0\.1:\d+: .*encoded 'gzip, gzip'.*refused"):
+                pull_from(url, tls, tmp_path / "ds2", limits=Limits(max_page_bytes=1 << 20))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_a_gzipped_page_still_arrives_and_unknown_encodings_are_refused(tls, tmp_path):
+    encoding = b"gzip"
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = page_of(records(3)) if int(query(scope)["offset"]) == 0 else page_of([])
+        headers = [(b"content-type", b"application/json"), (b"content-encoding", encoding)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": gzipped([body]) if encoding == b"gzip" else body})
+
+    with hostile(tls, app) as url:
+        assert pull_from(url, tls, tmp_path / "ds")["written"] == 3
+        encoding = b"x-made-up"
+        with pytest.raises(PullError, match=r"127\.0\.0\.1:\d+: .*x-made-up"):
+            pull_from(url, tls, tmp_path / "ds2")
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    ['Digest realm="ucm", nonce="abc", qop="auth-int"', 'Digest realm="ucm", nonce="abc", algorithm=MD6'],
+    ids=["auth-int only", "unknown algorithm"],
+)
+def test_a_digest_challenge_it_cannot_answer_is_one_error_naming_the_host(tls, tmp_path, challenge, capsys):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        headers = [(b"www-authenticate", challenge.encode())]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    with hostile(tls, app) as url:
+        with pytest.raises(PullError, match=r"127\.0\.0\.1:\d+"):
+            pull_from(url, tls, tmp_path / "ds")
+        status = cli.main(["pull", url, "--api", "legacy", "--user", USER, "--password", PASSWORD, "--since",
+                           "2024-01-01", "--ca", str(tls / "ca.pem"), "--to", str(tmp_path / "cli")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in err and "Error:" not in err
+    assert err.splitlines()[-1].startswith("cdrq: 127.0.0.1:")
+
+
+def test_an_empty_answer_is_an_error_not_an_empty_month(tls, tmp_path):
+    # The UCM answers "no records" with the empty container ({"cdr_root": []});
+    # an empty body is a broken answer, and taking it for an empty month
+    # would move the saved position past that month for good.
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await reply(send, 200, b"" if query(scope)["startTime"][:7] in ("2024-01", "2000-01") else page_of([]))
+
+    with hostile(tls, app) as url:
+        with pytest.raises(PullError, match=r"127\.0\.0\.1:\d+: .*2024-01.* empty"):
+            pull_from(url, tls, tmp_path / "ds", until=dt.date(2024, 2, 29))
+        assert not (tmp_path / "ds" / STATE).exists()
+        with pytest.raises(PullError, match=r"127\.0\.0\.1:\d+: .* empty"):
+            pull_from(url, tls, tmp_path / "history", since=None)
+
+
+DAMAGED_STATES = {
+    "truncated": b'{"https://127.0.0.1:9": {"mon',
+    "empty": b"",
+    "a list": b"[]",
+    "a position that is no object": b'{"https://127.0.0.1:9": "2024-01"}',
+    "month no text": b'{"https://127.0.0.1:9": {"month": 202401, "offset": 0}}',
+    "month no month": b'{"https://127.0.0.1:9": {"month": "2024-13", "offset": 0}}',
+    "negative offset": b'{"https://127.0.0.1:9": {"month": "2024-01", "offset": -50}}',
+    "offset no number": b'{"https://127.0.0.1:9": {"month": "2024-01", "offset": "50"}}',
+    "started_at no text": b'{"https://127.0.0.1:9": {"started_at": 5}}',
+}
+
+
+@pytest.mark.parametrize("damaged", DAMAGED_STATES.values(), ids=DAMAGED_STATES.keys())
+def test_a_damaged_state_file_is_one_error_naming_it(tmp_path, damaged):
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / STATE).write_bytes(damaged)
+    with pytest.raises(PullError, match=STATE):
+        pull("https://127.0.0.1:9", tmp_path / "ds", user=USER, password=PASSWORD, api="legacy",
+             until=dt.date(2024, 2, 1), limits=Limits(timeout=1))  # fmt: skip
+    assert (tmp_path / "ds" / STATE).read_bytes() == damaged  # left for the user to look at
+
+
+def test_a_redirect_is_not_followed(tls, tmp_path):
+    elsewhere = []
+
+    async def other(scope, receive, send):
+        if scope["type"] == "http":
+            elsewhere.append(dict(scope["headers"]))
+            await reply(send, 200, page_of(records(3)))
+
+    with hostile(tls, other) as target:
+
+        async def app(scope, receive, send):
+            if scope["type"] != "http":
+                return
+            headers = [(b"location", f"{target}/cdrapi".encode())]
+            await send({"type": "http.response.start", "status": 301, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+
+        with hostile(tls, app) as url, pytest.raises(PullError, match=r"127\.0\.0\.1:\d+/cdrapi.*HTTP 301"):
+            pull_from(url, tls, tmp_path / "ds")
+    assert elsewhere == []  # neither the request nor its credentials went to the other host
+
+
+def test_a_hang_up_mid_body_is_one_error_and_keeps_nothing_of_the_page(tmp_path):
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+    body = page_of(records(5))
+
+    def serve():
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                connection.sendall(head.encode() + body[: len(body) // 2])
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(PullError, match=r"127\.0\.0\.1:\d+: .*(closed|incomplete)"):
+            pull(f"http://127.0.0.1:{listener.getsockname()[1]}", tmp_path / "ds", user=USER, password=PASSWORD,
+                 since="2024-01-01", until=dt.date(2024, 1, 31), api="legacy", limits=Limits(timeout=2))  # fmt: skip
+    finally:
+        thread.join(5)
+        listener.close()
+    assert not (tmp_path / "ds" / STATE).exists()
+
+
+@contextlib.contextmanager
+def portsip(tls, app):
+    run = Running([app], tls)
+    try:
+        yield run.urls[0]
+    finally:
+        run.stop()
+
+
+def pull_portsip(url, tls, to, **kw):
+    return pull(url, to, user="admin", password="pw", api="portsip", ca=str(tls / "ca.pem"), page_size=20, **kw)
+
+
+def test_a_portsip_clock_ahead_does_not_move_the_resume_point_into_the_future(tls, tmp_path):
+    app = FakePortsip(10, ttl=60)
+    ahead = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)
+    app.items.append({**item(500), "started_at": ahead.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+    with portsip(tls, app) as url:
+        pull_portsip(url, tls, tmp_path / "ds", since="2024-08-01", until=dt.date(2999, 12, 31))
+        saved = json.loads((tmp_path / "ds" / STATE).read_text())[url]["started_at"]
+        assert dt.datetime.fromisoformat(saved.replace("Z", "+00:00")) <= dt.datetime.now(dt.timezone.utc)
+        recent = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)  # a call that ended after the first pull
+        app.items.append({**item(11), "started_at": recent.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+        again = pull_portsip(url, tls, tmp_path / "ds", until=dt.date(2999, 12, 31))
+    assert again["written"] == 1
+    assert "call-11" in cdrq.read(tmp_path / "ds")["session"].to_list()
+
+
+def test_a_long_portsip_call_that_ends_after_a_pull_is_not_lost(tls, tmp_path):
+    # PortSIP lists a call once it has ended, by started_at: a call that
+    # began before the newest one pulled but ended after the pull comes
+    # later, with an earlier started_at than where the pull stopped.
+    app = FakePortsip(30, ttl=60)
+    long_call = app.items.pop(20)
+    with portsip(tls, app) as url:
+        first = pull_portsip(url, tls, tmp_path / "ds", since="2024-08-01")
+        assert first["written"] == 29
+        app.items.append(long_call)
+        again = pull_portsip(url, tls, tmp_path / "ds")
+    assert again["written"] == 1
+    assert cdrq.read(tmp_path / "ds").height == 30
+
+
+def test_pages_that_overlap_store_each_record_once(tls, tmp_path):
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        offset = int(query(scope)["offset"])
+        first = max(0, offset - 5)
+        await reply(send, 200, page_of(records(min(50, 120 - first), first)))
+
+    with hostile(tls, app) as url:
+        counts = pull_from(url, tls, tmp_path / "ds")
+    back = cdrq.read(tmp_path / "ds")  # each page repeats the last five of the one before
+    assert sorted(back["AcctId"].to_list()) == list(range(120)) and counts["written"] == 120
