@@ -28,9 +28,14 @@ one too large or too deep — is written, as it arrives, verbatim to
 ``DATASET/_incoming/unparsed/`` (one ``.bin`` per connection or request)
 with a line per piece in ``unparsed/index.jsonl`` saying why; nothing of
 it is acknowledged. ``unparsed/`` holds at most :data:`MAX_UNPARSED` bytes
-(``--max-unparsed-mib``): past it a piece's bytes are not kept, but its
-index line still is (``"kept": false``), and one warning says so — a peer
-sending noise cannot fill the disk.
+(``--max-unparsed-mib``, its index included): past it a piece's bytes
+are not kept, but its index line still is (``"kept": false``) while that
+fits, and one warning says so — a peer sending noise cannot fill the disk.
+
+One receiver per dataset (a lock in ``_incoming/``). A peer holds at most
+:data:`MAX_PEER_CONNECTIONS` TCP connections, all peers
+:data:`MAX_CONNECTIONS`; an HTTP request must bring its headers within
+:data:`HEADERS_S` and its body within :data:`REQUEST_S`.
 """
 
 from __future__ import annotations
@@ -58,6 +63,11 @@ from cdrq.convert import MonthWriter, next_run
 from cdrq.dataset import MANIFEST
 from cdrq.zones import localise, wall_clock_gaps
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one receiver per dataset is on the user
+    fcntl = None  # type: ignore[assignment]
+
 INCOMING = "_incoming"
 #: Tries of one fold batch before it is set aside.
 FOLD_ATTEMPTS = 3
@@ -75,6 +85,16 @@ MAX_TAG = 4096
 MAX_ASIDE = 1 << 20
 #: The most bytes ``unparsed/`` keeps, all senders together (1 GiB).
 MAX_UNPARSED = 1 << 30
+#: TCP connections (HTTP: connections and requests) open at once, each a
+#: descriptor and up to MAX_RECORD of buffer; past it new ones are closed.
+MAX_CONNECTIONS = 256
+#: TCP connections one address may hold open (a PBX uses one or a few), so
+#: that one peer cannot take every connection; past it new ones are closed.
+MAX_PEER_CONNECTIONS = 64
+#: Seconds an HTTP request's headers may take (a PBX sends them in one packet).
+HEADERS_S = 5.0
+#: Seconds a whole HTTP request may take (a 32 MiB body at ~5 Mbit/s).
+REQUEST_S = 60.0
 #: The largest HTTP request body (a 10 000-record flush is about 6 MB).
 MAX_BODY = 32 << 20
 #: The most HTTP requests judged and fsynced as one batch.
@@ -85,6 +105,8 @@ STALL = 5.0
 DRAIN_QUIET_S = 0.5
 
 WS = b" \t\r\n"
+#: The UTF-8 byte order mark some senders put before each document.
+BOM = b"\xef\xbb\xbf"
 #: One JSON token after optional whitespace: punctuation, a string, a number, a literal.
 TOKEN = re.compile(
     rb'[ \t\r\n]*(?:([][{},:])|("[^"\\\x00-\x1f]*(?:\\[\s\S][^"\\\x00-\x1f]*)*")'
@@ -118,9 +140,9 @@ class Splitter:
     object or element (so records inside a broken wrapper still come
     out), else at the byte that broke it. Everything that is no unit —
     noise, failed units — is handed out with a reason by :meth:`take_aside`
-    as it arrives; whitespace, commas, XML declarations and comments
-    between units are dropped. Memory: the unit being read, at most
-    :data:`MAX_RECORD` plus one read."""
+    as it arrives; whitespace, commas, UTF-8 byte order marks, XML
+    declarations and comments between units are dropped. Memory: the unit
+    being read, at most :data:`MAX_RECORD` plus one read."""
 
     def __init__(self, max_record: int = MAX_RECORD, max_depth: int = MAX_DEPTH, stall: float = STALL) -> None:
         self.max_record, self.max_depth, self.stall = max_record, max_depth, stall
@@ -227,6 +249,12 @@ class Splitter:
         if pos == len(buf):
             return False
         c = buf[pos]
+        if c == BOM[0]:  # a byte order mark is no noise
+            if buf.startswith(BOM, pos):
+                self.pos = pos + len(BOM)
+                return True
+            if BOM.startswith(buf[pos:]) and not final:
+                return False  # the rest of it may come
         if c in b"{[":
             self.begin("json")
             return True
@@ -576,12 +604,13 @@ def core_read(doc: bytes, fmt: str, tz: str | None) -> tuple[pl.DataFrame, list[
 
 
 class Budget:
-    """The bytes ``unparsed/`` may still take, shared by every connection
-    (counted from what is there at start, so restarts do not reset it)."""
+    """The bytes ``unparsed/`` may still take, its index included, shared
+    by every connection (counted from what is there at start, so restarts
+    do not reset it)."""
 
     def __init__(self, directory: pathlib.Path, limit: int) -> None:
         self.limit, self.lock, self.warned = limit, threading.Lock(), False
-        self.used = sum(p.stat().st_size for p in directory.glob("*.bin")) if directory.is_dir() else 0
+        self.used = sum(p.stat().st_size for p in directory.iterdir() if p.is_file()) if directory.is_dir() else 0
 
     def take(self, size: int) -> bool:
         with self.lock:
@@ -597,13 +626,15 @@ class Budget:
 class Aside:
     """Bytes that are no record, written verbatim to one file under
     ``unparsed/`` as they come, with a line per piece (offset, length, why,
-    sender) in ``unparsed/index.jsonl``; past ``budget``, the line only."""
+    sender) in ``unparsed/index.jsonl``; past ``budget``, the line only,
+    and once the lines do not fit either, nothing."""
 
     def __init__(self, directory: pathlib.Path, label: str, peer: str = "", budget: Budget | None = None) -> None:
         self.directory, self.label, self.peer = directory / "unparsed", label, peer
         self.budget = budget
         self.path: pathlib.Path | None = None
-        self.size = 0
+        self.size = 0  # bytes in the file
+        self.offered = 0  # bytes of noise handed in, kept or not
 
     def write(self, pieces: list[tuple[bytes, str]]) -> None:
         pieces = [(data, why) for data, why in pieces if data.strip()]
@@ -615,14 +646,20 @@ class Aside:
         lines = []
         with open(self.path, "ab") as f:
             for data, why in pieces:
+                self.offered += len(data)
                 line = {"file": self.path.name, "offset": self.size, "bytes": len(data), "why": why}
                 if self.peer:
                     line["peer"] = self.peer
-                if self.budget is None or self.budget.take(len(data)):
+                # An index line costs ~100 bytes however small its piece:
+                # it counts, or one-byte pieces would fill the disk.
+                cost = len(json.dumps(line)) + 1
+                if self.budget is None or self.budget.take(len(data) + cost):
                     f.write(data)
                     self.size += len(data)
-                else:
+                elif self.budget.take(cost + len(', "kept": false')):
                     line["kept"] = False
+                else:
+                    continue
                 lines.append(line)
             f.flush()
             os.fsync(f.fileno())
@@ -639,12 +676,33 @@ class Journal:
         self.directory = root / INCOMING
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / "journal"
+        # One receiver per dataset: another's fold would rename the journal
+        # this one appends to, and what it acknowledged after would be lost.
+        self.owner = (self.directory / "lock").open("ab")
+        if fcntl is not None:
+            try:
+                fcntl.flock(self.owner.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                self.owner.close()
+                raise CdrqError(f"{os.fspath(root)!r}: another cdrq listen is receiving into it") from None
         self.lock = threading.Lock()
         self.sync_lock = threading.Lock()
         self.written = self.synced = 0  # appends written, appends fsynced
         self.repair()
-        self.file = self.path.open("ab")
+        self.file = self.open_journal()
         self.fold_lock = threading.Lock()
+
+    def open_journal(self):
+        """The journal, opened for appends, its directory entry durable
+        (fsyncing the file alone would not keep a new file's name)."""
+        file = self.path.open("ab")
+        if os.name == "posix":  # elsewhere a directory cannot be opened to be fsynced
+            directory = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        return file
 
     def repair(self) -> None:
         """Cuts a torn last entry (a kill mid-write, never acknowledged) off
@@ -694,13 +752,18 @@ class Journal:
                     return written
                 self.file.close()
                 os.replace(self.path, folding)
-                self.file = self.path.open("ab")
+                self.file = self.open_journal()
                 self.synced = self.written
             return written + self.attempt(folding, tz)
 
     def attempt(self, folding: pathlib.Path, tz: str | None) -> int:
         tries = self.directory / "journal.folding.tries"
-        past = json.loads(tries.read_text()) if tries.exists() else {"tries": 0, "errors": []}
+        past = {"tries": 0, "errors": []}
+        if tries.exists():
+            try:
+                past = json.loads(tries.read_text())
+            except ValueError:  # torn by a crash while it was rewritten: that was a try
+                past = {"tries": 1, "errors": ["the record of earlier tries was torn"]}
         if past["tries"] >= FOLD_ATTEMPTS:
             failed = self.directory / "failed"
             failed.mkdir(exist_ok=True)
@@ -741,6 +804,7 @@ class Journal:
     def close(self) -> None:
         with self.lock:
             self.file.close()
+        self.owner.close()  # the lock goes with it
 
 
 def warn(message: str) -> None:
@@ -801,6 +865,8 @@ class Listener:
         self.permit = None if permit is None else [ipaddress.ip_network(p, strict=False) for p in permit]
         self.token = token
         self.connections: set[Any] = set()
+        #: Open TCP connections by sender.
+        self.peers: dict[str | None, int] = {}
         #: When the last TCP sender was taken in (the event loop's clock).
         self.last_connection = 0.0
         self.batcher: asyncio.Task | None = None
@@ -889,9 +955,13 @@ class Listener:
         self.last_connection = asyncio.get_running_loop().time()
         peer = writer.get_extra_info("peername")
         host = peer[0] if isinstance(peer, tuple) else None
+        self.peers[host] = self.peers.get(host, 0) + 1
         try:
             if not self.permitted(host):
                 warn(f"refused a TCP connection from {host} (not in --permit)")
+                return
+            if len(self.connections) > MAX_CONNECTIONS or self.peers[host] > MAX_PEER_CONNECTIONS:
+                warn(f"refused a TCP connection from {host}: too many open ({self.peers[host]} from it)")
                 return
             splitter, aside = Splitter(), Aside(self.journal.directory, "tcp", str(host), self.budget)
             while True:
@@ -907,7 +977,7 @@ class Listener:
                 await asyncio.to_thread(self.receive, units, aside, pieces)
                 if not data:
                     break
-                if aside.size > MAX_ASIDE:
+                if aside.offered > MAX_ASIDE:
                     warn(f"closed the connection from {host}: over {MAX_ASIDE} bytes that are no CDR")
                     break
         except (ConnectionError, OSError):
@@ -915,6 +985,9 @@ class Listener:
         finally:
             writer.close()
             self.connections.discard(task)
+            self.peers[host] -= 1
+            if not self.peers[host]:
+                del self.peers[host]
 
     async def asgi(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -988,12 +1061,14 @@ class Listener:
 
                 config = uvicorn.Config(
                     self.asgi,
+                    http=guarded_h11(),
                     host=host,
                     port=port,
                     ssl_certfile=cert,
                     ssl_keyfile=key,
                     log_level="warning",
                     access_log=False,
+                    limit_concurrency=MAX_CONNECTIONS,
                     interface="asgi3",
                 )
                 server = uvicorn.Server(config)
@@ -1025,6 +1100,47 @@ class Listener:
                 self.batcher.cancel()
             await asyncio.to_thread(self.journal.fold, self.tz)
             self.journal.close()
+
+
+def guarded_h11():
+    """uvicorn's h11 protocol with the deadlines it lacks: a request whose
+    headers take over :data:`HEADERS_S`, or whole over :data:`REQUEST_S`,
+    is cut off (a slowloris, a Content-Length larger than the body sent),
+    so no peer — permitted or not, it is told at the request — holds a
+    connection for long."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11(H11Protocol):
+        deadlines: tuple[asyncio.TimerHandle, ...] = ()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self.start_deadlines()
+
+        def start_deadlines(self) -> None:
+            self.deadlines = (
+                self.loop.call_later(HEADERS_S, self.too_slow, (h11.IDLE,)),
+                self.loop.call_later(REQUEST_S, self.too_slow, (h11.IDLE, h11.SEND_BODY)),
+            )
+
+        def too_slow(self, states: tuple) -> None:
+            if self.conn.their_state in states and not self.transport.is_closing():
+                self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            for deadline in self.deadlines:
+                deadline.cancel()
+            if not self.transport.is_closing():
+                self.start_deadlines()  # the next request on this connection
+
+        def connection_lost(self, exc) -> None:
+            for deadline in self.deadlines:
+                deadline.cancel()
+            super().connection_lost(exc)
+
+    return GuardedH11
 
 
 def one_value(body: bytes | bytearray) -> bytes | None:
