@@ -242,3 +242,109 @@ def test_pages_that_overlap_store_each_record_once(tls, tmp_path):
         counts = pull_from(url, tls, tmp_path / "ds")
     back = cdrq.read(tmp_path / "ds")  # each page repeats the last five of the one before
     assert sorted(back["AcctId"].to_list()) == list(range(120)) and counts["written"] == 120
+
+
+class FakeUcm:
+    """A UCM's ``/cdrapi`` that lists by start: the records whose start
+    (UTC) lies between ``startTime`` and ``endTime``, to the second, sorted
+    by start and paged by ``offset``. ``items`` may grow between pulls, as
+    calls end."""
+
+    def __init__(self, items):
+        self.items, self.asked = list(items), []
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        q = query(scope)
+        self.asked.append(q)
+        lo, hi = (dt.datetime.fromisoformat(q[k].replace(" ", "+")) for k in ("startTime", "endTime"))
+        at = lambda i: dt.datetime.fromisoformat(i["main_cdr"]["start"]).replace(tzinfo=dt.timezone.utc)  # noqa: E731
+        chosen = sorted((i for i in self.items if lo <= at(i) <= hi), key=at)
+        offset = int(q["offset"])
+        await reply(send, 200, page_of(chosen[offset : offset + int(q["numRecords"])]))
+
+
+def call(acct, start):
+    return records(1, acct, at=start - dt.timedelta(minutes=acct))[0]
+
+
+def stored(path):
+    back = cdrq.read(path)
+    assert back["AcctId"].n_unique() == back.height  # none twice
+    return sorted(back["AcctId"].to_list())
+
+
+def test_a_ucm_call_that_ends_after_the_pull_left_its_month_is_not_lost(tls, tmp_path):
+    # The UCM writes a call when it ends but lists it by its start: a call
+    # from 23:50 on January 31 that ends after a pull moved on to February
+    # comes later, dated in January.
+    app = FakeUcm(records(3, at=dt.datetime(2024, 1, 31, 20)) + records(2, 10, at=dt.datetime(2024, 2, 1, 0, 30)))
+    until = dt.date(2024, 2, 29)
+    with hostile(tls, app) as url:
+        assert pull_from(url, tls, tmp_path / "ds", until=until)["written"] == 5
+        assert json.loads((tmp_path / "ds" / STATE).read_text())[url]["month"] == "2024-02"
+        app.items.append(call(50, dt.datetime(2024, 1, 31, 23, 50)))
+        app.asked.clear()
+        again = pull_from(url, tls, tmp_path / "ds", since=None, until=until)
+    assert again["written"] == 1 and stored(tmp_path / "ds") == [0, 1, 2, 10, 11, 50]
+    assert app.asked[0]["startTime"] == "2024-01-31T18:41:00+00:00"  # 6 h before the newest start, 00:41
+
+
+def test_a_ucm_call_listed_before_the_saved_offset_is_not_lost(tls, tmp_path):
+    # 120 calls from 10:00, a minute apart; then one from 11:00:30 ends: the
+    # UCM lists it 61st, before the offset (120) where the last pull stopped.
+    app = FakeUcm(records(120))
+    with hostile(tls, app) as url:
+        assert pull_from(url, tls, tmp_path / "ds")["written"] == 120
+        app.items.append(call(500, dt.datetime(2024, 1, 5, 11, 0, 30)))
+        again = pull_from(url, tls, tmp_path / "ds", since=None)
+    assert again["written"] == 1 and stored(tmp_path / "ds") == [*range(120), 500]
+    state = json.loads((tmp_path / "ds" / STATE).read_text())[url]
+    assert state["started_at"] == "2024-01-05T11:59:00Z"
+
+
+def test_a_ucm_clock_ahead_does_not_move_the_resume_point_into_the_future(tls, tmp_path):
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    app = FakeUcm([call(i, now - dt.timedelta(hours=2, minutes=-i)) for i in range(3)])
+    app.items.append(call(9, now + dt.timedelta(days=20)))  # dated by a clock ahead
+    span = {"since": (now - dt.timedelta(days=1)).date(), "until": (now + dt.timedelta(days=40)).date()}
+    with hostile(tls, app) as url:
+        assert pull_from(url, tls, tmp_path / "ds", **span)["written"] == 4
+        saved = json.loads((tmp_path / "ds" / STATE).read_text())[url]["started_at"]
+        assert dt.datetime.fromisoformat(saved.replace("Z", "+00:00")) <= dt.datetime.now(dt.timezone.utc)
+        app.items.append(call(10, now - dt.timedelta(minutes=1)))  # a call that ended after the first pull
+        app.asked.clear()
+        again = pull_from(url, tls, tmp_path / "ds", **{**span, "since": None})
+        resumed = dt.datetime.fromisoformat(app.asked[0]["startTime"].replace(" ", "+"))
+    assert resumed <= dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=6)
+    assert again["written"] == 1 and stored(tmp_path / "ds") == [0, 1, 2, 9, 10]
+
+
+def test_a_ucm_state_saved_without_the_newest_start_resumes_from_its_month(tls, tmp_path):
+    # A state from before the newest start was kept: {"month", "offset"}.
+    # Its offset may skip calls inserted before it, so its whole month is
+    # read again, from 6 h before it (the dataset skips what it has).
+    app = FakeUcm(records(120))
+    with hostile(tls, app) as url:
+        pull_from(url, tls, tmp_path / "ds")
+        (tmp_path / "ds" / STATE).write_text(json.dumps({url: {"month": "2024-01", "offset": 120}}))
+        app.items += [call(500, dt.datetime(2024, 1, 5, 11, 0, 30)), call(501, dt.datetime(2024, 1, 20))]
+        app.asked.clear()
+        again = pull_from(url, tls, tmp_path / "ds", since=None)
+    assert app.asked[0]["startTime"] == "2023-12-31T18:00:00+00:00"
+    assert again["written"] == 2 and stored(tmp_path / "ds") == [*range(120), 500, 501]
+    state = json.loads((tmp_path / "ds" / STATE).read_text())[url]
+    assert state == {"month": "2024-01", "offset": 122, "started_at": "2024-01-20T00:00:00Z"}
+
+
+DAMAGED_NEWEST_STARTS = {
+    "null": b'{"https://127.0.0.1:9": {"month": "2024-01", "offset": 0, "started_at": null}}',
+    "no time": b'{"https://127.0.0.1:9": {"month": "2024-01", "offset": 0, "started_at": "yesterday"}}',
+    "before time began": b'{"https://127.0.0.1:9": {"month": "2024-01", "offset": 0, "started_at": "0001-01-01"}}',
+}
+
+
+@pytest.mark.parametrize("damaged", DAMAGED_NEWEST_STARTS.values(), ids=DAMAGED_NEWEST_STARTS.keys())
+def test_a_damaged_newest_start_is_one_error_naming_the_state_file(tmp_path, damaged):
+    test_a_damaged_state_file_is_one_error_naming_it(tmp_path, damaged)

@@ -6,11 +6,17 @@ pull walks month by month (UTC months, bounds sent with their offset) and
 page by page with ``offset``, stopping at a short page. Records land
 through the dataset's writer, which skips what is already there (same
 ``session``, ``AcctId``, ``cdr_kind``, ``leg``), and the position (month,
-offset) is written atomically to ``DATASET/_cdrq_pull_state.json`` after
-every page: an interrupted pull resumes there with neither gap nor
-duplicate. Without ``since`` and without a saved position the pull takes
-the PBX's whole history: it looks for the month of its first record (since
-2000) by halving, a record a question.
+offset, and the newest start pulled, ``started_at``) is written atomically
+to ``DATASET/_cdrq_pull_state.json`` after every page. A UCM writes a call
+when it ends but lists it by its start, so a call that ends late lands
+before the offset, or in a month already walked: a pull resumes from
+:data:`LONGEST_CALL` before the newest start (never a start later than the
+pull's own clock), its first window from that instant (offsets from 0),
+then month by month; what it reads again is skipped. A state saved without
+``started_at`` (an older cdrq) resumes from that long before its month.
+Without ``since`` and without a saved position the pull takes the PBX's
+whole history: it looks for the month of its first record (since 2000) by
+halving, a record a question.
 
 PortSIP (``api="portsip"``): ``POST /api/login`` for a bearer token
 (renewed before it expires), ``GET /api/cdrs`` with ``filter``,
@@ -70,9 +76,9 @@ RECORDINGS = "_recordings"
 HISTORY_FROM = dt.date(2000, 1, 1)
 #: How far a naive (``tz=None``) UCM time may be from the UTC window asked for.
 NAIVE_MARGIN = dt.timedelta(hours=14)
-#: The longest call expected. PortSIP lists a call once it has ended, by its
-#: start: a pull goes back this far before the newest start it has, for the
-#: calls that began before it and ended after the last pull.
+#: The longest call expected. A UCM and PortSIP list a call once it has
+#: ended, by its start: a pull goes back this far before the newest start it
+#: has, for the calls that began before it and ended after the last pull.
 LONGEST_CALL = dt.timedelta(hours=6)
 #: The most one step of inflating a compressed answer yields.
 INFLATE_STEP = 1 << 20
@@ -504,9 +510,10 @@ def pull(
     state = states.get(url, {})
     today = until or dt.datetime.now(dt.timezone.utc).date()
     say = report or (lambda line: None)
-    history = False
+    history, resuming = False, False
     if since is None and ("month" in state or "started_at" in state):
         since = dt.date.fromisoformat(state["month"] + "-01") if "month" in state else HISTORY_FROM
+        resuming = True
         say(f"resuming where the last pull of {url} stopped")
     elif since is None:
         since, history = HISTORY_FROM, True
@@ -530,7 +537,7 @@ def pull(
                         return target.counts
                     say(f"its first record is from {first:%Y-%m}")
                     since = first
-                pull_ucm(client, target, state, since, today)
+                pull_ucm(client, target, state if resuming else {}, since, today)
     finally:
         target.close(run)
     counts = target.counts
@@ -564,15 +571,21 @@ def load_states(path: pathlib.Path) -> dict[str, Any]:
 
 
 def valid_position(state: Any) -> bool:
-    """A UCM's ``{"month": "YYYY-MM", "offset": N}`` or PortSIP's ``{"started_at": ISO}``."""
+    """A UCM's ``{"month": "YYYY-MM", "offset": N, "started_at": ISO}`` (``started_at`` absent from a
+    state saved by an older cdrq) or PortSIP's ``{"started_at": ISO}``."""
     if not isinstance(state, dict):
         return False
-    month, offset, started = state.get("month", "2000-01"), state.get("offset", 0), state.get("started_at")
+    month, offset = state.get("month", "2000-01"), state.get("offset", 0)
     try:
-        if started is not None:
-            parse_instant(started)
-        dt.date.fromisoformat(f"{month}-01")
-    except (TypeError, ValueError, AttributeError):
+        if "started_at" in state:  # the newest start pulled: from it a pull resumes, LONGEST_CALL before
+            started = state["started_at"]
+            if not isinstance(started, str):
+                return False
+            parse_instant(started).astimezone(dt.timezone.utc) - LONGEST_CALL
+        if not isinstance(month, str) or not re.fullmatch(r"\d{4}-\d{2}", month):
+            return False
+        dt.datetime.fromisoformat(f"{month}-01T00:00:00+00:00") - LONGEST_CALL
+    except (TypeError, ValueError, AttributeError, OverflowError):
         return False
     return isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0
 
@@ -705,21 +718,39 @@ def first_month(client: LegacyClient | NewApiClient, t: Target, today: dt.date) 
     return dt.date.fromisoformat(spans[lo][0] + "-01")
 
 
-def pull_ucm(client: LegacyClient | NewApiClient, t: Target, state: dict[str, Any], since: dt.date, today: dt.date):
-    """Month by month, page by page with ``offset``, from the saved position."""
+def pull_ucm(
+    client: LegacyClient | NewApiClient, t: Target, state: dict[str, Any], since: dt.date, today: dt.date
+) -> None:
+    """Month by month, page by page with ``offset``. A pull that resumes
+    (``state`` non-empty) starts :data:`LONGEST_CALL` before the newest
+    start it has (an old state without one: before its month), its first
+    window from that instant on; the others are whole months."""
     host = client.http.host
-    for month, first, last in months(since, today):
-        offset = state.get("offset", 0) if state.get("month") == month else 0
-        t.report(f"fetching {first[:10]} … {last[:10]} (UTC)" + (f" from record {offset}" if offset else ""))
-        seen: set[int] = set()
-        pages = 0
+    # Never past the pull's own time: a PBX clock ahead would skip the calls in between.
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    if "started_at" in state:
+        newest = min(parse_instant(state["started_at"]).astimezone(dt.timezone.utc), now)
+        start = newest - LONGEST_CALL
+    elif state:  # a state saved before the newest start was: its whole month again
+        newest = dt.datetime.fromisoformat(f"{state['month']}-01T00:00:00+00:00")
+        start = newest - LONGEST_CALL
+    else:
+        newest = start = dt.datetime(since.year, since.month, 1, tzinfo=dt.timezone.utc)
+    for month, first, last in months(start.date(), today):
+        if dt.datetime.fromisoformat(first) < start:
+            first = start.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        whole = first.endswith("-01T00:00:00+00:00")
+        span = f"{first[:10]} … {last[:10]}" if whole else f"{first[:10]} {first[11:19]} … {last[:10]}"
+        t.report(f"fetching {span} (UTC)")
+        window = window_of(first, last)
+        offset, seen, pages = 0, set[int](), 0
         while t.more_pages():
             if pages >= t.limits.max_window_pages:
                 raise PullError(
                     f"{host}: more than {t.limits.max_window_pages} pages in {month}: a PBX that pages without end? "
                     "(what came is kept; the next pull goes on from there)"
                 )
-            label = f"{client.base}/cdrapi {month} offset {offset}"
+            label = f"{client.base}/cdrapi {month}{'' if whole else ' from ' + first[11:19]} offset {offset}"
             page = ucm_page(client, t, first, last, t.page_size, offset)
             frame, bad = t.parse(page, "ucm-json", host, label)
             held = row_hashes(frame, bad)
@@ -728,13 +759,15 @@ def pull_ucm(client: LegacyClient | NewApiClient, t: Target, state: dict[str, An
             seen |= held
             pages += 1
             legs = frame.filter(frame["cdr_kind"] != "main").height + len(bad)
-            t.write(frame, window_of(first, last), label, naive_utc=False)
+            t.write(frame, window, label, naive_utc=False)
             for row in bad:
                 t.reject(row)
             if t.recordings:
                 t.counts["recordings"] += fetch_recordings(client, frame, t.root / RECORDINGS)
             offset += legs
-            t.save_state({"month": month, "offset": offset})
+            if frame.height and (found := latest_start(frame, window, naive_utc=False)) is not None:
+                newest = max(newest, min(found, now))
+            t.save_state({"month": month, "offset": offset, "started_at": newest.strftime("%Y-%m-%dT%H:%M:%SZ")})
             if legs < t.page_size:
                 break
         if not t.more_pages():
@@ -845,15 +878,25 @@ def parse_instant(text: str) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
-def latest(frame: pl.DataFrame, window: tuple[dt.datetime, dt.datetime]) -> str | None:
-    """The latest start in the window, as PortSIP writes it (UTC, to the second)."""
+def latest_start(frame: pl.DataFrame, window: tuple[dt.datetime, dt.datetime], naive_utc: bool) -> dt.datetime | None:
+    """The latest start in the window, a UTC instant to the second. A naive
+    one is UTC if ``naive_utc``, else wall-clock in an unknown zone: taken
+    at its earliest, :data:`NAIVE_MARGIN` before."""
     start = pl.col("start")
-    if frame.schema["start"].time_zone is not None:  # type: ignore[attr-defined]
+    aware = frame.schema["start"].time_zone is not None  # type: ignore[attr-defined]
+    if aware:
         start = start.dt.convert_time_zone("UTC")
-    kept = frame.filter(in_window(frame, window, True)).select(start.max()).item()
+    kept = frame.filter(in_window(frame, window, naive_utc)).select(start.max()).item()
     if kept is None:
         return None
-    return kept.strftime("%Y-%m-%dT%H:%M:%SZ")
+    kept = kept.replace(tzinfo=dt.timezone.utc, microsecond=0)
+    return kept if aware or naive_utc else kept - NAIVE_MARGIN
+
+
+def latest(frame: pl.DataFrame, window: tuple[dt.datetime, dt.datetime]) -> str | None:
+    """The latest start in the window, as PortSIP writes it (UTC, to the second)."""
+    kept = latest_start(frame, window, naive_utc=True)
+    return None if kept is None else kept.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def safe_name(name: str) -> bool:
