@@ -5,6 +5,9 @@
 
 use rayon::prelude::*;
 
+use super::{Emit, ReadOutput, records};
+use crate::error::Result;
+
 /// A chunk of a parallel parse.
 pub trait Chunk {
     /// Where the chunk really started and where its last record ended.
@@ -51,6 +54,16 @@ pub fn parse_chunks<C: Chunk + Send>(bounds: &[usize], parse: impl Fn(usize, usi
     }
     chunks.truncate(last + 1);
     chunks
+}
+
+/// Hands a group's chunks (those before any that failed) to a scan's
+/// `emit` as one window reaching `end` (or the first error a chunk's build
+/// met: it ends the scan); whether to go on. One window per group, not per
+/// chunk: with one slot in the channel, a window per chunk kept the worker
+/// waiting on the consumer for all but one chunk of the group instead of
+/// parsing the next group meanwhile.
+pub fn hand_over(emit: Emit<'_>, window: Vec<Result<ReadOutput>>, end: usize) -> bool {
+    window.is_empty() || emit(window.into_iter().collect::<Result<Vec<_>>>().and_then(records::merge), end)
 }
 
 /// [`parse_chunks`] over `bounds` a group of `group` chunks at a time,

@@ -127,26 +127,26 @@ fn run(input: &Input, options: &ReadOptions, emit: Option<Emit<'_>>) -> Result<R
         return records::merge(part.result?);
     }
     let parse = |start: usize, nominal_end: usize| parse_part(input, options, text, start, nominal_end, 1);
-    // Read whole: every chunk at once. Scanned: a group at a time, each
-    // handed over before the next is parsed.
+    // Read whole: every chunk at once. Scanned: a group at a time, handed
+    // over as one window (`hand_over`) before the next is parsed.
     let group = if emit.is_some() { 4 * threads } else { usize::MAX };
     let (mut outputs, mut closed, mut failed, mut stopped) = (Vec::new(), false, None, false);
     chunks::parse_chunk_groups(&bounds, group, parse, |parts| {
+        let (mut window, mut end) = (Vec::new(), 0);
         for part in parts {
             closed = part.closed;
-            match (part.result, emit) {
-                (Err(e), _) => failed = Some(e),
-                (Ok(built), Some(emit)) => {
-                    let end = part.end;
-                    stopped = !built.into_iter().all(|output| emit(Ok(output), end));
-                }
-                (Ok(built), None) => outputs.extend(built),
+            match part.result {
+                Err(e) => failed = Some(e),
+                Ok(built) if emit.is_some() => window.extend(built.into_iter().map(Ok)),
+                Ok(built) => outputs.extend(built),
             }
-            if failed.is_some() || stopped {
-                return false;
+            if failed.is_some() {
+                break;
             }
+            end = part.end;
         }
-        true
+        stopped = emit.is_some_and(|emit| !chunks::hand_over(emit, window, end));
+        failed.is_none() && !stopped
     });
     if let Some(e) = failed {
         return Err(e);

@@ -314,25 +314,27 @@ impl<'a> Document<'a> {
                 Err(e) => Chunk { start, end: doc.lex.pos, closed: true, result: Err(e) },
             }
         };
-        // Read whole: every chunk at once. Scanned: a group at a time, each
-        // handed over before the next is parsed.
+        // Read whole: every chunk at once. Scanned: a group at a time,
+        // handed over as one window (`hand_over`) before the next is parsed.
         let group = if self.emit.is_some() { 4 * threads } else { usize::MAX };
         let (mut end, mut failed, mut stopped) = (first, None, false);
         let (emit, done, spans) = (self.emit, &mut self.done, &mut self.spans);
         chunks::parse_chunk_groups(&bounds, group, parse, |chunks| {
+            let mut window = Vec::new();
             for chunk in chunks {
-                end = chunk.end;
                 spans.push((chunk.start, chunk.end));
-                match (chunk.result, emit) {
-                    (Err(e), _) => failed = Some(e),
-                    (Ok(output), Some(emit)) => stopped = !emit(output, chunk.end),
-                    (Ok(output), None) => done.push(output),
+                match chunk.result {
+                    Err(e) => failed = Some(e),
+                    Ok(output) if emit.is_some() => window.push(output),
+                    Ok(output) => done.push(output),
                 }
-                if failed.is_some() || stopped {
-                    return false;
+                if failed.is_some() {
+                    break;
                 }
+                end = chunk.end;
             }
-            true
+            stopped = emit.is_some_and(|emit| !chunks::hand_over(emit, window, end));
+            failed.is_none() && !stopped
         });
         if let Some(e) = failed {
             return Err(e);
