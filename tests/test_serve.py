@@ -461,6 +461,34 @@ def test_slow_headers_idle_connections_and_too_many_connections_are_closed(archi
         run.stop()
 
 
+def test_a_request_body_dripped_or_cut_short_is_closed(archive, tls):
+    # The new API reads its JSON body before any login: a body promised
+    # longer than sent, or dripped, must not hold a connection for good.
+    limits = server.Limits(header_timeout=0.5, request_timeout=1.5)
+    run = Running([server.NewApi(archive)], tls, limits=limits)
+    try:
+        start = time.monotonic()
+        short = tls_socket(run.urls[0], tls)
+        short.sendall(b'POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"request"')
+        drip = tls_socket(run.urls[0], tls)
+        drip.sendall(b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n")
+        for byte in b'{"request": {"action"':  # a byte every 0.1 s: never its whole within 1.5 s
+            try:
+                drip.sendall(bytes([byte]))
+            except (ConnectionError, ssl.SSLError):
+                break  # closed under it
+            time.sleep(0.1)
+        assert closed(short) and closed(drip)
+        assert 1.4 < time.monotonic() - start < 5
+        for sock in (short, drip):
+            sock.close()
+        with client(tls) as c:  # a request sent at once is answered as before
+            r = c.post(f"{run.urls[0]}/api", json={"request": {"action": "challenge", "user": USER}})
+            assert r.status_code == 200 and r.json()["status"] == 0
+    finally:
+        run.stop()
+
+
 def test_recapi_names_are_deduplicated_and_tars_capped(archive, tls, recordings):
     small = server.Archive(
         archive.frame, server.Recordings(recordings, max_files=2, max_bytes=100_000), USER, PASSWORD, permit=[]

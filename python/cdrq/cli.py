@@ -303,6 +303,13 @@ def parser() -> Parser:
     s.add_argument(
         "--header-timeout", type=float, default=10.0, metavar="SECONDS", help="to receive a request's headers (10)"
     )
+    s.add_argument(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="to receive a whole request, headers and body (60)",
+    )
     s.add_argument("--keep-alive", type=int, default=5, metavar="SECONDS", help="idle keep-alive connections (5)")
     s.add_argument(
         "--cache-months",
@@ -771,7 +778,10 @@ def serve_command(args: argparse.Namespace) -> int:
             api_port=args.api_port,
             trust_proxy=[network for given in args.trust_proxy for network in given],
             limits=server.Limits(
-                header_timeout=args.header_timeout, keep_alive=args.keep_alive, connections=args.max_connections
+                header_timeout=args.header_timeout,
+                request_timeout=args.request_timeout,
+                keep_alive=args.keep_alive,
+                connections=args.max_connections,
             ),
             guard=server.Guard(failures=args.max_failures, lockout=args.lockout),
         )

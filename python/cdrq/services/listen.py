@@ -61,6 +61,7 @@ from cdrq import _core
 from cdrq._core import CdrqError
 from cdrq.convert import MonthWriter, next_run
 from cdrq.dataset import MANIFEST
+from cdrq.services.http import Limits, protocol
 from cdrq.zones import localise, wall_clock_gaps
 
 try:
@@ -1061,7 +1062,9 @@ class Listener:
 
                 config = uvicorn.Config(
                     self.asgi,
-                    http=guarded_h11(),
+                    http=protocol(
+                        Limits(header_timeout=HEADERS_S, request_timeout=REQUEST_S, connections=MAX_CONNECTIONS)
+                    ),
                     host=host,
                     port=port,
                     ssl_certfile=cert,
@@ -1100,47 +1103,6 @@ class Listener:
                 self.batcher.cancel()
             await asyncio.to_thread(self.journal.fold, self.tz)
             self.journal.close()
-
-
-def guarded_h11():
-    """uvicorn's h11 protocol with the deadlines it lacks: a request whose
-    headers take over :data:`HEADERS_S`, or whole over :data:`REQUEST_S`,
-    is cut off (a slowloris, a Content-Length larger than the body sent),
-    so no peer — permitted or not, it is told at the request — holds a
-    connection for long."""
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class GuardedH11(H11Protocol):
-        deadlines: tuple[asyncio.TimerHandle, ...] = ()
-
-        def connection_made(self, transport) -> None:
-            super().connection_made(transport)
-            self.start_deadlines()
-
-        def start_deadlines(self) -> None:
-            self.deadlines = (
-                self.loop.call_later(HEADERS_S, self.too_slow, (h11.IDLE,)),
-                self.loop.call_later(REQUEST_S, self.too_slow, (h11.IDLE, h11.SEND_BODY)),
-            )
-
-        def too_slow(self, states: tuple) -> None:
-            if self.conn.their_state in states and not self.transport.is_closing():
-                self.transport.close()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            for deadline in self.deadlines:
-                deadline.cancel()
-            if not self.transport.is_closing():
-                self.start_deadlines()  # the next request on this connection
-
-        def connection_lost(self, exc) -> None:
-            for deadline in self.deadlines:
-                deadline.cancel()
-            super().connection_lost(exc)
-
-    return GuardedH11
 
 
 def one_value(body: bytes | bytearray) -> bytes | None:

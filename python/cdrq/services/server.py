@@ -54,6 +54,7 @@ from cdrq import _core, _expr, dataset
 from cdrq.query import compile_query
 from cdrq.read import read
 from cdrq.render import BASE, columns_of, lookup, newer_values, render_bytes, requested_format, values_of
+from cdrq.services.http import Limits, protocol
 from cdrq.services.recordings import NotFound, Recordings, TooLarge
 from cdrq.zones import DEFAULT_TZ
 
@@ -1118,65 +1119,6 @@ def self_signed(directory: Path, host: str = "localhost") -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@dataclass
-class Limits:
-    """Connection limits: seconds to receive a request's headers, idle
-    seconds between keep-alive requests, open connections at most (more
-    are closed at once), the largest request head (bytes)."""
-
-    header_timeout: float = 10.0
-    keep_alive: int = 5
-    connections: int = 2000
-    head_bytes: int = 16 * 1024
-
-
-def protocol(limits: Limits) -> type:
-    """uvicorn's h11 protocol with a header timeout and a connection cap."""
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class Guarded(H11Protocol):
-        header_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if len(self.connections) > limits.connections:
-                transport.abort()
-                return
-            self.arm()
-
-        def arm(self) -> None:
-            if self.header_timer is None:
-                self.header_timer = self.loop.call_later(limits.header_timeout, self.too_slow)
-
-        def disarm(self) -> None:
-            if self.header_timer is not None:
-                self.header_timer.cancel()
-                self.header_timer = None
-
-        def too_slow(self) -> None:
-            self.header_timer = None
-            if self.conn.their_state is h11.IDLE and (self.cycle is None or self.cycle.response_complete):
-                self.transport.close()
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-                self.arm()  # a request head still coming
-            else:
-                self.disarm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self.disarm()
-            super().connection_lost(exc)
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self.disarm()  # idle now: the keep-alive timeout applies
-
-    return Guarded
-
-
 def config(
     app: Any,
     *,
@@ -1222,9 +1164,9 @@ def tls_read_buffer(size: int) -> None:
     few hundred bytes) at ``size``, for this process's event loops."""
     import asyncio.sslproto
 
-    protocol = getattr(asyncio.sslproto, "SSLProtocol", None)
-    if isinstance(getattr(protocol, "max_size", None), int):
-        protocol.max_size = min(protocol.max_size, size)  # type: ignore[union-attr]
+    tls = getattr(asyncio.sslproto, "SSLProtocol", None)
+    if isinstance(getattr(tls, "max_size", None), int):
+        tls.max_size = min(tls.max_size, size)  # type: ignore[union-attr]
 
 
 def servers(

@@ -1,0 +1,85 @@
+"""What `cdrq serve` and `cdrq listen` ask of uvicorn's HTTP/1.1 protocol
+beyond its own settings: deadlines for a peer's request and a cap on open
+connections, so that no peer — authenticated or not: it is told at the
+request — holds connections by sending slowly or not at all."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+
+@dataclass
+class Limits:
+    """Connection limits: seconds to receive a request's headers, and the
+    whole request (headers and body: a Content-Length larger than the body
+    sent, a body dripped a byte at a time), both from its first byte (the
+    connection's opening for its first request); idle seconds between
+    keep-alive requests; open connections at most (more are closed at once);
+    the largest request head (bytes)."""
+
+    header_timeout: float = 10.0
+    request_timeout: float = 60.0
+    keep_alive: int = 5
+    connections: int = 2000
+    head_bytes: int = 16 * 1024
+
+
+def protocol(limits: Limits) -> type:
+    """uvicorn's h11 protocol with :class:`Limits`' deadlines and connection cap."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Guarded(H11Protocol):
+        head_timer: asyncio.TimerHandle | None = None
+        request_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > limits.connections:
+                transport.abort()
+                return
+            self.expect()
+
+        def expect(self) -> None:
+            """A request is coming: its head and its whole are timed."""
+            if self.head_timer is None:
+                self.head_timer = self.loop.call_later(limits.header_timeout, self.too_slow, "head", (h11.IDLE,))
+            if self.request_timer is None:
+                timeout = max(limits.request_timeout, limits.header_timeout)
+                states = (h11.IDLE, h11.SEND_BODY)
+                self.request_timer = self.loop.call_later(timeout, self.too_slow, "request", states)
+
+        def settle(self, head: bool, request: bool) -> None:
+            if head and self.head_timer is not None:
+                self.head_timer.cancel()
+                self.head_timer = None
+            if request and self.request_timer is not None:
+                self.request_timer.cancel()
+                self.request_timer = None
+
+        def too_slow(self, timer: str, states: tuple) -> None:
+            """Closes a connection whose peer is still sending (``states``)
+            what it should have sent by now; never one we are answering."""
+            setattr(self, f"{timer}_timer", None)
+            cycle = self.cycle
+            answering = cycle is not None and cycle.response_started and not cycle.response_complete
+            if self.conn.their_state in states and not answering:
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            state = self.conn.their_state
+            if state is h11.IDLE and not self.transport.is_closing():
+                self.expect()  # a request head still coming
+            self.settle(head=state is not h11.IDLE, request=state not in (h11.IDLE, h11.SEND_BODY))
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.settle(head=True, request=True)
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.settle(head=True, request=True)  # idle now: the keep-alive timeout applies
+
+    return Guarded
