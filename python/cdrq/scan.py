@@ -267,6 +267,8 @@ def scan(
         raise CdrqError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
     check_tz(tz)
     check_encoding(encoding)
+    for arg, value in (("window_bytes", window_bytes), ("batch_size", batch_size), ("threads", threads)):
+        check_count(arg, value)
     format, layout = layout_of(format, columns)
     if dataset.is_dataset(source):
         frame = dataset.scan_dataset(source, tz)
@@ -282,9 +284,10 @@ def scan(
         format=format,
         tz=tz,
         threads=default_threads(threads),
-        window_bytes=window_bytes,
+        # Beyond what the reader counts in, a window or batch is as good as all.
+        window_bytes=None if window_bytes is None else min(window_bytes, sys.maxsize),
         progress=progress,
-        batch_size=batch_size,
+        batch_size=None if batch_size is None else min(batch_size, sys.maxsize),
         on_error=on_error,
         encoding=encoding,
         memory_map=memory_map,
@@ -293,6 +296,15 @@ def scan(
     )
     frame = register(spec)
     return frame if spec.rejects is None else (frame, spec.rejects)
+
+
+def check_count(name: str, value: int | None) -> None:
+    """Raises ``CdrqError`` for a count argument that is not a whole number
+    of at least 0, at the call: the reader would meet it only at
+    ``collect`` (a negative one as an ``OverflowError``, a negative
+    ``batch_size`` as an empty frame)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise CdrqError(f"{name} must be a non-negative integer or None, not {value!r}")
 
 
 class Scan(pl.LazyFrame):
