@@ -100,3 +100,17 @@ def test_header_errors():
 def test_a_panic_in_the_core_arrives_as_cdrq_error():
     with pytest.raises(cdrq.CdrqError, match=r"internal error.*deliberate test panic"):
         _core._panic_for_test()
+
+
+@pytest.mark.parametrize("threads", [-1, 1.5, True, "2"])
+def test_a_thread_count_that_is_no_count_is_a_cdrq_error(threads):
+    # The core met -1 as an OverflowError; a bool would have been 1 thread.
+    with pytest.raises(cdrq.CdrqError, match="threads must be a non-negative integer"):
+        cdrq.read(b"AcctId,src\n1,5300\n", threads=threads)
+
+
+def test_a_huge_thread_count_is_capped_not_spawned(samples):
+    # 2**40 threads hung the machine; past MAX_THREADS a count means "many".
+    archive = samples / "ucm6xxx-fw1.0.11-cdrapi.csv"
+    assert cdrq.read(archive, threads=2**40).equals(cdrq.read(archive))
+    assert cdrq.scan(archive, threads=2**40).collect().equals(cdrq.read(archive))

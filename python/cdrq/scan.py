@@ -30,7 +30,7 @@ from cdrq import _core, _expr, dataset
 from cdrq._core import CdrqError
 from cdrq._core import QueryPlan as Plan
 from cdrq.read import REJECT_SCHEMA, OnError, check_encoding, layout_of
-from cdrq.sources import Include, Source, default_threads, expand, open_source, ordered_map
+from cdrq.sources import Include, Source, check_count, default_threads, expand, open_source, ordered_map
 from cdrq.zones import DEFAULT_TZ, check_tz, localise, wall_clock_gaps
 
 #: How far a UCM wall clock can be from UTC (the core's `ZONE_MARGIN_US`):
@@ -267,7 +267,7 @@ def scan(
         raise CdrqError(f"on_error must be 'raise' or 'collect', not {on_error!r}")
     check_tz(tz)
     check_encoding(encoding)
-    for arg, value in (("window_bytes", window_bytes), ("batch_size", batch_size), ("threads", threads)):
+    for arg, value in (("window_bytes", window_bytes), ("batch_size", batch_size)):
         check_count(arg, value)
     format, layout = layout_of(format, columns)
     if dataset.is_dataset(source):
@@ -296,15 +296,6 @@ def scan(
     )
     frame = register(spec)
     return frame if spec.rejects is None else (frame, spec.rejects)
-
-
-def check_count(name: str, value: int | None) -> None:
-    """Raises ``CdrqError`` for a count argument that is not a whole number
-    of at least 0, at the call: the reader would meet it only at
-    ``collect`` (a negative one as an ``OverflowError``, a negative
-    ``batch_size`` as an empty frame)."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise CdrqError(f"{name} must be a non-negative integer or None, not {value!r}")
 
 
 class Scan(pl.LazyFrame):

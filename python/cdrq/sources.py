@@ -38,11 +38,29 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int | None) -
             yield pending.popleft().result()
 
 
+#: Threads a read or scan starts at most: past the cores more only cost
+#: memory and start-up (``threads=2**40`` hung the machine).
+MAX_THREADS = 1024
+
+
 def default_threads(threads: int | None) -> int | None:
-    """``threads``, else ``POLARS_MAX_THREADS``, else ``None`` (all cores)."""
+    """``threads`` (at most :data:`MAX_THREADS`), else
+    ``POLARS_MAX_THREADS``, else ``None`` (all cores); anything but a whole
+    number of at least 0 is a ``CdrqError`` (the core would meet it as an
+    ``OverflowError``)."""
+    check_count("threads", threads)
     if threads is None and os.environ.get("POLARS_MAX_THREADS", "").isdigit():
-        return int(os.environ["POLARS_MAX_THREADS"])
-    return threads
+        return min(int(os.environ["POLARS_MAX_THREADS"]), MAX_THREADS)
+    return None if threads is None else min(threads, MAX_THREADS)
+
+
+def check_count(name: str, value: int | None) -> None:
+    """Raises ``CdrqError`` for a count argument that is not a whole number
+    of at least 0, at the call: the reader would meet it only at
+    ``collect`` (a negative one as an ``OverflowError``, a negative
+    ``batch_size`` as an empty frame)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise CdrqError(f"{name} must be a non-negative integer or None, not {value!r}")
 
 
 class SkippedFileWarning(UserWarning):
