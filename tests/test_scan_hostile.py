@@ -286,8 +286,8 @@ def test_counts_too_large_for_the_reader_mean_all_at_once():
     assert cdrq.scan(CSV, window_bytes=0, batch_size=0, threads=0).collect().equals(expected)
 
 
-# Defects in the Rust core (rust/src/read/stream.rs, `unpack_window`): a
-# compressed CDR API CSV is the one windowed source whose window ends where
+# Found in the Rust core and fixed (rust/src/read/stream.rs, `unpack_window`):
+# a compressed CDR API CSV is the one windowed source whose window ends where
 # decompression stopped, not at the end of the file: it is cut at the last
 # line end outside quotes (`stream::last_record_end`).
 
@@ -328,12 +328,6 @@ def test_gzip_csv_parse_error_names_the_line_of_the_file(tmp_path):
     assert raised.value.line == 102
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the scan's reader (Stream::open_range / column_names / the JSON worker) leaves out the "
-    "hint read() adds to a line-1 'expected ...' error of a sniffed format ('(format auto read this "
-    "as ucm-csv after seeing ...; pass format= to choose)')",
-)
 @pytest.mark.parametrize(
     ("name", "data"),
     [("a.csv", b"hello world\n"), ("a.json", b'{"cdr": [{"AcctId": "1", "src"')],

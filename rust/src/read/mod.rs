@@ -391,10 +391,15 @@ pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<Read
             .map_err(|e| Error::Input { source: input.name.clone(), reason: e.to_string() })?
             .install(run),
     };
-    match (result, sniffed) {
-        // A first record whose shape fails may mean the guess was wrong: say
-        // what it was. (A bad value in a well-shaped record says nothing.)
-        (Err(Error::Parse(mut reject)), Some((format, why)))
+    result.map_err(|e| said_guess(e, sniffed.as_ref()))
+}
+
+/// A first record whose shape fails may mean the format sniffed (`sniffed`:
+/// what was read, and why) was wrong: the error says what it was. (A bad
+/// value in a well-shaped record says nothing.)
+pub fn said_guess(error: Error, sniffed: Option<&(Format, String)>) -> Error {
+    match (error, sniffed) {
+        (Error::Parse(mut reject), Some((format, why)))
             if reject.line == 1 && reject.reason.starts_with("expected") =>
         {
             reject.reason = format!(
@@ -402,9 +407,9 @@ pub fn read(input: &Input, format: Format, options: &ReadOptions) -> Result<Read
                 reject.reason,
                 format.name()
             );
-            Err(Error::Parse(reject))
+            Error::Parse(reject)
         }
-        (result, _) => result,
+        (error, _) => error,
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Stream {
     pool: Option<Arc<rayon::ThreadPool>>,
     window_bytes: usize,
     state: State,
+    /// The format `Auto` sniffed, and why: errors of a first record say it.
+    sniffed: Option<(Format, String)>,
 }
 
 enum State {
@@ -120,23 +122,24 @@ impl Stream {
         // A compressed CDR API CSV is decompressed a window at a time;
         // anything else compressed is decompressed whole first.
         let mut decoder = None;
-        let (input, format) = match Decoder::new(&input) {
+        let (input, (format, why)) = match Decoder::new(&input) {
             None => {
-                let format = super::resolve_format(&input.name, input.bytes(), format)?.0;
-                (input, format)
+                let resolved = super::resolve_format(&input.name, input.bytes(), format)?;
+                (input, resolved)
             }
             Some(mut d) => {
                 let mut head = Vec::new();
                 d.fill(&mut head, 4096)?; // what sniffing looks at
-                let format = super::resolve_format(&input.name, &head, format)?.0;
-                if !format.windowed_csv() || range.is_some() {
+                let resolved = super::resolve_format(&input.name, &head, format)?;
+                if !resolved.0.windowed_csv() || range.is_some() {
                     d.read_to_end(&mut head).map_err(|e| d.error(e))?;
                 } else {
                     decoder = Some((d, head.clone()));
                 }
-                (Input::from_vec(input.name.clone(), head), format)
+                (Input::from_vec(input.name.clone(), head), resolved)
             }
         };
+        let sniffed = why.map(|why| (format, why));
         let pool = match options.threads {
             None => None,
             Some(n) => Some(Arc::new(
@@ -160,7 +163,8 @@ impl Stream {
             })),
             (format, None) if format.windowed_csv() => {
                 let dialect = format.csv_dialect().unwrap_or(Dialect::Api);
-                let plan = Box::new(CsvPlan::new(&input, &options, dialect)?);
+                let plan = CsvPlan::new(&input, &options, dialect).map_err(|e| super::said_guess(e, sniffed.as_ref()));
+                let plan = Box::new(plan?);
                 let buf = input.bytes();
                 let (pos, end) = match range {
                     None => (plan.data_start, buf.len()),
@@ -194,7 +198,7 @@ impl Stream {
             }
             (_, None) => State::Whole,
         };
-        Ok(Self { input, format, options, pool, window_bytes, state })
+        Ok(Self { input, format, options, pool, window_bytes, state, sniffed })
     }
 
     /// The format read (never `Auto`).
@@ -222,7 +226,7 @@ impl Stream {
         if result.is_err() {
             self.state = State::Done;
         }
-        result
+        result.map_err(|e| super::said_guess(e, self.sniffed.as_ref()))
     }
 
     /// Bytes of the (decompressed) input read so far, and in all.
