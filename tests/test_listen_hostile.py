@@ -199,3 +199,24 @@ def test_http_headers_sent_slowly_are_cut_off(tmp_path):
                 cut = closed_within(s, 0.5)
             assert cut and time.monotonic() - started >= listen.HEADERS_S - 1
         assert httpx.post(f"http://127.0.0.1:{port}/", content=as_json(1), timeout=10).status_code == 200
+
+
+def test_a_latin1_pbx_is_stored_with_its_encoding(tmp_path):
+    # A caller name in Latin-1 (\xe9 is é): invalid UTF-8. By default the
+    # unit is refused and kept aside verbatim; with --encoding latin-1 it
+    # is stored, as UTF-8.
+    unit = as_json(1).replace(b'"src": "5301"', b'"src": "5301", "caller_name": "Jos\xe9"')
+    for extra, stored in (((), []), (("--encoding", "latin-1"), ["José"])):
+        ds = tmp_path / f"ds{len(extra)}"
+        with running(ds, *extra) as (port, _proc):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(unit + b"\n")
+            assert wait_for(lambda: kept_aside(ds) or list(ds.rglob("*.parquet")), 5)  # noqa: B023
+        names = cdrq.read(ds)["caller_name"].to_list() if list(ds.rglob("*.parquet")) else []
+        assert names == stored
+        assert [piece["why"].startswith("no CDR: not JSON") for piece in kept_aside(ds)] == ([] if stored else [True])
+
+
+def test_an_unknown_encoding_is_refused_at_the_start(tmp_path):
+    with pytest.raises(CdrqError, match="unknown encoding"):
+        listen.Listener(tmp_path / "ds", encoding="klingon")

@@ -163,6 +163,10 @@ def compile_pattern(text: str, dialect: str = "cdrapi") -> tuple[list[tuple[str,
     """Compile one pattern list into (kind, value) items, the kernel of its ranges and
     wildcards, and the kernel of all its items (raises QueryError)."""
 
+def decode(data: bytes, encoding: str) -> bytes:
+    """``data`` in ``encoding`` (``utf8``, ``utf8-lossy`` or a WHATWG label, as ``read``
+    takes it) as UTF-8; an unknown encoding is a ``CdrqError``."""
+
 def render(legs: Any, mains: Any | None, format: str, firmware: str | None = None) -> bytes:
     """Render text-only frames (legs in order, stored main records or None) as csv, json
     or xml in UTF-8, in the spec's layout or that of ``firmware`` (``"1.0.2.5"``, ``"1.0.11"``)."""

@@ -375,6 +375,7 @@ def parser() -> Parser:
         "key",
         "tz",
         "permit",
+        "encoding",
     )
     li.add_argument("--port", type=int, required=True)
     li.add_argument("--host", default="0.0.0.0")
@@ -889,6 +890,7 @@ def listen_command(args: argparse.Namespace) -> int:
         permit=permit,
         token=token,
         max_unparsed=args.max_unparsed_mib << 20,
+        encoding=args.encoding,
     )
     print(f"cdrq: listening on {args.host}:{args.port} ({'http' if args.http else 'tcp'})", file=sys.stderr)
     asyncio.run(listener.serve(args.host, args.port, http=args.http, cert=args.cert, key=args.key))

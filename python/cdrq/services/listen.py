@@ -846,7 +846,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class Listener:
     """TCP (or HTTP POST) receiver writing into the dataset at ``to``.
     ``permit``: the networks senders may come from (None: any);
-    ``token``: the bearer token HTTP senders must give (None: none)."""
+    ``token``: the bearer token HTTP senders must give (None: none);
+    ``encoding``: what the PBX writes, as ``cdrq.read`` takes it (a unit
+    is stored as UTF-8; with ``utf8``, one holding an invalid byte is
+    refused and kept aside)."""
 
     def __init__(
         self,
@@ -857,7 +860,10 @@ class Listener:
         permit: Sequence[str | Network] | None = None,
         token: str | None = None,
         max_unparsed: int = MAX_UNPARSED,
+        encoding: str = "utf8",
     ) -> None:
+        _core.decode(b"", encoding)  # an unknown encoding: a CdrqError now, not at the first record
+        self.encoding = encoding
         self.root = pathlib.Path(to)
         self.root.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(self.root)
@@ -897,6 +903,8 @@ class Listener:
         alone only where the read finds fault), one journal append and one
         fsync; each gets its own verdict (refused: indices into its units)."""
         units = [u for us, _, _ in batch for u in us]
+        if self.encoding != "utf8":
+            units = [_core.decode(u, self.encoding) for u in units]
         judged = judge(units, self.tz) if units else Judged()
         self.journal.append([u for i, u in enumerate(units) if i not in judged.refused])
         verdicts, base = [], 0

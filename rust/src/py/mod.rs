@@ -141,6 +141,16 @@ pub(crate) fn guarded<T: Send>(py: Python<'_>, work: impl FnOnce() -> Result<T, 
         .map_err(|e| to_pyerr(py, e))
 }
 
+/// `data` in `encoding` (as `read` takes it) as UTF-8 bytes: how `cdrq
+/// listen` stores a unit from a PBX that writes another encoding.
+#[pyfunction]
+fn decode<'py>(py: Python<'py>, data: &[u8], encoding: &str) -> PyResult<Bound<'py, PyBytes>> {
+    let Options { encoding, .. } = Options::extract(encoding, None)?;
+    let input = Input::from_vec("<bytes>", data.to_vec());
+    let text = crate::read::encoding::decode(&input, encoding).unwrap_or(input);
+    Ok(PyBytes::new(py, text.bytes()))
+}
+
 /// Panics inside the core, for the test that panics never reach Python as
 /// anything but a `CdrqError`.
 #[pyfunction]
@@ -161,6 +171,7 @@ fn is_debug_build() -> bool {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_function(wrap_pyfunction!(read, m)?)?;
+    m.add_function(wrap_pyfunction!(decode, m)?)?;
     m.add_function(wrap_pyfunction!(is_debug_build, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add_function(wrap_pyfunction!(query::compile_query, m)?)?;
