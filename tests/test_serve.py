@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import ipaddress
+import json
 import os
 import re
 import socket
@@ -485,6 +486,43 @@ def test_a_request_body_dripped_or_cut_short_is_closed(archive, tls):
         with client(tls) as c:  # a request sent at once is answered as before
             r = c.post(f"{run.urls[0]}/api", json={"request": {"action": "challenge", "user": USER}})
             assert r.status_code == 200 and r.json()["status"] == 0
+    finally:
+        run.stop()
+
+
+def answer(sock: ssl.SSLSocket) -> bytes:
+    """One HTTP response off ``sock``: its head and its body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_later_request_or_a_body_owed_after_the_answer_is_timed_too(archive, tls):
+    # The deadline of a keep-alive connection's second request, and of a
+    # body still owed after an early answer (a 401 before the body came).
+    limits = server.Limits(header_timeout=0.5, request_timeout=1.5, keep_alive=30)
+    run = Running([server.NewApi(archive), server.LegacyApi(archive)], tls, limits=limits)
+    try:
+        second = tls_socket(run.urls[0], tls)
+        challenge = json.dumps({"request": {"action": "challenge", "user": USER}}).encode()
+        second.sendall(b"POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(challenge), challenge))
+        assert answer(second).startswith(b"HTTP/1.1 200")
+        start = time.monotonic()
+        second.sendall(b'POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"request"')
+        early = tls_socket(run.urls[1], tls)
+        early.sendall(b"GET /cdrapi HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+        assert answer(early).startswith(b"HTTP/1.1 401")
+        assert closed(second) and closed(early)
+        assert time.monotonic() - start < 5
+        for sock in (second, early):
+            sock.close()
     finally:
         run.stop()
 

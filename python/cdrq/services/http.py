@@ -14,9 +14,10 @@ class Limits:
     """Connection limits: seconds to receive a request's headers, and the
     whole request (headers and body: a Content-Length larger than the body
     sent, a body dripped a byte at a time), both from its first byte (the
-    connection's opening for its first request); idle seconds between
-    keep-alive requests; open connections at most (more are closed at once);
-    the largest request head (bytes)."""
+    connection's opening for its first request; the answer, for a body
+    still owed after it); idle seconds between keep-alive requests; open
+    connections at most (more are closed at once); the largest request
+    head (bytes)."""
 
     header_timeout: float = 10.0
     request_timeout: float = 60.0
@@ -39,16 +40,22 @@ def protocol(limits: Limits) -> type:
             if len(self.connections) > limits.connections:
                 transport.abort()
                 return
-            self.expect()
+            self.watch()
 
-        def expect(self) -> None:
-            """A request is coming: its head and its whole are timed."""
-            if self.head_timer is None:
+        def watch(self) -> None:
+            """Times what the peer still owes: a head (it is ``IDLE``) and
+            a whole request (``IDLE`` or ``SEND_BODY``), each from when it
+            began to be owed; what is no longer owed is not timed."""
+            state = self.conn.their_state
+            owes_head = state is h11.IDLE and not self.transport.is_closing()
+            owes_request = state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing()
+            if owes_head and self.head_timer is None:
                 self.head_timer = self.loop.call_later(limits.header_timeout, self.too_slow, "head", (h11.IDLE,))
-            if self.request_timer is None:
+            if owes_request and self.request_timer is None:
                 timeout = max(limits.request_timeout, limits.header_timeout)
                 states = (h11.IDLE, h11.SEND_BODY)
                 self.request_timer = self.loop.call_later(timeout, self.too_slow, "request", states)
+            self.settle(head=not owes_head, request=not owes_request)
 
         def settle(self, head: bool, request: bool) -> None:
             if head and self.head_timer is not None:
@@ -69,10 +76,7 @@ def protocol(limits: Limits) -> type:
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            state = self.conn.their_state
-            if state is h11.IDLE and not self.transport.is_closing():
-                self.expect()  # a request head still coming
-            self.settle(head=state is not h11.IDLE, request=state not in (h11.IDLE, h11.SEND_BODY))
+            self.watch()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self.settle(head=True, request=True)
@@ -80,6 +84,12 @@ def protocol(limits: Limits) -> type:
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self.settle(head=True, request=True)  # idle now: the keep-alive timeout applies
+            # The next request is timed from its first byte; until then the
+            # keep-alive timeout applies. A body still owed (an answer given
+            # before it came: a 401, a 413) or a request already buffered
+            # (pipelined) is timed from now.
+            self.settle(head=True, request=True)
+            if self.conn.their_state is not h11.IDLE or self.conn.trailing_data[0]:
+                self.watch()
 
     return Guarded

@@ -23,8 +23,9 @@ by start and by ``src``/``dst`` (:class:`Chunk`) before the filter runs.
 A dataset is served by month (:class:`Months`): months read on first use
 and kept in a bounded LRU, a time window reading only the months it meets.
 :func:`serve` runs them with uvicorn over TLS, proxy headers ignored unless
-``trust_proxy`` names whose to believe, with a header timeout, a keep-alive
-timeout and a connection cap (:func:`config`).
+``trust_proxy`` names whose to believe, with a header timeout, a
+whole-request timeout, a keep-alive timeout and a connection cap
+(:func:`config`, :mod:`cdrq.services.http`).
 """
 
 from __future__ import annotations
