@@ -212,3 +212,16 @@ def test_cdrapi_given_the_main_rows_answers_as_without(samples, name, fmt):
     mains = frame.filter(pl.col("cdr_kind") == "main")
     qs = f"format={fmt}"
     assert cdrq.cdrapi(frame, qs, mains=mains) == cdrq.cdrapi(frame, qs)
+
+
+CLID = st.text(alphabet=st.sampled_from('"<>, aO1'), min_size=1, max_size=10)
+
+
+@given(st.lists(CLID, min_size=1, max_size=3))
+def test_a_clid_renders_to_csv_that_reads_back_as_itself(clids):
+    # The UCM writes a caller ID token `"Name" <ext>` unquoted; a clid of
+    # any other shape (`"O"Brien" <1>`, `"A" <1>, x`) must be quoted, or a
+    # reader takes it back wrong or not at all.
+    df = pl.DataFrame({"AcctId": [str(i) for i in range(len(clids))], "clid": clids})
+    back = cdrq.read(cdrq.render(df, "csv").encode(), format="ucm-csv")
+    assert back["clid"].to_list() == clids

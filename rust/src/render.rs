@@ -116,9 +116,8 @@ pub fn render(format: Format, layout: Layout, names: &[String], legs: &Rows<'_>,
                         out.push(',');
                     }
                     let value = legs.value(row, c);
-                    let as_is = (Some(c) == clid && value.starts_with('"')
-                        || Some(c) == lastdata && !value.contains('"'))
-                        && !value.contains(['\r', '\n']);
+                    let as_is = Some(c) == clid && caller_id_token(value)
+                        || Some(c) == lastdata && !value.contains(['"', '\r', '\n']);
                     csv_field(&mut out, value, as_is);
                 }
                 // The guide's 1.0.11 row ends `, `: its empty last field is a
@@ -326,6 +325,16 @@ fn summary(names: &[String], legs: &Rows<'_>, rows: &[usize]) -> Vec<String> {
         .collect()
 }
 
+/// Whether `value` is a caller ID token as the UCM writes it unquoted,
+/// `"Name" <ext>`, in the one shape readers take back verbatim: a quoted
+/// part without `"` or a line break, then text without `,`, `"` or a line
+/// break. Anything else (`"O"Brien" <1>`, `"A" <1>, x`, `"x"`) is quoted.
+fn caller_id_token(value: &str) -> bool {
+    let Some(rest) = value.strip_prefix('"') else { return false };
+    let Some((name, after)) = rest.split_once('"') else { return false };
+    !name.contains(['\r', '\n']) && !after.is_empty() && !after.contains([',', '"', '\r', '\n'])
+}
+
 /// RFC 4180 quoting when needed, unless the field is written `as_is`, as
 /// the UCM writes it (a caller ID token `"Name" <ext>`; firmware 1.0.2.5's
 /// `lastdata`, commas and all).
@@ -449,6 +458,21 @@ mod tests {
         let legs = [batch(&names, &[&row])];
         let out = render(Format::Csv, Layout::Spec, &old, &Rows::new(&legs), &Rows::new(&[]));
         assert!(out.ends_with("\n,,,,,,,,,SIP/5301,60,,,,,,,,,,,,,\n"), "{out}");
+    }
+
+    #[test]
+    fn only_a_caller_id_token_readers_take_back_is_written_unquoted() {
+        let names: Vec<String> = vec!["clid".into()];
+        let out = |clid: &str| {
+            let legs = [batch(&["clid"], &[&[Some(clid)]])];
+            render(Format::Csv, Layout::Spec, &names, &Rows::new(&legs), &Rows::new(&[]))
+        };
+        assert_eq!(out("\"pn01\" <5300>"), "clid\n\"pn01\" <5300>\n");
+        assert_eq!(out("\"Doe, J\" <5300>"), "clid\n\"Doe, J\" <5300>\n");
+        assert_eq!(out("\"O\"Brien\" <1>"), "clid\n\"\"\"O\"\"Brien\"\" <1>\"\n");
+        assert_eq!(out("\"A\" <1>, x"), "clid\n\"\"\"A\"\" <1>, x\"\n");
+        assert_eq!(out("\"x\""), "clid\n\"\"\"x\"\"\"\n");
+        assert_eq!(out("\""), "clid\n\"\"\"\"\n");
     }
 
     #[test]
