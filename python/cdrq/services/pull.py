@@ -344,6 +344,8 @@ def inflated(response: httpx.Response, host: str) -> Iterator[bytes]:
                 data = inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
     except zlib.error as e:
         raise PullError(f"{host}: the answer to {path} is no valid {encoding}: {e}") from None
+    if not inflater.eof:  # framed whole by HTTP, cut short inside: a page or recording missing its end
+        raise PullError(f"{host}: the answer to {path} ends inside its {encoding} stream")
 
 
 def preview(content: bytes) -> str:
@@ -527,7 +529,7 @@ def pull(
     try:
         with Http(url.rstrip("/"), verify, limits) as http:
             if api == "portsip":
-                pull_portsip(PortsipClient(http, user, password), target, state, since, today)
+                pull_portsip(PortsipClient(http, user, password), target, state if resuming else {}, since, today)
             else:
                 client = connect(http, user, password, api)
                 if history:
