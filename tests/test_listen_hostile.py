@@ -217,6 +217,12 @@ def test_a_latin1_pbx_is_stored_with_its_encoding(tmp_path):
         assert [piece["why"].startswith("no CDR: not JSON") for piece in kept_aside(ds)] == ([] if stored else [True])
 
 
-def test_an_unknown_encoding_is_refused_at_the_start(tmp_path):
+def test_an_unknown_encoding_or_one_units_cannot_be_cut_in_is_refused_at_the_start(tmp_path):
     with pytest.raises(CdrqError, match="unknown encoding"):
         listen.Listener(tmp_path / "ds", encoding="klingon")
+    # Units are cut before they are decoded: in Shift_JIS a character's
+    # second byte can be `[` or `{`, and UTF-16 writes no ASCII at all.
+    for encoding in ("shift_jis", "utf-16le", "big5"):
+        with pytest.raises(CdrqError, match="one byte a character"):
+            listen.Listener(tmp_path / "ds", encoding=encoding)
+    assert all(listen.splits_as_ascii(e) for e in ("utf8", "utf8-lossy", "latin-1", "windows-1252", "iso-8859-2"))

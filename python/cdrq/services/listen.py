@@ -838,6 +838,19 @@ def spans(data: bytes) -> Iterator[tuple[int, int]]:
         pos = end
 
 
+def splits_as_ascii(encoding: str) -> bool:
+    """Whether :class:`Splitter` can cut units of ``encoding`` before they
+    are decoded: UTF-8 (lossy too: its bytes past ASCII are never ASCII),
+    or one byte a character, ASCII kept. A multi-byte encoding can hide a
+    ``{``, ``[`` or ``\\`` in a character's second byte (Shift_JIS, GBK,
+    Big5); UTF-16 writes no ASCII at all."""
+    if encoding.lower() == "utf8-lossy" or _core.decode(b"\x80", encoding) == b"\x80":  # UTF-8 (left as it is)
+        return True
+    return all(_core.decode(bytes([b]), encoding) == bytes([b]) for b in range(128)) and all(
+        "\ufffd" not in _core.decode(bytes([b]), encoding).decode() for b in range(128, 256)
+    )
+
+
 # --- the listener ---------------------------------------------------------------
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -862,7 +875,11 @@ class Listener:
         max_unparsed: int = MAX_UNPARSED,
         encoding: str = "utf8",
     ) -> None:
-        _core.decode(b"", encoding)  # an unknown encoding: a CdrqError now, not at the first record
+        if not splits_as_ascii(encoding):  # an unknown one is a CdrqError too
+            raise CdrqError(
+                f"encoding {encoding!r}: cdrq listen takes UTF-8 or an encoding of one byte a character "
+                "that keeps ASCII (latin-1, windows-1252, iso-8859-2, …): units are cut before they are decoded"
+            )
         self.encoding = encoding
         self.root = pathlib.Path(to)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -1079,7 +1096,6 @@ class Listener:
                     ssl_keyfile=key,
                     log_level="warning",
                     access_log=False,
-                    limit_concurrency=MAX_CONNECTIONS,
                     interface="asgi3",
                 )
                 server = uvicorn.Server(config)
