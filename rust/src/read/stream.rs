@@ -481,8 +481,9 @@ fn unpack_window(name: &str, options: &ReadOptions, window: usize, u: &mut Unpac
 /// closes a quoted field (an escaped `""` does both), so their parity
 /// tells — at memchr's speed, where following the reader's rules byte by
 /// byte made a compressed scan half as fast again. A quote that is text
-/// inside a field (no UCM or Asterisk writer leaves one unpaired) only
-/// makes the cut earlier, or none: the caller's fallback.
+/// inside a field (no UCM or Asterisk writer leaves one unpaired) flips
+/// the count: the cut may then fall inside a later quoted field, where the
+/// reader reads on past it (or the window grows) as without this count.
 fn last_record_end(buf: &[u8], from: usize, to: usize) -> usize {
     let (mut quoted, mut end) = (false, from);
     for i in memchr::memchr2_iter(b'"', b'\n', &buf[from..to]) {
