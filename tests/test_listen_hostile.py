@@ -226,3 +226,23 @@ def test_an_unknown_encoding_or_one_units_cannot_be_cut_in_is_refused_at_the_sta
         with pytest.raises(CdrqError, match="one byte a character"):
             listen.Listener(tmp_path / "ds", encoding=encoding)
     assert all(listen.splits_as_ascii(e) for e in ("utf8", "utf8-lossy", "latin-1", "windows-1252", "iso-8859-2"))
+
+
+def test_refused_connections_are_said_once_a_minute_per_sender(tmp_path, capsys):
+    # A flood of connections from outside --permit (or past the cap) must
+    # not flood stderr: a line per sender and minute.
+    listener = listen.Listener(tmp_path / "ds")
+    try:
+        for _ in range(1000):
+            listener.refuse("10.0.0.1", "not in --permit")
+        listener.refuse("10.0.0.2", "not in --permit")
+        lines = capsys.readouterr().err.splitlines()
+        assert [line.split(" (")[0] for line in lines] == [
+            "cdrq: listen: refused a TCP connection from 10.0.0.1",
+            "cdrq: listen: refused a TCP connection from 10.0.0.2",
+        ]
+        listener.refusals["10.0.0.1"] -= listen.REFUSALS_S  # a minute later
+        listener.refuse("10.0.0.1", "not in --permit")
+        assert capsys.readouterr().err.count("10.0.0.1") == 1
+    finally:
+        listener.journal.close()

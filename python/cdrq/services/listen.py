@@ -92,6 +92,8 @@ MAX_CONNECTIONS = 256
 #: TCP connections one address may hold open (a PBX uses one or a few), so
 #: that one peer cannot take every connection; past it new ones are closed.
 MAX_PEER_CONNECTIONS = 64
+#: Seconds between two warnings of refused connections from one sender.
+REFUSALS_S = 60.0
 #: Seconds an HTTP request's headers may take (a PBX sends them in one packet).
 HEADERS_S = 5.0
 #: Seconds a whole HTTP request may take (a 32 MiB body at ~5 Mbit/s).
@@ -891,12 +893,24 @@ class Listener:
         self.connections: set[Any] = set()
         #: Open TCP connections by sender.
         self.peers: dict[str | None, int] = {}
+        #: When a refusal of each sender was last said (:meth:`refuse`).
+        self.refusals: dict[str | None, float] = {}
         #: When the last TCP sender was taken in (the event loop's clock).
         self.last_connection = 0.0
         self.batcher: asyncio.Task | None = None
         self.pending: list[tuple[list[bytes], Aside, list[tuple[bytes, str]], asyncio.Future]] = []
         self.wake = asyncio.Event()  # bound to a loop at its first wait
         self.journal.fold(tz)  # what a killed run left
+
+    def refuse(self, host: str | None, why: str) -> None:
+        """Says that a sender's connection was refused, at most once a
+        minute per sender: a flood of connections must not flood stderr."""
+        now = time.monotonic()
+        if now - self.refusals.get(host, -REFUSALS_S) >= REFUSALS_S:
+            if len(self.refusals) >= 1024:  # senders seen: bounded too
+                self.refusals.clear()
+            self.refusals[host] = now
+            warn(f"refused a TCP connection from {host} ({why}; said at most once a minute per sender)")
 
     def permitted(self, host: str | None) -> bool:
         if self.permit is None:
@@ -984,10 +998,10 @@ class Listener:
         self.peers[host] = self.peers.get(host, 0) + 1
         try:
             if not self.permitted(host):
-                warn(f"refused a TCP connection from {host} (not in --permit)")
+                self.refuse(host, "not in --permit")
                 return
             if len(self.connections) > MAX_CONNECTIONS or self.peers[host] > MAX_PEER_CONNECTIONS:
-                warn(f"refused a TCP connection from {host}: too many open ({self.peers[host]} from it)")
+                self.refuse(host, f"too many open: {self.peers[host]} from it")
                 return
             splitter, aside = Splitter(), Aside(self.journal.directory, "tcp", str(host), self.budget)
             while True:
