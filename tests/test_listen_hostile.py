@@ -246,3 +246,21 @@ def test_refused_connections_are_said_once_a_minute_per_sender(tmp_path, capsys)
         assert capsys.readouterr().err.count("10.0.0.1") == 1
     finally:
         listener.journal.close()
+
+
+def test_one_http_sender_cannot_hold_every_connection(tmp_path):
+    # As over TCP: past its share a sender's new connections are closed
+    # (and the PBX's own requests are still answered).
+    ds = tmp_path / "ds"
+    with running(ds, "--http") as (port, _proc):
+        held = [
+            socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(listen.MAX_PEER_CONNECTIONS + 1)
+        ]
+        try:
+            closed, _, _ = select.select(held, [], [], 4)  # before the 5 s header deadline
+            assert closed and all(closed_within(s, 1) for s in closed)
+            assert len(held) - len(closed) <= listen.MAX_PEER_CONNECTIONS
+        finally:
+            for s in held:
+                s.close()
+        assert wait_for(lambda: httpx.post(f"http://127.0.0.1:{port}/", content=as_json(1)).status_code == 200, 10)

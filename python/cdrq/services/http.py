@@ -24,6 +24,8 @@ class Limits:
     keep_alive: int = 5
     connections: int = 2000
     head_bytes: int = 16 * 1024
+    #: Open connections one address may hold (None: no limit of its own).
+    per_peer: int | None = None
 
 
 def protocol(limits: Limits) -> type:
@@ -37,10 +39,16 @@ def protocol(limits: Limits) -> type:
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            if len(self.connections) > limits.connections:
+            if len(self.connections) > limits.connections or self.over_peer_limit():
                 transport.abort()
                 return
             self.watch()
+
+        def over_peer_limit(self) -> bool:
+            if limits.per_peer is None or not self.client:
+                return False
+            host = self.client[0]
+            return sum(1 for c in self.connections if c.client and c.client[0] == host) > limits.per_peer
 
         def watch(self) -> None:
             """Times what the peer still owes: a head (it is ``IDLE``) and

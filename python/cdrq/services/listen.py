@@ -1102,7 +1102,12 @@ class Listener:
                 config = uvicorn.Config(
                     self.asgi,
                     http=protocol(
-                        Limits(header_timeout=HEADERS_S, request_timeout=REQUEST_S, connections=MAX_CONNECTIONS)
+                        Limits(
+                            header_timeout=HEADERS_S,
+                            request_timeout=REQUEST_S,
+                            connections=MAX_CONNECTIONS,
+                            per_peer=MAX_PEER_CONNECTIONS,
+                        )
                     ),
                     host=host,
                     port=port,
