@@ -92,6 +92,9 @@ MAX_CONNECTIONS = 256
 #: TCP connections one address may hold open (a PBX uses one or a few), so
 #: that one peer cannot take every connection; past it new ones are closed.
 MAX_PEER_CONNECTIONS = 64
+#: The same over HTTP, where a webhook may post many calls at once (and an
+#: idle connection is closed within seconds anyway).
+MAX_PEER_HTTP_CONNECTIONS = MAX_CONNECTIONS // 2
 #: Seconds between two warnings of refused connections from one sender.
 REFUSALS_S = 60.0
 #: Seconds an HTTP request's headers may take (a PBX sends them in one packet).
@@ -1106,7 +1109,7 @@ class Listener:
                             header_timeout=HEADERS_S,
                             request_timeout=REQUEST_S,
                             connections=MAX_CONNECTIONS,
-                            per_peer=MAX_PEER_CONNECTIONS,
+                            per_peer=MAX_PEER_HTTP_CONNECTIONS,
                         )
                     ),
                     host=host,
