@@ -16,7 +16,7 @@ import zlib
 import pytest
 from test_pull import hostile, page_of, pull_from, query, records, reply
 from test_pull_portsip import FakePortsip, item
-from test_serve import PASSWORD, USER, Running
+from test_serve import PASSWORD, USER
 
 import cdrq
 from cdrq import cli
@@ -193,15 +193,6 @@ def test_a_hang_up_mid_body_is_one_error_and_keeps_nothing_of_the_page(tmp_path)
     assert not (tmp_path / "ds" / STATE).exists()
 
 
-@contextlib.contextmanager
-def portsip(tls, app):
-    run = Running([app], tls)
-    try:
-        yield run.urls[0]
-    finally:
-        run.stop()
-
-
 def pull_portsip(url, tls, to, **kw):
     return pull(url, to, user="admin", password="pw", api="portsip", ca=str(tls / "ca.pem"), page_size=20, **kw)
 
@@ -210,7 +201,7 @@ def test_a_portsip_clock_ahead_does_not_move_the_resume_point_into_the_future(tl
     app = FakePortsip(10, ttl=60)
     ahead = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)
     app.items.append({**item(500), "started_at": ahead.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
-    with portsip(tls, app) as url:
+    with hostile(tls, app) as url:
         pull_portsip(url, tls, tmp_path / "ds", since="2024-08-01", until=dt.date(2999, 12, 31))
         saved = json.loads((tmp_path / "ds" / STATE).read_text())[url]["started_at"]
         assert dt.datetime.fromisoformat(saved.replace("Z", "+00:00")) <= dt.datetime.now(dt.timezone.utc)
@@ -227,7 +218,7 @@ def test_a_long_portsip_call_that_ends_after_a_pull_is_not_lost(tls, tmp_path):
     # later, with an earlier started_at than where the pull stopped.
     app = FakePortsip(30, ttl=60)
     long_call = app.items.pop(20)
-    with portsip(tls, app) as url:
+    with hostile(tls, app) as url:
         first = pull_portsip(url, tls, tmp_path / "ds", since="2024-08-01")
         assert first["written"] == 29
         app.items.append(long_call)
