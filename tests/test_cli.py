@@ -259,3 +259,19 @@ def test_network_errors_name_the_host(tmp_path):
     out = run("pull", f"https://127.0.0.1:{port}", "--user", "u", "--password", "p", "--since", "2024-01-01",
               "--to", str(tmp_path / "ds"))  # fmt: skip
     assert out.returncode == 1 and f"cdrq: 127.0.0.1:{port}: " in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("serve", OLD, "--request-timeout", "-1"),
+        ("serve", OLD, "--header-timeout", "nan"),
+        ("serve", OLD, "--lockout", "inf"),
+        ("listen", "--port", "0", "--to", "ds", "--fold-every", "-5"),
+    ],
+)
+def test_a_time_that_is_no_duration_is_a_usage_error(args):
+    # A negative timeout closed every connection at once, NaN never.
+    done = run(*args)
+    assert done.returncode == 2 and "must be a finite number, zero or more" in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2  # usage line and the error, no traceback

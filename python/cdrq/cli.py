@@ -295,17 +295,17 @@ def parser() -> Parser:
         help="failed logins from one address before it is locked out (default 5; each costs a growing delay)",
     )
     s.add_argument(
-        "--lockout", type=float, default=300.0, metavar="SECONDS", help="how long a lockout lasts (default 300)"
+        "--lockout", type=seconds, default=300.0, metavar="SECONDS", help="how long a lockout lasts (default 300)"
     )
     s.add_argument(
         "--max-connections", type=int, default=2000, metavar="N", help="open connections at most (default 2000)"
     )
     s.add_argument(
-        "--header-timeout", type=float, default=10.0, metavar="SECONDS", help="to receive a request's headers (10)"
+        "--header-timeout", type=seconds, default=10.0, metavar="SECONDS", help="to receive a request's headers (10)"
     )
     s.add_argument(
         "--request-timeout",
-        type=float,
+        type=seconds,
         default=60.0,
         metavar="SECONDS",
         help="to receive a whole request, headers and body (60)",
@@ -380,7 +380,7 @@ def parser() -> Parser:
     li.add_argument("--port", type=int, required=True)
     li.add_argument("--host", default="0.0.0.0")
     li.add_argument("--http", action="store_true", help="HTTP POSTs instead of raw TCP (PortSIP's webhook too)")
-    li.add_argument("--fold-every", type=float, default=5.0, help="seconds between folds into the dataset")
+    li.add_argument("--fold-every", type=seconds, default=5.0, help="seconds between folds into the dataset")
     li.add_argument(
         "--max-unparsed-mib",
         type=positive,
