@@ -3,7 +3,8 @@
 hand vs DuckDB `read_csv` + SQL, side by side in one run (group "scan");
 peak RSS of each in a fresh process; the scan against `cdrq.read` + the
 same query at three selectivities (0.1 %, 5 %, 50 %), with the scan's peak
-RSS at each; and the 1 → N threads tables of reading and of scan + query.
+RSS at each; JSON and XML scans against reads at the same selectivities;
+and the 1 → N threads tables of reading and of scan + query.
 
 The archive is generated once into benches/.data (CDRQ_BENCH_SCAN_RECORDS,
 default 3.2 M records ≈ 1 GB, and its twin of the same size; 16 000 000
@@ -118,6 +119,37 @@ def test_scan_against_read(big):
         assert read.height > 0 and scanned.equals(read)
         print(f"\n{label} ({qs}: {read.height} of {N} rows), {mb:.0f} MB, 3 alternating rounds:")
         print(ratio_table(times, mb, "cdrq.query(cdrq.read(…))"))
+
+
+@pytest.mark.parametrize("kind", ["flat JSON", "nested JSON", "XML"])
+def test_json_and_xml_scan_against_read(json_archives, xml_archive, kind, monkeypatch):
+    """JSON and XML name their columns only once all is read. Per
+    selectivity (and without a query), alternated round by round:
+    `cdrq.read` + the query, the scan + the query, and the scan as it was
+    before its columns were learnt by the run's own reading (a first pass
+    that builds nothing: what it still does past `PREFETCH_BYTES`)."""
+    path = {"flat JSON": json_archives[0], "nested JSON": json_archives[1], "XML": xml_archive}[kind]
+    mb = path.stat().st_size / 1e6
+    scan_module = sys.modules["cdrq.scan"]
+    learnt = scan_module.PREFETCH_BYTES
+
+    def scanned(qs: str, budget: int) -> pl.DataFrame:
+        monkeypatch.setattr(scan_module, "PREFETCH_BYTES", budget)
+        frame = cdrq.scan(path)
+        return (cdrq.query(frame, qs) if qs else frame).collect(engine="streaming")
+
+    for label, qs in {**SELECTIVITIES, "100 % (no query)": ""}.items():
+        routes = {
+            "read + query": lambda qs=qs: cdrq.query(cdrq.read(path), qs) if qs else cdrq.read(path),
+            "scan + query": lambda qs=qs: scanned(qs, learnt),
+            "scan + query, a pass first": lambda qs=qs: scanned(qs, 0),
+        }
+        results: dict[str, pl.DataFrame] = {}
+        times = side_by_side(routes, rounds=3, same=lambda name, df, results=results: results.__setitem__(name, df))
+        read, *scans = results.values()
+        assert read.height > 0 and all(scan.equals(read) for scan in scans)
+        print(f"\n{kind}, {label} ({qs or 'no query'}: {read.height} rows), {mb:.0f} MB, 3 alternating rounds:")
+        print(ratio_table(times, mb, "read + query"))
 
 
 PEAK_BY_CONSUMER = """

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import string
+import sys
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -247,6 +248,93 @@ def test_compressed_csv_streams_a_window_at_a_time(tmp_path, samples, codec):
     assert read.height == (3000 if data else read.height) > 0
 
 
+def test_compressed_csv_learns_its_columns_from_its_first_window(tmp_path):
+    import gzip
+
+    path = tmp_path / "a.csv.gz"
+    path.write_bytes(gzip.compress(csv_archive(3000).encode()))
+    qs = "caller=5300-5309"
+    expected = cdrq.query(cdrq.read(path), qs)
+    _core.take_counters()
+    assert cdrq.query(cdrq.scan(path, window_bytes=4096), qs).collect().equals(expected)
+    records, rows, _ = _core.take_counters()
+    # The run reads every record; learning the header read one window more
+    # (before, a second pass over the whole file).
+    assert 3000 < records < 3200
+    assert expected.height <= rows < expected.height + 20
+
+
+def json_or_xml(tmp_path, fmt: str, n: int, last_extra: bool = False):
+    """csv_archive(n) as a UCM JSON or XML export; the last record with a
+    key beyond the data model if ``last_extra``."""
+    text = cdrq.render(cdrq.read(csv_archive(n).encode()), fmt)
+    if last_extra:
+        close = text.rindex('"}}') + 1 if fmt == "json" else text.rindex("</main_cdr>")
+        text = text[:close] + (', "zz_extra": "z"' if fmt == "json" else "<zz_extra>z</zz_extra>") + text[close:]
+    path = tmp_path / f"a.{fmt}"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_json_and_xml_scans_read_their_file_once(tmp_path, fmt):
+    """Their columns are known only once all is read: that reading, with
+    the query, is the run's own, not a pass before it."""
+    path = json_or_xml(tmp_path, fmt, 1000, last_extra=True)
+    qs = "caller=5300-5309,5381"  # 5381: the last record's
+    expected = cdrq.query(cdrq.read(path), qs)
+    assert "zz_extra" in expected.columns and expected["zz_extra"].drop_nulls().len() == 1
+    query = cdrq.query(cdrq.scan(path, window_bytes=4096), qs)
+    _core.take_counters()
+    assert query.collect().equals(expected)
+    assert _core.take_counters()[:2] == (1000, expected.height)
+    # A later run reads the file again; the columns are not learnt again.
+    assert query.collect(engine="streaming").equals(expected)
+    assert _core.take_counters()[:2] == (1000, expected.height)
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_a_query_keeping_much_learns_columns_building_nothing(tmp_path, monkeypatch, fmt):
+    """Rows beyond what may be held are not kept: after its first window
+    the reading goes on checking records but building none, so the run
+    builds each row once, and a key first met in the last record is a
+    column still."""
+    monkeypatch.setattr(sys.modules["cdrq.scan"], "PREFETCH_BYTES", 2000)
+    path = json_or_xml(tmp_path, fmt, 1000, last_extra=True)
+    expected = cdrq.read(path)
+    scan = cdrq.scan(path, window_bytes=4096)
+    _core.take_counters()
+    assert scan.collect().equals(expected)
+    records, rows, _ = _core.take_counters()
+    assert records == 2000
+    assert 1000 < rows < 1200
+    assert not scan.spec.prefetched
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_a_file_rewritten_after_its_columns_were_learnt_is_read_again(tmp_path, fmt):
+    path = json_or_xml(tmp_path, fmt, 300)
+    qs = "caller=5300-5349"
+    query = cdrq.query(cdrq.scan(path), qs)
+    before = query.collect_schema()
+    path.write_text(cdrq.render(cdrq.read(csv_archive(200, seed=17).encode()), fmt))
+    expected = cdrq.query(cdrq.read(path), qs)
+    assert expected.schema == before
+    assert query.collect().equals(expected)
+
+
+def test_many_json_sources_share_what_may_be_held(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys.modules["cdrq.scan"], "PREFETCH_BYTES", 70_000)
+    for i in range(4):
+        (tmp_path / f"{i}.json").write_text(cdrq.render(cdrq.read(csv_archive(300, seed=i).encode()), "json"))
+    scan = cdrq.scan(tmp_path)
+    scan.collect_schema()
+    held = [sum(f.estimated_size() for f, _ in p.windows) for p in scan.spec.prefetched.values()]
+    assert 0 < len(held) < 4 and sum(held) <= 70_000
+    assert scan.collect().equals(cdrq.read(tmp_path))
+    assert not scan.spec.prefetched
+
+
 def archive_with_bad_lines(tmp_path, bad: tuple[int, ...]):
     """csv_archive(200) with the records on these lines unreadable (AcctId "x")."""
     lines = csv_archive(200).splitlines(keepends=True)
@@ -271,6 +359,25 @@ def test_scan_collects_the_rejects_of_every_window(tmp_path):
     qs = "caller=5300-5350"
     assert cdrq.query(frame, qs).collect().equals(cdrq.query(expected, qs))
     assert rejects.frame().equals(expected_rejects)
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_json_and_xml_rejects_of_a_run_are_those_of_its_one_reading(tmp_path, fmt):
+    path = json_or_xml(tmp_path, fmt, 300)
+    text = path.read_text()
+    for acct in ("17", "260"):
+        old = f'"AcctId": "{acct}"' if fmt == "json" else f"<AcctId>{acct}</AcctId>"
+        assert old in text
+        text = text.replace(old, old.replace(acct, "x" + acct))
+    path.write_text(text)
+    expected, expected_rejects = cdrq.read(path, on_error="collect")
+    assert len(expected_rejects) == 2
+    frame, rejects = cdrq.scan(path, on_error="collect", window_bytes=2048)
+    qs = "caller=5300-5350"
+    query = cdrq.query(frame, qs)
+    for _ in range(2):
+        assert query.collect().equals(cdrq.query(expected, qs))
+        assert rejects.frame().equals(expected_rejects)
 
 
 def test_scan_raises_the_records_parse_error_itself(tmp_path):

@@ -48,6 +48,7 @@ class Scanner:
     """One source read a window at a time, with projection and a query's row filter pushed down."""
 
     format: str
+    header_names: list[str] | None
     def __init__(
         self,
         source: str | bytes,
@@ -68,6 +69,7 @@ class Scanner:
         layout: list[str] | tuple[str, ...] | None = None,
     ) -> None: ...
     def next_window(self) -> tuple[ArrowStream, list[tuple[str, int, int, str, str]]] | None: ...
+    def build_names_only(self) -> None: ...
     def progress(self) -> tuple[int, int]: ...
 
 def column_names(

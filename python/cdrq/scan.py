@@ -41,6 +41,10 @@ ZONE_MARGIN_US: int = _core.ZONE_MARGIN_US
 #: Sources up to this size are read whole, several at once.
 EAGER_BYTES = 8 << 20
 
+#: The frames a scan may hold between learning its columns and handing
+#: them over (see :meth:`ScanSpec.learn`).
+PREFETCH_BYTES = 64 << 20
+
 
 def dtype_of(name: str, tz: str | None) -> pl.DataType:
     """The type cdrq gives a column, by its name (the core's data model)."""
@@ -104,9 +108,33 @@ def window_frame(stream: Any, tz: str | None, columns: Mapping[str, pl.DataType]
     on: times in zone ``tz``, exactly ``columns`` in their order, those the
     window lacks null. The one path from the reader to Polars of ``scan``
     and of the Spark data source."""
-    frame = localise(pl.DataFrame(stream), tz)
+    return fit(localise(pl.DataFrame(stream), tz), columns)
+
+
+def fit(frame: pl.DataFrame, columns: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """``frame`` with exactly ``columns`` in their order, those it lacks null."""
     missing = [pl.lit(None, dtype).alias(name) for name, dtype in columns.items() if name not in frame.schema]
     return frame.with_columns(missing).select(list(columns))
+
+
+def stamp_of(source: str | bytes) -> tuple[int, int, int] | None:
+    """What tells a file rewritten since it was read (bytes never are)."""
+    if isinstance(source, bytes):
+        return None
+    try:
+        st = os.stat(source)
+    except OSError:
+        return (-1, -1, -1)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@dataclasses.dataclass
+class Prefetch:
+    """A source's windows read to learn its columns: localised frames of
+    every column, with their rejects, and what the file was then."""
+
+    stamp: tuple[int, int, int] | None
+    windows: list[tuple[pl.DataFrame, list]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,16 +157,18 @@ class ScanSpec:
     layout: tuple[str, ...] | None = None
     rejects: ScanRejects | None = dataclasses.field(default=None, compare=False)
     schema_cache: dict[str, pl.Schema] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    #: By source index, what learning the columns read (this spec's own:
+    #: not shared with the spec a plan is pushed into).
+    prefetched: dict[int, Prefetch] = dataclasses.field(default_factory=dict, init=False, compare=False, repr=False)
 
     def schema(self) -> pl.Schema:
         """The union of the sources' columns, in order of first appearance."""
         if "schema" not in self.schema_cache:
             names: dict[str, None] = {}
-            for source, name in zip(self.sources, self.names, strict=True):
+            budget = [0 if self.progress else PREFETCH_BYTES]
+            for index, (source, name) in enumerate(zip(self.sources, self.names, strict=True)):
                 try:
-                    columns, _ = _core.column_names(
-                        source, name=name, format=self.format, encoding=self.encoding, layout=self.layout
-                    )
+                    columns = self.learn(index, source, name, budget)
                 except CdrqError as e:
                     # Polars keeps only the text of what the schema callable raises.
                     WRAPPED[f"{type(e).__name__}: {e}"] = e
@@ -149,43 +179,109 @@ class ScanSpec:
             self.schema_cache["schema"] = pl.Schema({n: dtype_of(n, self.tz) for n in names})
         return self.schema_cache["schema"]
 
+    def learn(self, index: int, source: str | bytes, name: str | None, budget: list[int]) -> list[str]:
+        """A source's columns. A CSV names them in its header (a compressed
+        one after its first window); JSON and XML only once all is read.
+        That reading is the scan's own, with its query: the frames it makes
+        (up to ``budget`` bytes, for all sources) are kept for the run that
+        follows, which then does not read the source again. A query that
+        keeps more is known by its first window, and the reading goes on
+        building nothing. If the reading fails, the columns come from a
+        pass that builds nothing, which leaves the error to itself or to
+        the run, as without this. (Under ``progress`` the run reads all.)"""
+        if budget[0] > 0:
+            with contextlib.suppress(CdrqError):
+                columns, prefetch = self.prefetch(source, name, budget)
+                if prefetch is not None:
+                    self.prefetched[index] = prefetch
+                return columns
+        columns, _ = _core.column_names(
+            source, name=name, format=self.format, encoding=self.encoding, layout=self.layout
+        )
+        return columns
+
+    def prefetch(self, source: str | bytes, name: str | None, budget: list[int]) -> tuple[list[str], Prefetch | None]:
+        """A source's columns and, unless its frames would outgrow
+        ``budget`` (then none is left), what reading them read."""
+        stamp = stamp_of(source)
+        scanner = self.open_scanner(source, name, None, self.on_error)
+        windows: list[tuple[pl.DataFrame, list]] = []
+        seen: dict[str, None] = {}
+        held = 0
+        header = scanner.header_names
+        while header is None:
+            window = scanner.next_window()
+            if window is None:
+                break
+            frame = localise(pl.DataFrame(window[0]), self.tz)
+            seen.update(dict.fromkeys(frame.columns))
+            windows.append((frame, window[1]))
+            held += frame.estimated_size()
+            header = scanner.header_names
+            # What all windows would hold, judged from those so far: a query
+            # that keeps much is known by its first window.
+            done, total = scanner.progress()
+            if header is None and held * total > budget[0] * max(done, 1):
+                budget[0] = 0
+                scanner.build_names_only()
+                for stream, _ in iter(scanner.next_window, None):
+                    seen.update(dict.fromkeys(pl.DataFrame(stream).columns))
+                return list(seen), None
+        if header is not None:
+            # A CSV: its scan reads on with the query's columns only.
+            return header, None
+        budget[0] -= held
+        return list(seen), Prefetch(stamp, windows)
+
+    def open_scanner(self, source: str | bytes, name: str | None, columns: list[str] | None, on_error: str) -> Any:
+        return _core.Scanner(
+            source,
+            name=name,
+            format=self.format,
+            threads=self.threads,
+            on_error=on_error,
+            tz_label="UTC" if self.tz == "UTC" else None,
+            columns=columns,
+            plan=self.plan,
+            margin_us=0 if self.tz in (None, "UTC") else ZONE_MARGIN_US,
+            window_bytes=self.window_bytes,
+            encoding=self.encoding,
+            gaps=wall_clock_gaps(self.tz),
+            memory_map=self.memory_map,
+            layout=self.layout,
+        )
+
     def windows(self, columns: Sequence[str] | None, on_error: str = "raise") -> Iterator[tuple[pl.DataFrame, list]]:
         """Each window of each source as a frame of ``columns`` (all when
         ``None``; absent ones null), and its rejects."""
         schema = self.schema()
         wanted = list(schema) if columns is None else list(columns)
-        margin = 0 if self.tz in (None, "UTC") else ZONE_MARGIN_US
+        fields = {c: schema[c] for c in wanted}
 
-        def open_scanner(source: str | bytes, name: str | None) -> Any:
-            return _core.Scanner(
-                source,
-                name=name,
-                format=self.format,
-                threads=self.threads,
-                on_error=on_error,
-                tz_label="UTC" if self.tz == "UTC" else None,
-                columns=wanted,
-                plan=self.plan,
-                margin_us=margin,
-                window_bytes=self.window_bytes,
-                encoding=self.encoding,
-                gaps=wall_clock_gaps(self.tz),
-                memory_map=self.memory_map,
-                layout=self.layout,
-            )
+        def load(item: tuple[int, tuple[str | bytes, str | None]]) -> tuple[Any, list | None]:
+            """A source's scanner, and its windows as frames if read already
+            (else ``None``: they stream). The windows read to learn its
+            columns are taken, once; of many sources, a small one is read
+            whole, side by side with others."""
+            index, (source, name) = item
+            prefetch = self.prefetched.pop(index, None)
+            if prefetch is not None and on_error == self.on_error and prefetch.stamp == stamp_of(source):
+                return None, prefetch.windows
+            scanner = self.open_scanner(source, name, wanted, on_error)
+            size = len(source) if isinstance(source, bytes) else os.path.getsize(source)
+            if len(self.sources) > 1 and size <= EAGER_BYTES:
+                return scanner, list(frames(scanner))
+            return scanner, None
 
-        def load(pair: tuple[str | bytes, str | None]) -> tuple[Any, list | None]:
-            """Of many sources, a small one is read whole, side by side with
-            others; the rest stream a window at a time."""
-            scanner = open_scanner(*pair)
-            size = len(pair[0]) if isinstance(pair[0], bytes) else os.path.getsize(pair[0])
-            eager = len(self.sources) > 1 and size <= EAGER_BYTES
-            return scanner, list(iter(scanner.next_window, None)) if eager else None
+        def frames(scanner: Any) -> Iterator[tuple[pl.DataFrame, list]]:
+            for stream, rejects in iter(scanner.next_window, None):
+                yield localise(pl.DataFrame(stream), self.tz), rejects
 
+        sources = enumerate(zip(self.sources, self.names, strict=True))
         with Progress(self) as progress:
-            for scanner, loaded in ordered_map(load, zip(self.sources, self.names, strict=True), self.threads):
-                for stream, rejects in loaded if loaded is not None else iter(scanner.next_window, None):
-                    frame = window_frame(stream, self.tz, {c: schema[c] for c in wanted})
+            for scanner, read in ordered_map(load, sources, self.threads):
+                for frame, rejects in frames(scanner) if read is None else read:
+                    frame = fit(frame, fields)
                     progress.advance(scanner, frame.height)
                     yield frame, rejects
 
@@ -406,7 +502,7 @@ class Progress:
             self.bar.close()
 
     def advance(self, scanner: Any, records: int) -> None:
-        if self.bar is None:
+        if self.bar is None or scanner is None:
             return
         done, _ = scanner.progress()
         self.records += records

@@ -54,7 +54,7 @@ impl Scanner {
         let source = Source::extract(source, name)?;
         let stream = guarded(py, || {
             let filter = plan.map(|plan| RowFilter::from_plan(plan, margin_us));
-            let pushdown = Some(Arc::new(Pushdown { columns, filter }));
+            let pushdown = Some(Arc::new(Pushdown::new(columns, filter)));
             let options = ReadOptions {
                 threads,
                 on_error,
@@ -78,10 +78,27 @@ impl Scanner {
         Ok(output.map(|o| (ArrowStream::new(o.schema, o.batches), reject_rows(o.rejects))))
     }
 
+    /// From now on JSON and XML rows are checked, not built: the windows
+    /// still name every column met (a scan learning only its columns).
+    fn build_names_only(&self) -> PyResult<()> {
+        let stream = self.stream.lock().map_err(|_| CdrqError::new_err("scanner lock poisoned"))?;
+        stream.build_names_only();
+        Ok(())
+    }
+
     /// (bytes read, bytes in all) of the decompressed input.
     fn progress(&self) -> PyResult<(usize, usize)> {
         let stream = self.stream.lock().map_err(|_| CdrqError::new_err("scanner lock poisoned"))?;
         Ok(stream.progress())
+    }
+
+    /// A CSV's columns once its header is read (at open; a compressed
+    /// file's after its first window), else `None`: JSON and XML name
+    /// theirs only once all is read.
+    #[getter]
+    fn header_names(&self) -> PyResult<Option<Vec<String>>> {
+        let stream = self.stream.lock().map_err(|_| CdrqError::new_err("scanner lock poisoned"))?;
+        Ok(stream.header_names())
     }
 
     /// The format being read (`auto` resolved).

@@ -10,7 +10,7 @@
 //! it drops, the exact filter would have dropped too, so pushdown changes
 //! cost, never results.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 pub use crate::query::filter::{RowFilter, ZONE_MARGIN_US};
 
@@ -20,9 +20,26 @@ pub struct Pushdown {
     /// Names of the columns to build; `None` builds them all.
     pub columns: Option<Vec<String>>,
     pub filter: Option<RowFilter>,
+    /// Set while a JSON or XML scan runs once it wants only the columns'
+    /// names from then on: later rows are checked but not built, as under
+    /// [`RowFilter::nothing`] (windows in flight are built already).
+    pub names_only: AtomicBool,
 }
 
 impl Pushdown {
+    pub fn new(columns: Option<Vec<String>>, filter: Option<RowFilter>) -> Self {
+        Self { columns, filter, names_only: AtomicBool::new(false) }
+    }
+
+    /// From now on, build no rows (see [`Self::names_only`]).
+    pub fn build_names_only(&self) {
+        self.names_only.store(true, Ordering::Relaxed);
+    }
+
+    pub fn builds_rows(&self) -> bool {
+        !self.names_only.load(Ordering::Relaxed)
+    }
+
     /// Which of `names` to build.
     pub fn wanted(pushdown: Option<&Self>, names: &[String]) -> Vec<bool> {
         match pushdown.and_then(|p| p.columns.as_ref()) {

@@ -331,7 +331,9 @@ impl<'a> Builder<'a> {
         }
         let buf = self.input.bytes();
         let strict = self.options.on_error == OnError::Raise;
-        let filter = self.options.pushdown.as_deref().and_then(|p| p.filter.as_ref());
+        let pushdown = self.options.pushdown.as_deref();
+        let filter = pushdown.and_then(|p| p.filter.as_ref());
+        let builds_rows = pushdown.is_none_or(Pushdown::builds_rows);
         let gaps = self.options.gaps.as_deref();
         let invalid_utf8 = self.input.invalid_utf8.as_deref();
         let first_unmapped = set.unmapped.iter().min_by_key(|u| u.0).map(|u| u.0);
@@ -360,6 +362,9 @@ impl<'a> Builder<'a> {
                 continue;
             }
             self.records += 1;
+            if !builds_rows {
+                continue;
+            }
             if let Some(filter) = filter {
                 let text = |column: usize| set.bytes(buf, self.slots[column]);
                 let (src, dst) = (text(SRC_COLUMN), text(DST_COLUMN));

@@ -206,6 +206,25 @@ impl Stream {
         self.format
     }
 
+    /// A CSV's columns, once its header (or first record) is read: at
+    /// open, or a compressed one's after its first window. `None` for
+    /// JSON and XML, whose columns are known only once all is read.
+    pub fn header_names(&self) -> Option<Vec<String>> {
+        match &self.state {
+            State::Csv { plan, .. } => Some(plan.names().to_vec()),
+            State::Compressed(unpacking) => unpacking.plan.as_ref().map(|plan| plan.names().to_vec()),
+            _ => None,
+        }
+    }
+
+    /// From now on only the columns' names are wanted: JSON and XML rows
+    /// are checked, not built (see [`Pushdown::names_only`]).
+    pub fn build_names_only(&self) {
+        if let Some(pushdown) = &self.options.pushdown {
+            pushdown.build_names_only();
+        }
+    }
+
     /// The next window's batches and rejects; `None` once the input is done.
     pub fn next_window(&mut self) -> Result<Option<ReadOutput>> {
         if let State::Csv { .. } = self.state {
@@ -501,29 +520,27 @@ fn input_bytes(input: Input) -> Vec<u8> {
 }
 
 /// The names of all the columns `input` holds (before any projection) and
-/// its format: a CSV's header, or for the other formats a parse that
-/// builds nothing.
+/// its format: a CSV's header (a compressed one's after its first window),
+/// or for the other formats a parse that builds nothing.
 pub fn column_names(input: Input, format: Format, options: &ReadOptions) -> Result<(Vec<String>, Format)> {
     let options = ReadOptions {
-        pushdown: Some(std::sync::Arc::new(Pushdown { columns: None, filter: Some(RowFilter::nothing()) })),
+        pushdown: Some(std::sync::Arc::new(Pushdown::new(None, Some(RowFilter::nothing())))),
         ..options.clone()
     };
     let mut stream = Stream::open(input, format, options, None)?;
-    let names = match &stream.state {
-        State::Csv { plan, .. } => plan.names().to_vec(),
-        _ => {
-            // Keys beyond the data model may first appear in any window.
-            let mut names: Vec<String> = Vec::new();
-            while let Some(output) = stream.next_window()? {
-                for field in output.schema.fields() {
-                    if !names.contains(field.name()) {
-                        names.push(field.name().clone());
-                    }
-                }
-            }
-            names
+    // Keys beyond the data model may first appear in any window.
+    let mut names: Vec<String> = Vec::new();
+    loop {
+        if let Some(header) = stream.header_names() {
+            return Ok((header, stream.format));
         }
-    };
+        let Some(output) = stream.next_window()? else { break };
+        for field in output.schema.fields() {
+            if !names.contains(field.name()) {
+                names.push(field.name().clone());
+            }
+        }
+    }
     Ok((names, stream.format))
 }
 
@@ -624,10 +641,7 @@ mod tests {
     #[test]
     fn pushdown_builds_only_matching_rows_and_asked_columns() {
         let plan = compile("caller=5300-5304&minDur=45", 0, Surface::Cdrapi, &[]).unwrap();
-        let pushdown = Pushdown {
-            columns: Some(vec!["AcctId".into(), "src".into()]),
-            filter: Some(RowFilter::from_plan(&plan, 0)),
-        };
+        let pushdown = Pushdown::new(Some(vec!["AcctId".into(), "src".into()]), Some(RowFilter::from_plan(&plan, 0)));
         let options = ReadOptions { pushdown: Some(Arc::new(pushdown)), ..ReadOptions::default() };
         let mut stream = Stream::open(Input::from_vec("t", archive(500)), Format::UcmCsv, options, Some(4096)).unwrap();
         let got = ids(&mut stream);

@@ -123,7 +123,7 @@ fn run(input: &Input, options: &ReadOptions, portsip: bool, emit: Option<Emit<'_
 pub fn element_ranges(input: &Input, portsip: bool, target: usize) -> Result<Option<Vec<(usize, usize)>>> {
     let options = ReadOptions {
         chunk_bytes: Some(target.max(1)),
-        pushdown: Some(std::sync::Arc::new(Pushdown { columns: None, filter: Some(RowFilter::nothing()) })),
+        pushdown: Some(std::sync::Arc::new(Pushdown::new(None, Some(RowFilter::nothing())))),
         on_error: super::OnError::Collect,
         ..ReadOptions::default()
     };
