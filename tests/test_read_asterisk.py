@@ -169,6 +169,27 @@ def test_custom_columns_named_by_the_caller_and_the_helper():
         cdrq.read(data, format="asterisk-custom", columns=["src", "src"])
 
 
+def test_custom_columns_keep_fractional_and_unparsed_fields_as_text():
+    # A site template (dynax60/logstash-asterisk's README): func_cdr.c writes
+    # `duration,f` with "%lf" and `start,u` as epoch seconds.
+    mapping = (
+        "Master.csv => ${CSV_QUOTE(${CDR(src)})},${CSV_QUOTE(${CDR(start,u)})},"
+        "${CSV_QUOTE(${CDR(duration,f)})},${CSV_QUOTE(${CDR(billsec, f)})},${CDR(disposition,u)},${CDR(amaflags,u)}"
+    )
+    columns = cdrq.custom_columns(mapping)
+    assert columns == ["src", "start_u", "duration_f", "billsec_f", "disposition_u", "amaflags"]
+    data = b'"1001","1706420300.000000","40.012000","35.004000",8,2\n'
+    row = cdrq.read(data, format="asterisk-custom", columns=columns, tz=None).row(0, named=True)
+    assert (row["src"], row["start_u"], row["duration_f"], row["billsec_f"]) == (
+        "1001",
+        "1706420300.000000",
+        "40.012000",
+        "35.004000",
+    )
+    assert (row["disposition_u"], row["amaflags"]) == ("8", "BILLING")
+    assert row["duration"] is row["start"] is row["disposition"] is None
+
+
 def test_a_custom_template_reads_alike_in_read_scan_convert_and_the_cli(tmp_path):
     # `columns=` is asterisk-custom's alone: `auto` takes it as that format,
     # any other format refuses it, and scan, convert and the CLI read the

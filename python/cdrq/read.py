@@ -28,7 +28,7 @@ FORMATS = (
     "freepbx-csv",
 )
 
-_CDR_REF = re.compile(r"\$\{CDR\(\s*([^,)\s]+)")
+_CDR_REF = re.compile(r"\$\{CDR\(\s*([^,)\s]+)\s*(?:,\s*([^)\s]*))?")
 
 
 def custom_columns(mapping: str) -> list[str]:
@@ -37,9 +37,14 @@ def custom_columns(mapping: str) -> list[str]:
 
     ``Master.csv => ${CSV_QUOTE(${CDR(clid)})},${CDR(sequence)},...`` gives
     ``["clid", "sequence", ...]``: each comma-separated field's first
-    ``${CDR(name)}`` (options such as ``,u`` dropped); a field with none
-    (a ``${CHANNEL(...)}`` or literal text) is named ``field_N`` (1-based).
-    The part before ``=>`` is optional.
+    ``${CDR(name)}``; a field with none (a ``${CHANNEL(...)}`` or literal
+    text) is named ``field_N`` (1-based). The part before ``=>`` is
+    optional. Asterisk's ``f`` and ``u`` options write what is not the
+    column's value (``duration,f`` 40.012000 seconds, ``start,u`` epoch
+    seconds, ``disposition,u`` a number whose meaning changed between
+    versions): such a field keeps its text as ``name_options``
+    (``duration_f``), but ``amaflags,u`` (1–3, read as names) stays
+    ``amaflags``.
     """
     template = mapping.split("=>", 1)[1] if "=>" in mapping else mapping
     fields, depth, current = [], 0, []
@@ -57,7 +62,11 @@ def custom_columns(mapping: str) -> list[str]:
     names = []
     for i, field in enumerate(fields, 1):
         found = _CDR_REF.search(field)
-        names.append(found.group(1) if found else f"field_{i}")
+        if found is None:
+            names.append(f"field_{i}")
+            continue
+        name, options = found.group(1), "".join(o for o in found.group(2) or "" if o in "fu")
+        names.append(f"{name}_{options}" if options and name.lower() != "amaflags" else name)
     return names
 
 
