@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from typing import Literal, overload
 
 import polars as pl
@@ -43,7 +44,7 @@ def custom_columns(mapping: str) -> list[str]:
     column's value (``duration,f`` 40.012000 seconds, ``start,u`` epoch
     seconds, ``disposition,u`` a number whose meaning changed between
     versions): such a field keeps its text as ``name_options``
-    (``duration_f``), but ``amaflags,u`` (1–3, read as names) stays
+    (``duration_f``), but ``amaflags,u`` (1 to 3, read as names) stays
     ``amaflags``.
     """
     template = mapping.split("=>", 1)[1] if "=>" in mapping else mapping
@@ -68,6 +69,14 @@ def custom_columns(mapping: str) -> list[str]:
         name, options = found.group(1), "".join(o for o in found.group(2) or "" if o in "fu")
         names.append(f"{name}_{options}" if options and name.lower() != "amaflags" else name)
     return names
+
+
+def check_columns(names: Mapping[str, object], source: object) -> None:
+    """Sources naming more columns in all than a frame may have (each
+    alone has no more: the core's ``MAX_COLUMNS``) are no CDR exports: their
+    union would be a frame of rows by columns of nulls."""
+    if len(names) > _core.MAX_COLUMNS:
+        raise CdrqError(f"{source!s:.200}: more than {_core.MAX_COLUMNS} columns named in all: not CDR exports")
 
 
 #: Columns of the rejects frame of ``on_error="collect"``.
@@ -217,6 +226,7 @@ def read(
         frames.append(frame)
         rejects.extend(bad)
     # Columns missing from one source are null in its rows.
+    check_columns(dict.fromkeys(name for frame in frames for name in frame.columns), source)
     frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     if on_error == "raise":
         return frame

@@ -18,7 +18,9 @@
 //! `"Doe, John" <8914>` is written `""Doe, John" <8914>"`: RFC 4180 reads
 //! that as two fields. A record with the wrong field count is reassembled
 //! from its comma-separated parts ([`reassemble`]), or rejected where no
-//! single way fits.
+//! single way fits. A cdr_custom template may quote the same way: Asterisk's
+//! own `configs/cdr_custom.conf` writes `"${CDR(clid)}",…` (literal quotes,
+//! nothing escaped), read by [`split_custom`].
 
 use super::csv::{ACCTID_COLUMN, FileLayout, Layout, SKIPPED, field_bytes, lookup_base};
 use super::split::{FieldKind, FieldSpan, RecordSpan, UnterminatedQuote, split_record};
@@ -36,6 +38,9 @@ pub const CUSTOM_DEFAULT: [&str; 19] = [
     "clid", "src", "dst", "dcontext", "channel", "dstchannel", "lastapp", "lastdata", "start", "answer",
     "end", "duration", "billsec", "disposition", "amaflags", "accountcode", "uniqueid", "userfield", "sequence",
 ];
+
+/// The sample template before `sequence` (Asterisk 1.6 – 11): 18 fields.
+const CUSTOM_DEFAULT_OLD: usize = 18;
 
 /// The record widths cdr_csv writes (cdr/cdr_csv.c `build_csv_record`):
 /// 16 fields `accountcode` … `amaflags`, then `uniqueid` if `loguniqueid`,
@@ -76,31 +81,64 @@ fn width_layout(n: usize) -> Layout {
 /// empty one may be bare) of 16 to 21 fields with a time in the 10th
 /// (cdr_csv) or the 19 of the sample cdr_custom template with a time in the
 /// 9th. Returns the format and what was seen.
+///
+/// A file whose first line is cut short (a copy of a live file, a tail) is
+/// told by its second record.
 pub fn sniff(head: &[u8]) -> Option<(Format, String)> {
     let mut fields = Vec::new();
-    split_record(head, 0, &mut fields).ok()?;
+    let first = split_record(head, 0, &mut fields).ok()?;
     let is_name = |f: &FieldSpan, name: &str| field_bytes(head, f).trim_ascii().eq_ignore_ascii_case(name.as_bytes());
     if fields.iter().any(|f| is_name(f, CALLDATE)) {
         let n = fields.len();
         return Some((Format::FreepbxCsv, format!("a header of {n} names with calldate (FreePBX's CDR export)")));
     }
-    if head.first() != Some(&b'"') {
+    sniff_record(head, 0, &mut fields).or_else(|| {
+        let (format, seen) = sniff_record(head, first.next, &mut fields)?;
+        Some((format, format!("{seen} on line 2 (line 1 is not one)")))
+    })
+}
+
+/// The headerless record at `pos`: every field quoted (an empty one may
+/// be bare), 16 to 21 fields with a time in the 10th (cdr_csv), or the
+/// sample cdr_custom template's 19 or 18 with a time in the 9th (in a
+/// template quoting literally too, [`split_custom`]).
+fn sniff_record(head: &[u8], pos: usize, fields: &mut Vec<FieldSpan>) -> Option<(Format, String)> {
+    if head.get(pos) != Some(&b'"') {
         return None;
     }
-    let n = fields.len();
-    let time_at = |i: usize| {
+    let time_at = |fields: &[FieldSpan], i: usize| {
         fields.get(i).is_some_and(|f| f.kind != FieldKind::Plain && parse_timestamp(&field_bytes(head, f)).is_some())
     };
     // The template's 9th field is `start`; cdr_csv's is `lastdata`.
-    if n == CUSTOM_DEFAULT.len() && time_at(8) {
-        Some((
-            Format::AsteriskCustom,
-            format!("a headerless quoted record of {n} fields, a time 9th (Asterisk's sample cdr_custom template)"),
-        ))
-    } else if (16..=21).contains(&n) && time_at(9) {
-        Some((Format::AsteriskCsv, format!("a headerless quoted record of {n} fields, a time 10th (Asterisk cdr_csv)")))
-    } else {
-        None
+    let custom_widths = [CUSTOM_DEFAULT.len(), CUSTOM_DEFAULT_OLD];
+    if let Ok(Ok(_)) = split_custom(head, pos, &custom_widths, fields)
+        && custom_widths.contains(&fields.len())
+        && time_at(fields, 8)
+    {
+        let n = fields.len();
+        let seen =
+            format!("a headerless quoted record of {n} fields, a time 9th (Asterisk's sample cdr_custom template)");
+        return Some((Format::AsteriskCustom, seen));
+    }
+    split_record(head, pos, fields).ok()?;
+    let n = fields.len();
+    ((16..=21).contains(&n) && time_at(fields, 9) && cdr_csv_quoting(head, fields).is_ok()).then(|| {
+        (Format::AsteriskCsv, format!("a headerless quoted record of {n} fields, a time 10th (Asterisk cdr_csv)"))
+    })
+}
+
+/// cdr_csv quotes every text field and doubles inner quotes
+/// (cdr/cdr_csv.c `append_string`), so a quote RFC 4180 could not read
+/// is no cdr_csv record: read as one, its fields would be shifted.
+pub(super) fn cdr_csv_quoting(buf: &[u8], fields: &[FieldSpan]) -> std::result::Result<(), (usize, String)> {
+    match fields.iter().find(|f| unpaired_quote(buf, f)) {
+        None => Ok(()),
+        Some(f) => Err((
+            f.start,
+            "a quote inside a field that is not doubled, which cdr_csv never writes (a cdr_custom template \
+             quoting literally? format=\"asterisk-custom\")"
+                .into(),
+        )),
     }
 }
 
@@ -129,7 +167,7 @@ pub(super) fn custom_layout(
     names: Option<&[String]>,
     pos: usize,
 ) -> Result<(FileLayout, Vec<String>, usize)> {
-    let default: Vec<String>;
+    let mut default: Vec<String> = Vec::new();
     let names = match names {
         Some(names) => names,
         None => {
@@ -143,10 +181,14 @@ pub(super) fn custom_layout(
     }
     let (columns, extra) = map_columns(names).map_err(|e| fail(format!("{e} in columns=")))?;
     let lastdata = columns.iter().position(|&c| c == schema::LASTDATA_COLUMN);
-    let described = Some(format!("{} fields as in columns= (more only with an unquoted lastdata)", columns.len()));
-    let layout =
-        FileLayout { primary: Layout { columns, lastdata }, has_header: false, other_widths: Vec::new(), described };
-    Ok((layout, extra, pos))
+    let (other_widths, described) = if default.is_empty() {
+        (Vec::new(), format!("{} fields as in columns= (more only with an unquoted lastdata)", columns.len()))
+    } else {
+        let old = Layout { columns: columns[..CUSTOM_DEFAULT_OLD].to_vec(), lastdata };
+        (vec![old], "19 or 18 fields as Asterisk's sample cdr_custom templates write".into())
+    };
+    let primary = Layout { columns, lastdata };
+    Ok((FileLayout { primary, has_header: false, other_widths, described: Some(described) }, extra, pos))
 }
 
 /// The layout of a FreePBX export: its header's names, by [`map_columns`];
@@ -392,10 +434,60 @@ pub(super) fn split_freepbx(
         unquote_commas(buf, fields);
         return Ok(split);
     }
-    match reassemble(buf, pos, width, fields) {
+    match reassemble(buf, pos, width, fields, Quoting::Freepbx) {
         Reassembly::Fields(line) => Ok(Ok(line)),
         Reassembly::Ambiguous(line, reason) => Err((line, reason)),
         Reassembly::TooFew => Ok(split),
+    }
+}
+
+/// A cdr_custom record of one of `widths` fields (the template's first).
+/// A template quotes with `CSV_QUOTE` (RFC 4180) or with literal quotes
+/// around a value written as it is (`"${CDR(clid)}"`), which RFC 4180
+/// cannot pair: `""Doe, John" <1>"` splits into `""Doe` and ` John" <1>"`.
+/// A line with a quote RFC 4180 left unpaired is read from its
+/// comma-separated parts instead, where they fit one width in one way
+/// ([`reassemble`]), else it is a reject: read as RFC 4180 splits it, or
+/// by the `lastdata` rule, its fields would be shifted.
+pub(super) fn split_custom(
+    buf: &[u8],
+    pos: usize,
+    widths: &[usize],
+    fields: &mut Vec<FieldSpan>,
+) -> std::result::Result<std::result::Result<RecordSpan, UnterminatedQuote>, (RecordSpan, String)> {
+    let split = split_record(buf, pos, fields);
+    let Ok(record) = split else { return Ok(split) };
+    if !fields.iter().any(|f| unpaired_quote(buf, f)) {
+        return Ok(split);
+    }
+    let fits = |w: usize, fields: &mut Vec<FieldSpan>| reassemble(buf, pos, w, fields, Quoting::Literal);
+    let fitting: Vec<usize> =
+        widths.iter().copied().filter(|&w| matches!(fits(w, fields), Reassembly::Fields(_))).collect();
+    let reason = match (fitting.as_slice(), fits(fitting.first().copied().unwrap_or(widths[0]), fields)) {
+        ([_], Reassembly::Fields(line)) => {
+            unquote_literal(buf, fields);
+            return Ok(Ok(line));
+        }
+        (_, Reassembly::Ambiguous(_, reason)) => reason,
+        (_, Reassembly::Fields(_)) => "its comma-separated parts fit more than one width of the template".into(),
+        (_, Reassembly::TooFew) => "a quote closed that no field opened, and too few parts to rejoin".into(),
+    };
+    Err((record, reason))
+}
+
+/// A field holding a quote RFC 4180 did not pair (`"a" <1>`, `""Doe`).
+fn unpaired_quote(buf: &[u8], f: &FieldSpan) -> bool {
+    f.kind == FieldKind::Plain && memchr::memchr(b'"', &buf[f.start..f.end]).is_some()
+}
+
+/// Fields RFC 4180 read whole with a template's literal quotes still
+/// around them (`""Alice" <1>"`: the inner quotes are not doubled) lose
+/// those quotes.
+fn unquote_literal(buf: &[u8], fields: &mut [FieldSpan]) {
+    for f in fields.iter_mut().filter(|f| f.kind == FieldKind::Plain && f.end - f.start >= 2) {
+        if buf[f.start] == b'"' && buf[f.end - 1] == b'"' {
+            *f = FieldSpan { start: f.start + 1, end: f.end - 1, kind: FieldKind::Quoted };
+        }
     }
 }
 
@@ -408,6 +500,19 @@ fn unquote_commas(buf: &[u8], fields: &mut [FieldSpan]) {
             *f = FieldSpan { start: f.start + 1, end: f.end - 1, kind: FieldKind::Quoted };
         }
     }
+}
+
+/// Who quoted the line [`reassemble`] rejoins.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quoting {
+    /// FreePBX's old export: a field in quotes only if it holds a comma,
+    /// any other as it is.
+    Freepbx,
+    /// A cdr_custom template's literal quotes: a field in quotes (by the
+    /// template) or bare, so a part alone never closes a quote it did not
+    /// open, and a run never starts with or holds a part complete in its
+    /// quotes (`"x"`: a field of its own).
+    Literal,
 }
 
 /// How [`reassemble`] fared.
@@ -426,7 +531,7 @@ enum Reassembly {
 /// every comma; a quoted field is a run of two or more parts, the first
 /// opening with a quote and the last closing with one. Exactly one way to
 /// group the parts into `width` fields must exist.
-fn reassemble(buf: &[u8], start: usize, width: usize, fields: &mut Vec<FieldSpan>) -> Reassembly {
+fn reassemble(buf: &[u8], start: usize, width: usize, fields: &mut Vec<FieldSpan>, quoting: Quoting) -> Reassembly {
     let newline = memchr::memchr(b'\n', &buf[start..]).map_or(buf.len(), |k| start + k);
     let end = if newline > start && buf[newline - 1] == b'\r' { newline - 1 } else { newline };
     let line = RecordSpan { start, end, next: (newline + 1).min(buf.len()) };
@@ -447,8 +552,12 @@ fn reassemble(buf: &[u8], start: usize, width: usize, fields: &mut Vec<FieldSpan
         let reason = format!("{m} comma-separated parts for {width} columns");
         return Reassembly::Ambiguous(line, reason);
     }
-    let opens = |(s, e): (usize, usize)| e > s && buf[s] == b'"';
+    let literal = quoting == Quoting::Literal;
     let closes = |(s, e): (usize, usize)| e > s && buf[e - 1] == b'"';
+    let whole = |(s, e): (usize, usize)| e > s + 1 && buf[s] == b'"' && closes((s, e));
+    let opens = |(s, e): (usize, usize)| e > s && buf[s] == b'"' && !(literal && whole((s, e)));
+    let alone = |(s, e): (usize, usize)| !(literal && closes((s, e)) && buf[s] != b'"');
+    let inner = |part: (usize, usize)| !(literal && whole(part));
     // ways[i][j]: ways (capped at 2) to group parts i.. into j fields;
     // runs[i][j]: the sum of ways[k + 1][j] over closing parts k >= i.
     let mut ways = vec![vec![0u8; width + 1]; m + 1];
@@ -457,20 +566,26 @@ fn reassemble(buf: &[u8], start: usize, width: usize, fields: &mut Vec<FieldSpan
     for i in (0..m).rev() {
         for j in 1..=width {
             let run = if opens(parts[i]) { runs[i + 1][j - 1] } else { 0 };
-            ways[i][j] = ways[i + 1][j - 1].saturating_add(run).min(2);
+            let single = if alone(parts[i]) { ways[i + 1][j - 1] } else { 0 };
+            ways[i][j] = single.saturating_add(run).min(2);
         }
         for j in 0..=width {
             let closing = if closes(parts[i]) { ways[i + 1][j] } else { 0 };
-            runs[i][j] = runs[i + 1][j].saturating_add(closing).min(2);
+            let inside = if inner(parts[i]) { runs[i + 1][j] } else { 0 };
+            runs[i][j] = inside.saturating_add(closing).min(2);
         }
     }
     match ways[0][width] {
         1 => {}
         found => {
             let how = if found == 0 { "no way" } else { "more than one way" };
+            let quoter = match quoting {
+                Quoting::Freepbx => "FreePBX's old export quotes a field with a comma",
+                Quoting::Literal => "a cdr_custom template's literal quotes hold a value",
+            };
             let reason = format!(
-                "{m} comma-separated parts for {width} columns, and {how} to rejoin them as FreePBX's old export \
-                 quotes a field with a comma (inner quotes not doubled)"
+                "{m} comma-separated parts for {width} columns, and {how} to rejoin them as {quoter} (inner \
+                 quotes not doubled)"
             );
             return Reassembly::Ambiguous(line, reason);
         }
@@ -479,10 +594,11 @@ fn reassemble(buf: &[u8], start: usize, width: usize, fields: &mut Vec<FieldSpan
     let (mut i, mut j) = (0, width);
     while i < m {
         // The one grouping: a part alone, or the run that leaves a way.
-        let run_end = if ways[i + 1][j - 1] == 1 {
+        let run_end = if alone(parts[i]) && ways[i + 1][j - 1] == 1 {
             i
         } else {
-            (i + 1..m).find(|&k| closes(parts[k]) && ways[k + 1][j - 1] == 1).unwrap_or(i)
+            let mut run = (i + 1..m).take_while(|&k| k == i + 1 || inner(parts[k - 1]));
+            run.find(|&k| closes(parts[k]) && ways[k + 1][j - 1] == 1).unwrap_or(i)
         };
         let field = if run_end == i {
             FieldSpan { start: parts[i].0, end: parts[i].1, kind: FieldKind::Plain }
@@ -502,7 +618,7 @@ mod tests {
 
     fn rejoin(line: &str, width: usize) -> std::result::Result<Vec<String>, String> {
         let mut fields = Vec::new();
-        match reassemble(line.as_bytes(), 0, width, &mut fields) {
+        match reassemble(line.as_bytes(), 0, width, &mut fields, Quoting::Freepbx) {
             Reassembly::Fields(_) => Ok(fields.iter().map(|f| line[f.start..f.end].to_string()).collect()),
             Reassembly::Ambiguous(_, reason) => Err(reason),
             Reassembly::TooFew => Err("too few".into()),
@@ -524,6 +640,30 @@ mod tests {
         assert!(rejoin("\"a,b\",\"c,d\"", 3).unwrap_err().contains("more than one way"));
         assert!(rejoin("a,b,c", 2).unwrap_err().contains("no way"));
         assert_eq!(rejoin("a,b", 3), Err("too few".into()));
+    }
+
+    #[test]
+    fn literal_quotes_of_a_custom_template_rejoined() {
+        let split = |line: &str, widths: &[usize]| {
+            let mut fields = Vec::new();
+            split_custom(line.as_bytes(), 0, widths, &mut fields)
+                .map(|_| fields.iter().map(|f| field_bytes(line.as_bytes(), f).into_owned()).collect::<Vec<_>>())
+                .map_err(|(_, reason)| reason)
+        };
+        let texts = |v: &[&str]| v.iter().map(|s| s.as_bytes().to_vec()).collect::<Vec<_>>();
+        // configs/cdr_custom.conf: `"${CDR(clid)}","${CDR(src)}",…`, nothing escaped.
+        let line = "\"\"Doe, John\" <8914>\",\"8914\",\"\",\"x\"\n";
+        assert_eq!(split(line, &[4]).unwrap(), texts(&["\"Doe, John\" <8914>", "8914", "", "x"]));
+        assert_eq!(split("\"\"Alice\" <1>\",\"1\"", &[2]).unwrap(), texts(&["\"Alice\" <1>", "1"]));
+        // CSV_QUOTE's doubled quotes are RFC 4180's.
+        assert_eq!(split("\"\"\"Bob\"\" <2>\",\"2\"", &[2]).unwrap(), texts(&["\"Bob\" <2>", "2"]));
+        // An unquoted lastdata is left to the lastdata rule.
+        assert_eq!(split("\"1\",SIP/1,30", &[2]).unwrap().len(), 3);
+        assert!(split("\"a,\"b,c\",\"d\"", &[2]).unwrap_err().contains("more than one way"));
+        // ` John" <8914>"` closes a quote it did not open: never a field alone.
+        let doe = "\"\"Doe, John\" <8914>\",\"8914\"";
+        assert_eq!(split(doe, &[3, 2]).unwrap(), texts(&["\"Doe, John\" <8914>", "8914"]));
+        assert!(split(doe, &[2, 1]).unwrap_err().contains("more than one width"));
     }
 
     #[test]

@@ -536,23 +536,27 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
     let mut ints = vec![None; plan.types.len()];
     let mut batch = Batch::default();
     let mut pos = start;
-    let freepbx_width = (plan.dialect == Dialect::FreepbxCsv).then_some(plan.layout.primary.columns.len());
+    let layouts = std::iter::once(&plan.layout.primary).chain(&plan.layout.other_widths);
+    let widths: Vec<usize> = layouts.map(|l| l.columns.len()).collect();
     let mut splitter = Splitter::default();
     while pos < nominal_end && pos < buf.len() {
-        let split = match freepbx_width {
-            None => splitter.split(buf, pos, &mut fields),
-            Some(width) => match asterisk::split_freepbx(buf, pos, width, &mut fields) {
-                Ok(split) => split,
-                Err((line, reason)) => {
-                    chunk.errors.push(ChunkError { record_start: line.start, record_end: line.end, at: pos, reason });
-                    pos = line.next;
-                    if ctx.strict {
-                        break;
-                    }
-                    pos = skip_blank_lines(buf, pos);
-                    continue;
+        // FreePBX's and cdr_custom's quotes need not be RFC 4180's.
+        let split = match plan.dialect {
+            Dialect::FreepbxCsv => asterisk::split_freepbx(buf, pos, widths[0], &mut fields),
+            Dialect::AsteriskCustom => asterisk::split_custom(buf, pos, &widths, &mut fields),
+            _ => Ok(splitter.split(buf, pos, &mut fields)),
+        };
+        let split = match split {
+            Ok(split) => split,
+            Err((line, reason)) => {
+                chunk.errors.push(ChunkError { record_start: line.start, record_end: line.end, at: pos, reason });
+                pos = line.next;
+                if ctx.strict {
+                    break;
                 }
-            },
+                pos = skip_blank_lines(buf, pos);
+                continue;
+            }
         };
         match split {
             Err(unterminated) => {
@@ -575,6 +579,10 @@ fn parse_chunk(ctx: &Context<'_>, start: usize, nominal_end: usize) -> Chunk {
                     std::str::from_utf8(&buf[record.start..record.end])
                         .map(|_| ())
                         .map_err(|e| (record.start + e.valid_up_to(), "invalid UTF-8".to_string()))
+                };
+                let utf8 = match plan.dialect {
+                    Dialect::AsteriskCsv => utf8.and_then(|()| asterisk::cdr_csv_quoting(buf, &fields)),
+                    _ => utf8,
                 };
                 // A record of the file's own width goes into the batch.
                 let direct = utf8.is_ok() && plan.direct_width == Some(fields.len());
