@@ -209,3 +209,34 @@ def test_newer_firmware_keys_become_columns_in_first_seen_order():
     df = rows({"cdr_root": [{"cdr": "s", "main_cdr": record}]})
     assert df.columns[34:] == later
     assert df.row(0)[34:] == tuple(f"v{i}" for i in range(len(later)))
+
+
+def keyed(n: int, first: int = 0, fmt: str = "json") -> bytes:
+    """n records, each with a key of its own beyond the data model."""
+    if fmt == "xml":
+        cdrs = "".join(f"<cdr><src>1</src><dst>2</dst><k{i}>v</k{i}></cdr>" for i in range(first, first + n))
+        return f"<root>{cdrs}</root>".encode()
+    return json.dumps({"cdr": [{"src": "1", "dst": "2", f"k{i}": "v"} for i in range(first, first + n)]}).encode()
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_a_new_key_in_every_record_is_an_error_not_a_frame_of_nulls(fmt):
+    """20 000 records of a key each made a frame of 20 000 by 20 000 nulls
+    (8 GB, 30 s): beyond MAX_COLUMNS columns a document is no CDR export."""
+    extra = _core.MAX_COLUMNS - 34  # the data model's 32, cdr_kind and leg
+    frame = cdrq.read(keyed(extra, fmt=fmt))
+    assert frame.width == _core.MAX_COLUMNS and frame.height == extra
+    for on_error in ("raise", "collect"):
+        with pytest.raises(cdrq.CdrqError, match=f"more than {_core.MAX_COLUMNS} columns"):
+            cdrq.read(keyed(20_000, fmt=fmt), on_error=on_error)
+    with pytest.raises(cdrq.CdrqError, match="columns"), cdrq.scan_errors():
+        cdrq.scan(keyed(20_000, fmt=fmt)).collect()
+
+
+def test_sources_naming_too_many_columns_in_all_are_an_error(tmp_path):
+    for k in range(3):
+        (tmp_path / f"{k}.json").write_bytes(keyed(500, first=500 * k))
+    with pytest.raises(cdrq.CdrqError, match="in all"):
+        cdrq.read(tmp_path)
+    with pytest.raises(cdrq.CdrqError, match="in all"), cdrq.scan_errors():
+        cdrq.scan(tmp_path).collect()

@@ -177,6 +177,7 @@ def render(legs: Any, mains: Any | None, format: str, firmware: str | None = Non
 COLUMN_TYPES: dict[str, str]
 #: How far a wall clock can be from UTC, in microseconds.
 ZONE_MARGIN_US: int
+MAX_COLUMNS: int
 
 # Analytics kernels (rust/src/analytics/, used by cdrq.analytics).
 def concurrency_sweep(starts: Any, ends: Any, groups: Any | None = None, group_count: int = 0) -> ArrowStream:

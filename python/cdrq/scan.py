@@ -29,7 +29,7 @@ from polars.io.plugins import register_io_source
 from cdrq import _core, _expr, dataset
 from cdrq._core import CdrqError
 from cdrq._core import QueryPlan as Plan
-from cdrq.read import REJECT_SCHEMA, OnError, check_encoding, layout_of
+from cdrq.read import REJECT_SCHEMA, OnError, check_columns, check_encoding, layout_of
 from cdrq.sources import Include, Source, check_count, default_threads, expand, open_source, ordered_map
 from cdrq.zones import DEFAULT_TZ, check_tz, localise, wall_clock_gaps
 
@@ -168,14 +168,14 @@ class ScanSpec:
             budget = [0 if self.progress else PREFETCH_BYTES]
             for index, (source, name) in enumerate(zip(self.sources, self.names, strict=True)):
                 try:
-                    columns = self.learn(index, source, name, budget)
+                    names.update(dict.fromkeys(self.learn(index, source, name, budget)))
+                    check_columns(names, source if isinstance(source, str) else "<bytes>")
                 except CdrqError as e:
                     # Polars keeps only the text of what the schema callable raises.
                     WRAPPED[f"{type(e).__name__}: {e}"] = e
                     while len(WRAPPED) > 64:
                         WRAPPED.popitem(last=False)
                     raise
-                names.update(dict.fromkeys(columns))
             self.schema_cache["schema"] = pl.Schema({n: dtype_of(n, self.tz) for n in names})
         return self.schema_cache["schema"]
 

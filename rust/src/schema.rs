@@ -74,6 +74,12 @@ pub fn amaflags_name(value: &[u8]) -> Option<&'static str> {
     })
 }
 
+/// The most columns a frame may have, the data model's included. A JSON or
+/// XML document naming a new key in each record would otherwise make a
+/// frame of records × keys nulls (20 000 records of 1 MB took 8 GB): keys
+/// beyond this are no CDR export's.
+pub const MAX_COLUMNS: usize = 1024;
+
 /// `record` for a flat record, `main` for a call summary, `sub` for a leg.
 pub const CDR_KIND: &str = "cdr_kind";
 /// N of `sub_cdr_N`, else 0.

@@ -200,5 +200,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("COLUMN_TYPES", types)?;
     m.add("ZONE_MARGIN_US", crate::query::filter::ZONE_MARGIN_US)?;
+    m.add("MAX_COLUMNS", crate::schema::MAX_COLUMNS)?;
     Ok(())
 }

@@ -62,8 +62,9 @@ pub fn parse_chunks<C: Chunk + Send>(bounds: &[usize], parse: impl Fn(usize, usi
 /// chunk: with one slot in the channel, a window per chunk kept the worker
 /// waiting on the consumer for all but one chunk of the group instead of
 /// parsing the next group meanwhile.
-pub fn hand_over(emit: Emit<'_>, window: Vec<Result<ReadOutput>>, end: usize) -> bool {
-    window.is_empty() || emit(window.into_iter().collect::<Result<Vec<_>>>().and_then(records::merge), end)
+pub fn hand_over(source: &str, emit: Emit<'_>, window: Vec<Result<ReadOutput>>, end: usize) -> bool {
+    window.is_empty()
+        || emit(window.into_iter().collect::<Result<Vec<_>>>().and_then(|outputs| records::merge(source, outputs)), end)
 }
 
 /// [`parse_chunks`] over `bounds` a group of `group` chunks at a time,

@@ -18,7 +18,8 @@ use super::pushdown::{COUNTERS, Pushdown};
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput, encoding};
 use crate::error::{Error, Reject, Result};
 use crate::schema::{
-    self, BASE_COLUMNS, BILLSEC_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN, LEG_COLUMN, SRC_COLUMN, START_COLUMN,
+    self, BASE_COLUMNS, BILLSEC_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN, LEG_COLUMN, MAX_COLUMNS, SRC_COLUMN,
+    START_COLUMN,
 };
 use crate::values::{Gaps, Timestamp, parse_int, parse_timestamp};
 
@@ -321,6 +322,9 @@ impl<'a> Builder<'a> {
     /// empty of records (its column names stay). Strict, the first problem
     /// in input order is the error.
     pub fn add(&mut self, set: &mut RecordSet) -> Result<()> {
+        if set.names.len() > MAX_COLUMNS {
+            return Err(self.too_many_columns(set));
+        }
         self.add_columns(set);
         if let (Some(first), Some(last)) = (set.rows.first(), set.rows.last())
             && self.expected_bytes > 0
@@ -391,6 +395,21 @@ impl<'a> Builder<'a> {
         }
         set.clear_records();
         Ok(())
+    }
+
+    /// The error of a set naming more than [`MAX_COLUMNS`] columns, at the
+    /// first record holding a key beyond them.
+    fn too_many_columns(&mut self, set: &RecordSet) -> Error {
+        let reason = format!(
+            "more than {MAX_COLUMNS} columns named ({:?} is the {}th): not a CDR export",
+            set.names[MAX_COLUMNS],
+            MAX_COLUMNS + 1
+        );
+        let beyond = |row: &&Row| set.fields[row.first_field..row.last_field].iter().any(|&(c, _)| c >= MAX_COLUMNS);
+        match set.rows.iter().find(beyond) {
+            Some(row) => Error::Parse(Box::new(self.locator.reject(row.start, row.end, row.start, reason))),
+            None => Error::Input { source: self.input.name.clone(), reason },
+        }
     }
 
     /// Appends a checked row's values (in `slots` and `ints`) to the columns.
@@ -504,7 +523,7 @@ fn check_row(
 /// One output from the outputs of a document's parts, in order: the union
 /// of their columns (base columns first, then further keys as first seen),
 /// a column missing from a part null in its rows.
-pub fn merge(outputs: Vec<ReadOutput>) -> Result<ReadOutput> {
+pub fn merge(source: &str, outputs: Vec<ReadOutput>) -> Result<ReadOutput> {
     if outputs.len() == 1 {
         return Ok(outputs.into_iter().next().unwrap_or_else(|| unreachable!()));
     }
@@ -515,6 +534,11 @@ pub fn merge(outputs: Vec<ReadOutput>) -> Result<ReadOutput> {
                 fields.push(Arc::clone(field));
             }
         }
+    }
+    if fields.len() > MAX_COLUMNS {
+        // Each chunk had few enough; their union is what would be built.
+        let reason = format!("more than {MAX_COLUMNS} columns named: not a CDR export");
+        return Err(Error::Input { source: source.to_string(), reason });
     }
     let schema = Arc::new(arrow_schema::Schema::new(fields));
     let mut batches = Vec::new();
@@ -533,7 +557,7 @@ pub fn merge(outputs: Vec<ReadOutput>) -> Result<ReadOutput> {
             let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
             batches.push(
                 RecordBatch::try_new_with_options(Arc::clone(&schema), columns, &options)
-                    .map_err(|e| Error::Input { source: "cdrq".into(), reason: e.to_string() })?,
+                    .map_err(|e| Error::Input { source: source.to_string(), reason: e.to_string() })?,
             );
         }
     }

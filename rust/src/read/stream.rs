@@ -25,6 +25,7 @@ use super::decompress::Decoder;
 use super::pushdown::{Pushdown, RowFilter};
 use super::{Encoding, Format, Input, ReadOptions, ReadOutput, STOPPED, encoding, json, xml};
 use crate::error::{Error, Result};
+use crate::schema::MAX_COLUMNS;
 
 /// Bytes of CSV per window and worker thread. The reader holds up to three
 /// windows (one handed over, one in the channel, one being parsed) and a
@@ -539,6 +540,10 @@ pub fn column_names(input: Input, format: Format, options: &ReadOptions) -> Resu
             if !names.contains(field.name()) {
                 names.push(field.name().clone());
             }
+        }
+        if names.len() > MAX_COLUMNS {
+            let reason = format!("more than {MAX_COLUMNS} columns named: not a CDR export");
+            return Err(Error::Input { source: stream.input.name.clone(), reason });
         }
     }
     Ok((names, stream.format))

@@ -124,7 +124,7 @@ fn run(input: &Input, options: &ReadOptions, emit: Option<Emit<'_>>) -> Result<R
     let bounds = body.map_or_else(Vec::new, |start| call_bounds(buf, start, target));
     if bounds.len() <= 2 {
         let part = parse_part(input, options, text, 0, usize::MAX, 0);
-        return records::merge(part.result?);
+        return records::merge(&input.name, part.result?);
     }
     let parse = |start: usize, nominal_end: usize| parse_part(input, options, text, start, nominal_end, 1);
     // Read whole: every chunk at once. Scanned: a group at a time, handed
@@ -145,7 +145,7 @@ fn run(input: &Input, options: &ReadOptions, emit: Option<Emit<'_>>) -> Result<R
             }
             end = part.end;
         }
-        stopped = emit.is_some_and(|emit| !chunks::hand_over(emit, window, end));
+        stopped = emit.is_some_and(|emit| !chunks::hand_over(&input.name, emit, window, end));
         failed.is_none() && !stopped
     });
     if let Some(e) = failed {
@@ -157,7 +157,7 @@ fn run(input: &Input, options: &ReadOptions, emit: Option<Emit<'_>>) -> Result<R
     if !closed {
         return Err(syntax(buf.len(), "invalid XML: unclosed element".into()));
     }
-    records::merge(outputs)
+    records::merge(&input.name, outputs)
 }
 
 /// Where the root element's content starts: `None` without a root element

@@ -112,7 +112,7 @@ fn run(input: &Input, options: &ReadOptions, portsip: bool, emit: Option<Emit<'_
     })?;
     let set = std::mem::take(&mut doc.set);
     doc.done.push(records::build(input, options, set, 0..buf.len()));
-    records::merge(doc.done.into_iter().collect::<Result<Vec<_>>>()?)
+    records::merge(&input.name, doc.done.into_iter().collect::<Result<Vec<_>>>()?)
 }
 
 /// Byte ranges, about `target` bytes each, that split the document's one
@@ -333,7 +333,7 @@ impl<'a> Document<'a> {
                 }
                 end = chunk.end;
             }
-            stopped = emit.is_some_and(|emit| !chunks::hand_over(emit, window, end));
+            stopped = emit.is_some_and(|emit| !chunks::hand_over(&input.name, emit, window, end));
             failed.is_none() && !stopped
         });
         if let Some(e) = failed {
