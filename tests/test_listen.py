@@ -23,6 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cdrq
+from cdrq import _core
 from cdrq.services import listen
 from cdrq.services.listen import MAX_RECORD, Journal, Splitter, entries, judge
 
@@ -265,6 +266,30 @@ def test_a_journal_of_poison_folds_what_is_cdr_and_keeps_the_rest(tmp_path):
     index = [json.loads(line) for line in (ds / "_incoming" / "unparsed" / "index.jsonl").read_text().splitlines()]
     assert len(index) == 4 and all(line["why"].startswith("fold: ") for line in index)
     assert not (ds / "_incoming" / "journal.folding").exists()
+
+
+def test_a_sender_naming_new_keys_without_end_cannot_grow_the_dataset_past_its_columns(tmp_path):
+    """Each key beyond the data model is a column of the dataset for good:
+    units that would take it past MAX_COLUMNS are set aside, alone (their
+    batch's other units are folded), and the dataset stays readable."""
+    ds = tmp_path / "ds"
+    journal = Journal(ds)
+
+    def keyed(acct: int, keys: int) -> bytes:
+        record = {"AcctId": str(acct), "src": "1", "dst": "2", **{f"k{acct}_{k}": "v" for k in range(keys)}}
+        return json.dumps({"cdr": [record]}).encode()
+
+    wide = [keyed(a, 300) for a in range(1, 5)]  # 34 + 4 x 300 columns
+    journal.append([*wide[:2], as_json(7), *wide[2:]])
+    assert journal.fold() == 4
+    journal.append([keyed(5, 300), as_json(8), keyed(6, 1)])
+    assert journal.fold() == 2
+    journal.close()
+    frame = cdrq.read(ds)
+    assert sorted(frame["AcctId"].to_list()) == [1, 2, 3, 6, 7, 8]
+    assert frame.width <= _core.MAX_COLUMNS
+    index = [json.loads(line) for line in (ds / "_incoming" / "unparsed" / "index.jsonl").read_text().splitlines()]
+    assert [line["why"] for line in index] == [f"fold: its columns would take the dataset past {_core.MAX_COLUMNS}"] * 2
 
 
 def test_a_fold_that_keeps_failing_is_retried_then_set_aside(tmp_path, monkeypatch):

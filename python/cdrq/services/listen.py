@@ -57,7 +57,7 @@ from typing import Any
 
 import polars as pl
 
-from cdrq import _core
+from cdrq import _core, dataset
 from cdrq._core import CdrqError
 from cdrq.convert import MonthWriter, next_run
 from cdrq.dataset import MANIFEST
@@ -476,6 +476,8 @@ class Judged:
 
     def __init__(self) -> None:
         self.frames: list[pl.DataFrame] = []
+        #: The units of each frame, by index.
+        self.owners: list[list[int]] = []
         self.refused: dict[int, str] = {}
         self.rejects: list[tuple[bytes, str]] = []
 
@@ -572,6 +574,7 @@ def read_batch(
     if len(items) == 1:
         if frame.height:
             judged.frames.append(frame)
+            judged.owners.append([items[0][0]])
             judged.rejects.extend((raw.encode(), reason) for _, _, _, reason, raw in rejects)
         else:
             reasons = "; ".join(sorted({r[3] for r in rejects})) or "no CDR record in it"
@@ -580,6 +583,7 @@ def read_batch(
     faulty = {owners[max(0, bisect.bisect_right(starts, r[1]) - 1)] for r in rejects}
     if not faulty:
         judged.frames.append(frame)
+        judged.owners.append([i for i, _ in items])
         return
     good = [item for item in items if item[0] not in faulty]
     if good:
@@ -697,6 +701,8 @@ class Journal:
         self.repair()
         self.file = self.open_journal()
         self.fold_lock = threading.Lock()
+        #: The dataset's columns, once a fold needs them (see `admit`).
+        self.columns: set[str] | None = None
 
     def open_journal(self):
         """The journal, opened for appends, its directory entry durable
@@ -785,6 +791,7 @@ class Journal:
         try:
             written = self.fold_file(folding, tz)
         except Exception as e:  # any failure: retried, then set aside
+            self.columns = None  # what was admitted may not be written
             past["errors"].append(f"{type(e).__name__}: {e}"[:2000])
             tries.write_text(json.dumps(past))
             warn(f"fold failed (try {past['tries']} of {FOLD_ATTEMPTS}): {type(e).__name__}: {e}")
@@ -795,17 +802,44 @@ class Journal:
     def fold_file(self, folding: pathlib.Path, tz: str | None) -> int:
         units = list(entries(folding.read_bytes()))
         judged = judge(units, tz)
+        frames = self.admit(judged, units, tz)
         aside = Aside(self.directory, "fold")
         aside.write([(units[i], f"fold: {why}") for i, why in sorted(judged.refused.items())])
         aside.write([(raw, f"fold: a rejected record: {why}") for raw, why in judged.rejects])
         run = next_run(self.root)
         writer = MonthWriter(self.root, run, tz)
-        written = sum(writer.write(frame) for frame in judged.frames if frame.height)
+        written = sum(writer.write(frame) for frame in frames if frame.height)
         line = {"run": run, "source": "listen", "units": len(units), "written": written}
         with (self.root / MANIFEST).open("a") as f:
             f.write(json.dumps(line) + "\n")
         folding.unlink()
         return written
+
+    def admit(self, judged: Judged, units: list[bytes], tz: str | None) -> list[pl.DataFrame]:
+        """The frames the dataset can take. Each unit may name keys beyond
+        the data model, each a column of the dataset for good: a frame that
+        would take the dataset past ``MAX_COLUMNS`` is read again unit by
+        unit, and a unit that alone would is refused (set aside), so that
+        a sender naming new keys without end cannot make the dataset
+        unreadable."""
+        if self.columns is None:
+            self.columns = set(dataset.union_of(pl.read_parquet_schema(f) for f in dataset.parts(self.root)))
+        admitted = []
+        for frame, owners in zip(judged.frames, judged.owners, strict=True):
+            new = set(frame.columns) - self.columns
+            if len(self.columns) + len(new) <= _core.MAX_COLUMNS:
+                self.columns |= new
+                admitted.append(frame)
+            elif len(owners) == 1:
+                judged.refused[owners[0]] = f"its columns would take the dataset past {_core.MAX_COLUMNS}"
+            else:
+                for i in owners:
+                    alone = judge([units[i]], tz)
+                    alone.owners = [[i] for _ in alone.frames]
+                    admitted += self.admit(alone, units, tz)
+                    for why in alone.refused.values():  # keyed 0: the unit alone
+                        judged.refused[i] = why
+        return admitted
 
     def close(self) -> None:
         with self.lock:
