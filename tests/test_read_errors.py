@@ -114,3 +114,31 @@ def test_a_huge_thread_count_is_capped_not_spawned(samples):
     archive = samples / "ucm6xxx-fw1.0.11-cdrapi.csv"
     assert cdrq.read(archive, threads=2**40).equals(cdrq.read(archive))
     assert cdrq.scan(archive, threads=2**40).collect().equals(cdrq.read(archive))
+
+
+def test_rejects_on_one_long_line_name_their_character_columns():
+    """The UCM's JSON is one line: each reject's column was counted from the
+    line's start (40 000 rejects took 17 s); it is now counted on from the
+    one before, and still in characters, not bytes."""
+    good = '{"AcctId": "1", "src": "5300", "caller_name": "Zoë Ünal"}'
+    bad = '{"AcctId": "x%d", "src": "5300"}'
+    records = [good, bad % 1, good, good, bad % 2, bad % 3]
+    line = '{"cdr": [' + ", ".join(records) + "]}"
+    frame, rejects = cdrq.read(("\n\n" + line).encode(), on_error="collect")
+    assert frame.height == 3
+    starts = [line.index(f'"x{k}"') + 1 for k in (1, 2, 3)]  # the bad value's first character
+    assert rejects.select("line", "column").rows() == [(3, s + 1) for s in starts]
+    # Past a line end the column starts again.
+    two = line.replace(", " + good + ", " + bad % 2, ",\n" + good + ", " + bad % 2)
+    frame, rejects = cdrq.read(two.encode(), on_error="collect")
+    second = two.index("\n") + 1
+    at = [two.index(f'"x{k}"') + 1 for k in (1, 2, 3)]
+    assert rejects.select("line", "column").rows() == [(1, at[0] + 1), (2, at[1] - second + 1), (2, at[2] - second + 1)]
+
+
+def test_an_error_message_shows_part_of_a_huge_record():
+    data = b'"' + b"A" * 100_000 + b"\n"
+    with pytest.raises(cdrq.ParseError) as e:
+        cdrq.read(data)
+    assert len(str(e.value)) < 1000 and "more bytes" in str(e.value)
+    assert len(e.value.raw) >= 100_000

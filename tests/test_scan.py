@@ -248,6 +248,36 @@ def test_compressed_csv_streams_a_window_at_a_time(tmp_path, samples, codec):
     assert read.height == (3000 if data else read.height) > 0
 
 
+def test_compressed_csv_reads_past_windows_of_blank_lines_or_spaces(tmp_path):
+    """A window holding only whitespace ended the scan: the records after
+    it were lost without a word."""
+    import gzip
+
+    lines = csv_archive(40).splitlines(keepends=True)
+    text = " " * 20_000 + "\n" + lines[0] + "".join(lines[1:20]) + "\n" * 9_000 + "   " * 5_000 + "\n" + "".join(lines[20:])
+    path = tmp_path / "a.csv.gz"
+    path.write_bytes(gzip.compress(text.encode()))
+    read = cdrq.read(path)
+    assert read.height == 40
+    assert cdrq.scan(path, window_bytes=4096).collect().equals(read)
+    # Lines are still the file's: the last record is on the file's last line.
+    bad = tmp_path / "b.csv.gz"
+    bad.write_bytes(gzip.compress((text[: text.rindex("\n", 0, -1) + 1] + "x" + lines[-1]).encode()))
+    with pytest.raises(cdrq.ParseError) as e:
+        cdrq.scan(bad, window_bytes=4096).collect()
+    assert e.value.line == text.count("\n")
+
+
+@pytest.mark.parametrize("name", ["ucm6100-fw1.0.x-cdrapi.json", "ucm6xxx-fw1.0.11-cdrapi-transfer.json"])
+def test_compressed_json_padded_with_whitespace_is_told_as_read_tells_it(samples, name):
+    # The scan sniffed the first 4 KiB decompressed: only spaces, so a CSV.
+    import gzip
+
+    data = gzip.compress(b" " * 5000 + b"\n" * 5000 + (samples / name).read_bytes())
+    assert cdrq.scan(data).collect().equals(cdrq.read(data))
+    assert cdrq.read(data).height > 0
+
+
 def test_compressed_csv_learns_its_columns_from_its_first_window(tmp_path):
     import gzip
 

@@ -18,9 +18,17 @@ pub struct Reject {
     pub raw: String,
 }
 
+/// Characters of a record an error's message shows (`raw` keeps it all): a
+/// 50 MB field made a 50 MB message.
+const SHOWN_CHARS: usize = 300;
+
 impl fmt::Display for Reject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {} (record: {:?})", self.source, self.line, self.column, self.reason, self.raw)
+        write!(f, "{}:{}:{}: {} (record: ", self.source, self.line, self.column, self.reason)?;
+        match self.raw.char_indices().nth(SHOWN_CHARS) {
+            None => write!(f, "{:?})", self.raw),
+            Some((cut, _)) => write!(f, "{:?}… {} more bytes)", &self.raw[..cut], self.raw.len() - cut),
+        }
     }
 }
 

@@ -318,11 +318,15 @@ pub struct Locator<'a> {
     line: u64,
     line_start: usize,
     scanned: usize,
+    /// Characters from `line_start` to `scanned`: a single-line document
+    /// (the UCM's JSON) with many rejects must not count from the line's
+    /// start for each.
+    column: u64,
 }
 
 impl<'a> Locator<'a> {
     pub fn new(input: &'a Input) -> Self {
-        Self { input, line: 1, line_start: 0, scanned: 0 }
+        Self { input, line: 1, line_start: 0, scanned: 0, column: 0 }
     }
 
     /// A reject of the record at `start..end`, whose problem is at `at`.
@@ -330,22 +334,32 @@ impl<'a> Locator<'a> {
         let buf = self.input.bytes();
         let at = at.min(buf.len());
         if at < self.scanned {
-            (self.line, self.line_start, self.scanned) = (1, 0, 0);
+            (self.line, self.line_start, self.scanned, self.column) = (1, 0, 0, 0);
         }
+        let mut from = self.scanned;
         for k in memchr::memchr_iter(b'\n', &buf[self.scanned..at]) {
             self.line += 1;
             self.line_start = self.scanned + k + 1;
+            (from, self.column) = (self.line_start, 0);
         }
+        if from == 0 && buf.starts_with(b"\xEF\xBB\xBF") {
+            from = 3.min(at);
+        }
+        self.column += chars(&buf[from.min(at)..at]);
         self.scanned = at;
-        let from = if self.line_start == 0 && buf.starts_with(b"\xEF\xBB\xBF") { 3 } else { self.line_start };
         Reject {
             source: self.input.name.clone(),
             line: self.line,
-            column: String::from_utf8_lossy(&buf[from.min(at)..at]).chars().count() as u64 + 1,
+            column: self.column + 1,
             reason,
             raw: String::from_utf8_lossy(&buf[start.min(buf.len())..end.min(buf.len())]).into_owned(),
         }
     }
+}
+
+/// Characters in `bytes`: the bytes that start one in UTF-8.
+fn chars(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| (b as i8) >= -0x40).count() as u64
 }
 
 /// Everything a read produced.

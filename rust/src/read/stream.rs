@@ -129,8 +129,17 @@ impl Stream {
                 (input, resolved)
             }
             Some(mut d) => {
+                // What sniffing looks at: 4 KiB past any leading whitespace
+                // (a document may be padded), as `read` sees it whole.
                 let mut head = Vec::new();
-                d.fill(&mut head, 4096)?; // what sniffing looks at
+                loop {
+                    let before = head.len();
+                    d.fill(&mut head, 4096)?;
+                    let text = head.iter().position(|b| !b.is_ascii_whitespace()).map_or(0, |k| head.len() - k);
+                    if text >= 4096 || head.len() < before + 4096 || head.len() >= SNIFF_BYTES {
+                        break;
+                    }
+                }
                 let resolved = super::resolve_format(&input.name, &head, format)?;
                 if !resolved.0.windowed_csv() || range.is_some() {
                     d.read_to_end(&mut head).map_err(|e| d.error(e))?;
@@ -427,6 +436,10 @@ fn internal_error(name: &str, panic: &(dyn std::any::Any + Send)) -> Error {
     Error::Input { source: name.to_string(), reason: format!("internal error (please report): {message}") }
 }
 
+/// The most of a compressed input read to tell its format: past it, a
+/// file of whitespace is sniffed as what it is.
+const SNIFF_BYTES: usize = 64 << 20;
+
 /// The next window of a compressed CSV: the carried bytes and `window`
 /// more, cut after the last line end outside quotes; the records before it
 /// are read, the rest carried over. A record that runs past what is
@@ -442,7 +455,13 @@ fn unpack_window(name: &str, options: &ReadOptions, window: usize, u: &mut Unpac
             u.done = buf.len() < before + want;
         }
         if buf.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
+            if u.done {
+                return Ok(None);
+            }
+            // A window of blank lines (or spaces) only: more records may
+            // follow, so read on past it, counting its lines.
+            u.lines_before += memchr::memchr_iter(b'\n', &buf).count() as u64;
+            continue;
         }
         let cut = if u.done { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |k| k + 1) };
         let input = Input::from_vec(name, buf);
