@@ -254,7 +254,8 @@ def test_compressed_csv_reads_past_windows_of_blank_lines_or_spaces(tmp_path):
     import gzip
 
     lines = csv_archive(40).splitlines(keepends=True)
-    text = " " * 20_000 + "\n" + lines[0] + "".join(lines[1:20]) + "\n" * 9_000 + "   " * 5_000 + "\n" + "".join(lines[20:])
+    blank = "\n" * 9_000 + "   " * 5_000 + "\n"
+    text = " " * 20_000 + "\n" + lines[0] + "".join(lines[1:20]) + blank + "".join(lines[20:])
     path = tmp_path / "a.csv.gz"
     path.write_bytes(gzip.compress(text.encode()))
     read = cdrq.read(path)
