@@ -142,3 +142,13 @@ def test_chunked_parse_equals_one_pass(calls, chunk_bytes, indent):
     many, many_rejects = _core.read(data, threads=4, on_error="collect", format="ucm-xml", chunk_bytes=chunk_bytes)
     assert pl.DataFrame(one).equals(pl.DataFrame(many))
     assert one_rejects == many_rejects
+
+
+def test_a_document_of_empty_non_cdr_elements_is_an_error_not_an_empty_frame():
+    for doc in (b"<html><head/><body/></html>", b"<cdr_root><x/></cdr_root>", b'<svg xmlns="x"><path d="M0"/></svg>'):
+        with pytest.raises(cdrq.ParseError, match="neither a call nor a record"):
+            cdrq.read(doc)
+    frame, rejects = cdrq.read(b"<cdr_root><cdr/><x/></cdr_root>", on_error="collect")
+    assert frame.height == 0 and len(rejects) == 2
+    assert cdrq.read(b"<cdr_root><cdr/></cdr_root>").height == 0  # the UCM's null, as in JSON
+    assert cdrq.read(b"<cdr_root></cdr_root>").height == 0

@@ -272,7 +272,13 @@ fn parse_into(
                 depth += 1;
                 match depth {
                     1 => {}
-                    2 if empty => set.skipped.push((before, "an empty element")),
+                    // `<cdr/>` is the UCM's `null`; another empty element
+                    // (`<html><head/>…`) is no CDR export's.
+                    2 if empty && name == b"cdr" => set.skipped.push((before, "an empty element")),
+                    2 if empty => {
+                        let name = String::from_utf8_lossy(name);
+                        set.unmapped.push((before, after, format!("<{name}/> is neither a call nor a record")));
+                    }
                     2 => call = Some(OpenCall { start: before, first_field: set.fields.len(), legs: Vec::new() }),
                     3 if leg_kind(name).is_some() => {
                         let kind = leg_kind(name).unwrap_or(Kind::Record);
