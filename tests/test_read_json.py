@@ -240,3 +240,10 @@ def test_sources_naming_too_many_columns_in_all_are_an_error(tmp_path):
         cdrq.read(tmp_path)
     with pytest.raises(cdrq.CdrqError, match="in all"), cdrq.scan_errors():
         cdrq.scan(tmp_path).collect()
+
+
+def test_many_arrays_under_repeated_keys_are_all_read():
+    # Each array searched the rest of the input for chunk bounds: 150 000
+    # repeated "cdr" keys (3 MB) took 44 s.
+    doc = "{" + ",".join(f'"cdr":[{{"AcctId":"{i}","src":"1"}}]' for i in range(1, 3001)) + "}"
+    assert cdrq.read(doc.encode())["AcctId"].to_list() == list(range(1, 3001))

@@ -61,6 +61,8 @@ struct Document<'a> {
     /// are recognised by comparing bytes, without lexing or hashing them.
     next_key: Vec<Option<(Box<[u8]>, usize)>>,
     last_column: usize,
+    /// See [`element_bounds`].
+    no_element_start_from: usize,
 }
 
 /// Rows parsed before they are built (see [`Document::builder`]).
@@ -210,11 +212,14 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 /// Nominal starts of the chunks of a record array whose first element is at
 /// `first`: element starts (after `},` or `null,`) about `target` apart, and
 /// the input's end. A start found inside a string is caught by
-/// [`Document::record_array`]'s continuity check.
-fn element_bounds(buf: &[u8], first: usize, target: usize) -> Vec<usize> {
+/// [`Document::record_array`]'s continuity check. `none_from`: a position
+/// from which the input is known to hold no element start (a search
+/// that reached the end without one lowers it), so that many small arrays
+/// (`{"cdr":[…],"cdr":[…],…}`) do not each search the rest of the input.
+fn element_bounds(buf: &[u8], first: usize, target: usize, none_from: &mut usize) -> Vec<usize> {
     let mut bounds = vec![first];
     let mut pos = first;
-    while pos.saturating_add(target) < buf.len() {
+    while pos.saturating_add(target) < buf.len() && pos + target < *none_from {
         let mut comma = pos + target;
         let next = loop {
             let Some(k) = memchr::memchr(b',', &buf[comma..]) else { break None };
@@ -226,7 +231,10 @@ fn element_bounds(buf: &[u8], first: usize, target: usize) -> Vec<usize> {
                 _ => comma += 1,
             }
         };
-        let Some(next) = next else { break };
+        let Some(next) = next else {
+            *none_from = (*none_from).min(pos + target);
+            break;
+        };
         bounds.push(next);
         pos = next;
     }
@@ -250,6 +258,7 @@ impl<'a> Document<'a> {
             build_error: None,
             next_key: Vec::new(),
             last_column: 0,
+            no_element_start_from: usize::MAX,
         }
     }
 
@@ -293,7 +302,7 @@ impl<'a> Document<'a> {
         let threads = rayon::current_num_threads();
         let rest = self.lex.buf.len() - first;
         let target = self.options.chunk_bytes.unwrap_or((rest / (4 * threads)).clamp(1 << 20, 32 << 20));
-        let bounds = element_bounds(self.lex.buf, first, target.max(1));
+        let bounds = element_bounds(self.lex.buf, first, target.max(1), &mut self.no_element_start_from);
         if bounds.len() <= 2 {
             return self.elements_from(first);
         }
