@@ -211,12 +211,12 @@ def test_newer_firmware_keys_become_columns_in_first_seen_order():
     assert df.row(0)[34:] == tuple(f"v{i}" for i in range(len(later)))
 
 
-def keyed(n: int, first: int = 0, fmt: str = "json") -> bytes:
+def keyed(n: int, fmt: str = "json") -> bytes:
     """n records, each with a key of its own beyond the data model."""
     if fmt == "xml":
-        cdrs = "".join(f"<cdr><src>1</src><dst>2</dst><k{i}>v</k{i}></cdr>" for i in range(first, first + n))
+        cdrs = "".join(f"<cdr><src>1</src><dst>2</dst><k{i}>v</k{i}></cdr>" for i in range(n))
         return f"<root>{cdrs}</root>".encode()
-    return json.dumps({"cdr": [{"src": "1", "dst": "2", f"k{i}": "v"} for i in range(first, first + n)]}).encode()
+    return json.dumps({"cdr": [{"src": "1", "dst": "2", f"k{i}": "v"} for i in range(n)]}).encode()
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
@@ -224,18 +224,47 @@ def test_a_new_key_in_every_record_is_an_error_not_a_frame_of_nulls(fmt):
     """20 000 records of a key each made a frame of 20 000 by 20 000 nulls
     (8 GB, 30 s): beyond MAX_COLUMNS columns a document is no CDR export."""
     extra = _core.MAX_COLUMNS - 34  # the data model's 32, cdr_kind and leg
-    frame = cdrq.read(keyed(extra, fmt=fmt))
-    assert frame.width == _core.MAX_COLUMNS and frame.height == extra
+    if fmt == "json":
+        wide = json.dumps({"cdr": [{"src": "1", **{f"k{i}": "v" for i in range(extra)}}] * 3}).encode()
+    else:
+        fields = "".join(f"<k{i}>v</k{i}>" for i in range(extra))
+        wide = f"<root>{f'<cdr><src>1</src>{fields}</cdr>' * 3}</root>".encode()
+    frame = cdrq.read(wide)
+    assert frame.width == _core.MAX_COLUMNS and frame.height == 3
     for on_error in ("raise", "collect"):
-        with pytest.raises(cdrq.CdrqError, match=f"more than {_core.MAX_COLUMNS} columns"):
+        # Whichever bound it meets first: the columns, or their nulls.
+        with pytest.raises(cdrq.CdrqError, match=f"more than {_core.MAX_COLUMNS} columns|beyond the data model"):
             cdrq.read(keyed(20_000, fmt=fmt), on_error=on_error)
-    with pytest.raises(cdrq.CdrqError, match="columns"), cdrq.scan_errors():
+    with pytest.raises(cdrq.CdrqError, match="columns|beyond the data model"), cdrq.scan_errors():
         cdrq.scan(keyed(20_000, fmt=fmt)).collect()
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml"])
+def test_a_frame_mostly_of_nulls_is_an_error(fmt):
+    """One record naming 980 keys, then 100 000 of one key: 1.7 GB of nulls
+    of 1.2 MB. Values of keys beyond the data model are bounded by the
+    input's bytes (past the first 65 536)."""
+    first = {"src": "5300", **{f"k{i}": "v" for i in range(980)}}
+    if fmt == "json":
+        doc = ('{"cdr":[' + json.dumps(first) + ',{"src":"1"}' * 100_000 + "]}").encode()
+    else:
+        head = "<cdr>" + "".join(f"<{k}>{v}</{k}>" for k, v in first.items()) + "</cdr>"
+        doc = ("<root>" + head + "<cdr><src>1</src></cdr>" * 100_000 + "</root>").encode()
+    for on_error in ("raise", "collect"):
+        with pytest.raises(cdrq.CdrqError, match="beyond the data model"):
+            cdrq.read(doc, on_error=on_error)
+    with pytest.raises(cdrq.CdrqError, match="beyond the data model"), cdrq.scan_errors():
+        cdrq.scan(doc).collect()
+    # The same keys in every record are an export's.
+    dense = {"src": "5300", **{f"k{i}": "v" for i in range(50)}}
+    assert cdrq.read(json.dumps({"cdr": [dense] * 2000}).encode()).shape == (2000, 84)
 
 
 def test_sources_naming_too_many_columns_in_all_are_an_error(tmp_path):
     for k in range(3):
-        (tmp_path / f"{k}.json").write_bytes(keyed(500, first=500 * k))
+        record = {"src": "1", **{f"k{500 * k + i}": "v" for i in range(500)}}
+        (tmp_path / f"{k}.json").write_text(json.dumps({"cdr": [record] * 3}))
+    assert cdrq.read(tmp_path / "0.json").width == 534
     with pytest.raises(cdrq.CdrqError, match="in all"):
         cdrq.read(tmp_path)
     with pytest.raises(cdrq.CdrqError, match="in all"), cdrq.scan_errors():

@@ -64,7 +64,10 @@ pub fn parse_chunks<C: Chunk + Send>(bounds: &[usize], parse: impl Fn(usize, usi
 /// parsing the next group meanwhile.
 pub fn hand_over(source: &str, emit: Emit<'_>, window: Vec<Result<ReadOutput>>, end: usize) -> bool {
     window.is_empty()
-        || emit(window.into_iter().collect::<Result<Vec<_>>>().and_then(|outputs| records::merge(source, outputs)), end)
+        || emit(
+            window.into_iter().collect::<Result<Vec<_>>>().and_then(|outputs| records::merge(source, outputs, end)),
+            end,
+        )
 }
 
 /// [`parse_chunks`] over `bounds` a group of `group` chunks at a time,

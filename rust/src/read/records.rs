@@ -325,6 +325,13 @@ impl<'a> Builder<'a> {
         if set.names.len() > MAX_COLUMNS {
             return Err(self.too_many_columns(set));
         }
+        let extra = set.names.len() - schema::output_names(&[]).len();
+        if let (true, Some(last)) = (extra > 0, set.rows.last()) {
+            let cells = (self.rows + set.rows.len()).saturating_mul(extra);
+            if let Err(reason) = sparse_enough(cells, last.end.saturating_sub(self.base)) {
+                return Err(Error::Input { source: self.input.name.clone(), reason });
+            }
+        }
         self.add_columns(set);
         if let (Some(first), Some(last)) = (set.rows.first(), set.rows.last())
             && self.expected_bytes > 0
@@ -523,7 +530,27 @@ fn check_row(
 /// One output from the outputs of a document's parts, in order: the union
 /// of their columns (base columns first, then further keys as first seen),
 /// a column missing from a part null in its rows.
-pub fn merge(source: &str, outputs: Vec<ReadOutput>) -> Result<ReadOutput> {
+/// Values of columns beyond the data model (mostly nulls, 16 bytes each in
+/// Arrow) a read may build per byte of input, past the first 65 536: one
+/// record naming 980 keys then 100 000 records of one key made 1.7 GB of
+/// nulls of 1.2 MB. A UCM export's extra keys are in every record, at
+/// well under one value per 10 bytes.
+const EXTRA_VALUES_PER_BYTE: usize = 1;
+
+/// `Err` (the reason) where `values` beyond the data model from `bytes` of
+/// input are more than [`EXTRA_VALUES_PER_BYTE`] allows.
+fn sparse_enough(values: usize, bytes: usize) -> std::result::Result<(), String> {
+    if values <= bytes.saturating_mul(EXTRA_VALUES_PER_BYTE).max(1 << 16) {
+        return Ok(());
+    }
+    Err(format!(
+        "{values} values of keys beyond the data model from {bytes} bytes: a frame of nulls, no CDR export's \
+         (a few records name keys the others lack)"
+    ))
+}
+
+/// Merges the outputs of `bytes` of input (see [`sparse_enough`]).
+pub fn merge(source: &str, outputs: Vec<ReadOutput>, bytes: usize) -> Result<ReadOutput> {
     if outputs.len() == 1 {
         return Ok(outputs.into_iter().next().unwrap_or_else(|| unreachable!()));
     }
@@ -535,11 +562,15 @@ pub fn merge(source: &str, outputs: Vec<ReadOutput>) -> Result<ReadOutput> {
             }
         }
     }
+    // Each chunk had few enough; their union is what would be built.
     if fields.len() > MAX_COLUMNS {
-        // Each chunk had few enough; their union is what would be built.
         let reason = format!("more than {MAX_COLUMNS} columns named: not a CDR export");
         return Err(Error::Input { source: source.to_string(), reason });
     }
+    let rows: usize = outputs.iter().map(ReadOutput::num_rows).sum();
+    let extra = fields.len().saturating_sub(schema::output_names(&[]).len());
+    sparse_enough(rows.saturating_mul(extra), bytes)
+        .map_err(|reason| Error::Input { source: source.into(), reason })?;
     let schema = Arc::new(arrow_schema::Schema::new(fields));
     let mut batches = Vec::new();
     let mut rejects = Vec::new();

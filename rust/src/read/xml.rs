@@ -124,7 +124,7 @@ fn run(input: &Input, options: &ReadOptions, emit: Option<Emit<'_>>) -> Result<R
     let bounds = body.map_or_else(Vec::new, |start| call_bounds(buf, start, target));
     if bounds.len() <= 2 {
         let part = parse_part(input, options, text, 0, usize::MAX, 0);
-        return records::merge(&input.name, part.result?);
+        return records::merge(&input.name, part.result?, input.bytes().len());
     }
     let parse = |start: usize, nominal_end: usize| parse_part(input, options, text, start, nominal_end, 1);
     // Read whole: every chunk at once. Scanned: a group at a time, handed
@@ -157,7 +157,7 @@ fn run(input: &Input, options: &ReadOptions, emit: Option<Emit<'_>>) -> Result<R
     if !closed {
         return Err(syntax(buf.len(), "invalid XML: unclosed element".into()));
     }
-    records::merge(&input.name, outputs)
+    records::merge(&input.name, outputs, input.bytes().len())
 }
 
 /// Where the root element's content starts: `None` without a root element

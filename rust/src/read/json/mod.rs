@@ -114,7 +114,7 @@ fn run(input: &Input, options: &ReadOptions, portsip: bool, emit: Option<Emit<'_
     })?;
     let set = std::mem::take(&mut doc.set);
     doc.done.push(records::build(input, options, set, 0..buf.len()));
-    records::merge(&input.name, doc.done.into_iter().collect::<Result<Vec<_>>>()?)
+    records::merge(&input.name, doc.done.into_iter().collect::<Result<Vec<_>>>()?, buf.len())
 }
 
 /// Byte ranges, about `target` bytes each, that split the document's one
