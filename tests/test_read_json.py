@@ -235,7 +235,7 @@ def test_a_new_key_in_every_record_is_an_error_not_a_frame_of_nulls(fmt):
         # Whichever bound it meets first: the columns, or their nulls.
         with pytest.raises(cdrq.CdrqError, match=f"more than {_core.MAX_COLUMNS} columns|beyond the data model"):
             cdrq.read(keyed(20_000, fmt=fmt), on_error=on_error)
-    with pytest.raises(cdrq.CdrqError, match="columns|beyond the data model"), cdrq.scan_errors():
+    with pytest.raises(cdrq.CdrqError, match=r"columns|beyond the data model"), cdrq.scan_errors():
         cdrq.scan(keyed(20_000, fmt=fmt)).collect()
 
 
