@@ -161,6 +161,11 @@ LITERAL_LINES = (
     b'"""Bob"" <1002>","1002","2000","from-internal","SIP/1002-1","SIP/2000-2","Dial","SIP/2000,30,tT",'
     b'"2009-01-14 23:55:15","2009-01-14 23:55:17","2009-01-14 23:55:20","5","3","ANSWERED","DOCUMENTATION","",'
     b'"1231977315.4",""\n'
+    # No comma in the name, but in lastdata: a part complete in its quotes
+    # (`"2009-…"`) never closes the run before it.
+    b'""Smith" <8914>","8914","100","from-internal","SIP/8914-1","SIP/100-2","Dial","SIP/100,30,tT",'
+    b'"2009-01-14 23:56:15","2009-01-14 23:56:17","2009-01-14 23:56:20","5","3","ANSWERED","DOCUMENTATION","",'
+    b'"1231977375.5",""\n'
 )
 
 
@@ -180,9 +185,10 @@ def test_a_template_quoting_literally_reads_its_values_never_shifted(fmt):
         ('"Doe, John" <8914>', "Doe, John", "8914", "2000", "SIP/2000|30|tT", "1231977195.2"),
         ('"Alice Smith" <1001>', "Alice Smith", "1001", "2000", "SIP/2000,30,tT", "1231977255.3"),
         ('"Bob" <1002>', "Bob", "1002", "2000", "SIP/2000,30,tT", "1231977315.4"),
+        ('"Smith" <8914>', "Smith", "8914", "100", "SIP/100,30,tT", "1231977375.5"),
     ]
-    assert df["start"].to_list() == [datetime(2009, 1, 14, 23, m, 15) for m in (53, 54, 55)]
-    assert df["billsec"].to_list() == [3, 3, 3]
+    assert df["start"].to_list() == [datetime(2009, 1, 14, 23, m, 15) for m in (53, 54, 55, 56)]
+    assert df["billsec"].to_list() == [3, 3, 3, 3]
 
 
 # A clid as Asterisk writes it (`"Name" <number>`, the name may hold commas),
@@ -224,11 +230,12 @@ def test_literal_quoting_template_reads_back_or_rejects(data, n):
 
 
 def test_literal_quotes_that_fit_two_ways_are_a_reject():
-    # `"a` and `"b,c","d"`, or `"a,"b,c"` and `"d"`: the parts fit twice.
-    lines = b'"a,"b,c","d"\n"ok","x"\n"a, "b", c","x"\n'
+    # `"a` and `"a,b","c,b"`, or `"a,"a,b"` and `"c,b"`: the parts fit twice.
+    lines = b'"a,"a,b","c,b"\n"ok","x"\n"a, "b", c","x"\n"a,"b,c","d"\n'
     df, rejects = cdrq.read(lines, format="asterisk-custom", columns=["clid", "src"], on_error="collect")
-    # The third fits one way: ` "b"` and ` c"` close quotes they did not open.
-    assert df["clid"].to_list() == ["ok", 'a, "b", c']
+    # The third fits one way: ` "b"` and ` c"` close quotes they did not
+    # open; the fourth too: `"d"` is complete in its quotes, a field alone.
+    assert df.select("clid", "src").rows() == [("ok", "x"), ('a, "b", c', "x"), ('a,"b,c', "d")]
     assert rejects["line"].to_list() == [1]
     assert "more than one way" in rejects["reason"][0]
 

@@ -261,6 +261,13 @@ def test_compressed_csv_reads_past_windows_of_blank_lines_or_spaces(tmp_path):
     read = cdrq.read(path)
     assert read.height == 40
     assert cdrq.scan(path, window_bytes=4096).collect().equals(read)
+    # Spaces that begin a record's line after such a window are its own.
+    spaced = tmp_path / "s.csv.gz"
+    spaced.write_bytes(gzip.compress((text.replace(blank, blank + "   ")).encode()))
+    read, read_rejects = cdrq.read(spaced, on_error="collect")
+    scanned, rejects = cdrq.scan(spaced, window_bytes=4096, on_error="collect")
+    assert scanned.collect().equals(read) and read.height == 39
+    assert rejects.frame().equals(read_rejects) and read_rejects["raw"][0].startswith("   20,")
     # Lines are still the file's: the last record is on the file's last line.
     bad = tmp_path / "b.csv.gz"
     bad.write_bytes(gzip.compress((text[: text.rindex("\n", 0, -1) + 1] + "x" + lines[-1]).encode()))
@@ -322,6 +329,21 @@ def test_json_and_xml_scans_read_their_file_once(tmp_path, fmt):
     # A later run reads the file again; the columns are not learnt again.
     assert query.collect(engine="streaming").equals(expected)
     assert _core.take_counters()[:2] == (1000, expected.height)
+
+
+def test_convert_and_a_query_on_a_scan_whose_columns_were_learnt_read_once(tmp_path):
+    path = json_or_xml(tmp_path, "json", 1000)
+    _core.take_counters()
+    cdrq.convert(path, tmp_path / "ds")
+    assert _core.take_counters()[:2] == (1000, 1000)
+    # Frames read to learn a scan's columns hold every row: a query on the
+    # scan reads its own, and they are let go.
+    scan = cdrq.scan(path)
+    scan.collect_schema()
+    assert scan.spec.prefetched
+    query = cdrq.query(scan, "caller=5300-5309")
+    assert not scan.spec.prefetched
+    assert query.collect().equals(cdrq.query(cdrq.read(path), "caller=5300-5309"))
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])

@@ -69,6 +69,7 @@ def convert(
             progress=progress,
             encoding=encoding,
             layout=None if layout is None else tuple(layout),
+            on_error="collect",  # as the windows are read: their learning is theirs
         )
         counts = {"records": 0, "written": 0, "duplicates": 0, "rejects": 0}
         for frame, bad in spec.windows(None, on_error="collect"):

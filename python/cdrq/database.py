@@ -401,10 +401,11 @@ def _field_at(raw: str, line_in_record: int, column: int) -> int | None:
 
 
 def _parse_error(reject: dict[str, Any]) -> ParseError:
-    """The ``ParseError`` the core raises, for a reject of the result."""
-    error = ParseError(
-        f"{reject['source']}:{reject['line']}:{reject['column']}: {reject['reason']} (record: {reject['raw']!r})"
-    )
+    """The ``ParseError`` the core raises, for a reject of the result (its
+    message shows 300 characters of the record, as the core's does)."""
+    raw = reject["raw"]
+    shown = repr(raw) if len(raw) <= 300 else f"{raw[:300]!r}… {len(raw[300:].encode())} more bytes"
+    error = ParseError(f"{reject['source']}:{reject['line']}:{reject['column']}: {reject['reason']} (record: {shown})")
     for key, value in reject.items():
         setattr(error, key, value)
     return error

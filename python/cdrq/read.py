@@ -71,12 +71,19 @@ def custom_columns(mapping: str) -> list[str]:
     return names
 
 
-def check_columns(names: Mapping[str, object], source: object) -> None:
+def source_label(source: object) -> str:
+    """A source as error messages name it: its path, not its bytes."""
+    if isinstance(source, (str, os.PathLike)):
+        return f"{os.fspath(source)!s:.200}"
+    return "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else "<sources>"
+
+
+def check_columns(names: Mapping[str, object], source: str) -> None:
     """Sources naming more columns in all than a frame may have (each
     alone has no more: the core's ``MAX_COLUMNS``) are no CDR exports: their
     union would be a frame of rows by columns of nulls."""
     if len(names) > _core.MAX_COLUMNS:
-        raise CdrqError(f"{source!s:.200}: more than {_core.MAX_COLUMNS} columns named in all: not CDR exports")
+        raise CdrqError(f"{source}: more than {_core.MAX_COLUMNS} columns named in all: not CDR exports")
 
 
 #: Columns of the rejects frame of ``on_error="collect"``.
@@ -226,7 +233,7 @@ def read(
         frames.append(frame)
         rejects.extend(bad)
     # Columns missing from one source are null in its rows.
-    check_columns(dict.fromkeys(name for frame in frames for name in frame.columns), source)
+    check_columns(dict.fromkeys(name for frame in frames for name in frame.columns), source_label(source))
     frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     if on_error == "raise":
         return frame

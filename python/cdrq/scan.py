@@ -29,7 +29,7 @@ from polars.io.plugins import register_io_source
 from cdrq import _core, _expr, dataset
 from cdrq._core import CdrqError
 from cdrq._core import QueryPlan as Plan
-from cdrq.read import REJECT_SCHEMA, OnError, check_columns, check_encoding, layout_of
+from cdrq.read import REJECT_SCHEMA, OnError, check_columns, check_encoding, layout_of, source_label
 from cdrq.sources import Include, Source, check_count, default_threads, expand, open_source, ordered_map
 from cdrq.zones import DEFAULT_TZ, check_tz, localise, wall_clock_gaps
 
@@ -169,7 +169,7 @@ class ScanSpec:
             for index, (source, name) in enumerate(zip(self.sources, self.names, strict=True)):
                 try:
                     names.update(dict.fromkeys(self.learn(index, source, name, budget)))
-                    check_columns(names, source if isinstance(source, str) else "<bytes>")
+                    check_columns(names, source_label(source))
                 except CdrqError as e:
                     # Polars keeps only the text of what the schema callable raises.
                     WRAPPED[f"{type(e).__name__}: {e}"] = e
@@ -412,6 +412,9 @@ class Scan(pl.LazyFrame):
         kernel — would gather every kept row in memory first)."""
         if self.spec is None or self.spec.plan is not None:
             return self
+        # What this scan read to learn its columns holds every row: the
+        # plan's scan reads its own, so the frames need not wait.
+        self.spec.prefetched.clear()
         return register(dataclasses.replace(self.spec, plan=plan, schema_cache=self.spec.schema_cache))
 
 

@@ -510,8 +510,8 @@ enum Quoting {
     Freepbx,
     /// A cdr_custom template's literal quotes: a field in quotes (by the
     /// template) or bare, so a part alone never closes a quote it did not
-    /// open, and a run never starts with or holds a part complete in its
-    /// quotes (`"x"`: a field of its own).
+    /// open, and no part of a run is complete in its quotes (`"x"`: a
+    /// field of its own).
     Literal,
 }
 
@@ -570,7 +570,7 @@ fn reassemble(buf: &[u8], start: usize, width: usize, fields: &mut Vec<FieldSpan
             ways[i][j] = single.saturating_add(run).min(2);
         }
         for j in 0..=width {
-            let closing = if closes(parts[i]) { ways[i + 1][j] } else { 0 };
+            let closing = if closes(parts[i]) && inner(parts[i]) { ways[i + 1][j] } else { 0 };
             let inside = if inner(parts[i]) { runs[i + 1][j] } else { 0 };
             runs[i][j] = inside.saturating_add(closing).min(2);
         }
@@ -598,7 +598,7 @@ fn reassemble(buf: &[u8], start: usize, width: usize, fields: &mut Vec<FieldSpan
             i
         } else {
             let mut run = (i + 1..m).take_while(|&k| k == i + 1 || inner(parts[k - 1]));
-            run.find(|&k| closes(parts[k]) && ways[k + 1][j - 1] == 1).unwrap_or(i)
+            run.find(|&k| closes(parts[k]) && inner(parts[k]) && ways[k + 1][j - 1] == 1).unwrap_or(i)
         };
         let field = if run_end == i {
             FieldSpan { start: parts[i].0, end: parts[i].1, kind: FieldKind::Plain }
@@ -659,11 +659,16 @@ mod tests {
         assert_eq!(split("\"\"\"Bob\"\" <2>\",\"2\"", &[2]).unwrap(), texts(&["\"Bob\" <2>", "2"]));
         // An unquoted lastdata is left to the lastdata rule.
         assert_eq!(split("\"1\",SIP/1,30", &[2]).unwrap().len(), 3);
-        assert!(split("\"a,\"b,c\",\"d\"", &[2]).unwrap_err().contains("more than one way"));
+        assert_eq!(split("\"a,\"b,c\",\"d\"", &[2]).unwrap(), texts(&["a,\"b,c", "d"]));
+        assert!(split("\"a,\"a,b\",\"c,b\"", &[2]).unwrap_err().contains("more than one way"));
         // ` John" <8914>"` closes a quote it did not open: never a field alone.
         let doe = "\"\"Doe, John\" <8914>\",\"8914\"";
-        assert_eq!(split(doe, &[3, 2]).unwrap(), texts(&["\"Doe, John\" <8914>", "8914"]));
-        assert!(split(doe, &[2, 1]).unwrap_err().contains("more than one width"));
+        assert_eq!(split(doe, &[3, 2, 1]).unwrap(), texts(&["\"Doe, John\" <8914>", "8914"]));
+        // `"2024-01-02 10:00:00"` is a field of its own: never the end of a run
+        // holding the unquoted lastdata before it.
+        let line = "\"\"Smith\" <1>\",\"SIP/1,30,tT\",\"2024-01-02 10:00:00\"";
+        let want = texts(&["\"Smith\" <1>", "SIP/1,30,tT", "2024-01-02 10:00:00"]);
+        assert_eq!(split(line, &[3, 2]).unwrap(), want);
     }
 
     #[test]

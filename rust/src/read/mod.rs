@@ -316,9 +316,8 @@ pub const STOPPED: &str = "stopped by the reader's consumer";
 pub struct Locator<'a> {
     input: &'a Input,
     line: u64,
-    line_start: usize,
     scanned: usize,
-    /// Characters from `line_start` to `scanned`: a single-line document
+    /// Characters from the start of `line` to `scanned`: a single-line document
     /// (the UCM's JSON) with many rejects must not count from the line's
     /// start for each.
     column: u64,
@@ -326,7 +325,7 @@ pub struct Locator<'a> {
 
 impl<'a> Locator<'a> {
     pub fn new(input: &'a Input) -> Self {
-        Self { input, line: 1, line_start: 0, scanned: 0, column: 0 }
+        Self { input, line: 1, scanned: 0, column: 0 }
     }
 
     /// A reject of the record at `start..end`, whose problem is at `at`.
@@ -334,13 +333,12 @@ impl<'a> Locator<'a> {
         let buf = self.input.bytes();
         let at = at.min(buf.len());
         if at < self.scanned {
-            (self.line, self.line_start, self.scanned, self.column) = (1, 0, 0, 0);
+            (self.line, self.scanned, self.column) = (1, 0, 0);
         }
         let mut from = self.scanned;
         for k in memchr::memchr_iter(b'\n', &buf[self.scanned..at]) {
             self.line += 1;
-            self.line_start = self.scanned + k + 1;
-            (from, self.column) = (self.line_start, 0);
+            (from, self.column) = (self.scanned + k + 1, 0);
         }
         if from == 0 && buf.starts_with(b"\xEF\xBB\xBF") {
             from = 3.min(at);

@@ -325,7 +325,7 @@ impl<'a> Builder<'a> {
         if set.names.len() > MAX_COLUMNS {
             return Err(self.too_many_columns(set));
         }
-        let extra = set.names.len() - schema::output_names(&[]).len();
+        let extra = set.names.len() - OWN_COLUMNS;
         if let (true, Some(last)) = (extra > 0, set.rows.last()) {
             let cells = (self.rows + set.rows.len()).saturating_mul(extra);
             if let Err(reason) = sparse_enough(cells, last.end.saturating_sub(self.base)) {
@@ -527,15 +527,15 @@ fn check_row(
     Ok(())
 }
 
-/// One output from the outputs of a document's parts, in order: the union
-/// of their columns (base columns first, then further keys as first seen),
-/// a column missing from a part null in its rows.
 /// Values of columns beyond the data model (mostly nulls, 16 bytes each in
 /// Arrow) a read may build per byte of input, past the first 65 536: one
 /// record naming 980 keys then 100 000 records of one key made 1.7 GB of
 /// nulls of 1.2 MB. A UCM export's extra keys are in every record, at
 /// well under one value per 10 bytes.
 const EXTRA_VALUES_PER_BYTE: usize = 1;
+
+/// Columns every frame has: the data model's, `cdr_kind` and `leg`.
+const OWN_COLUMNS: usize = BASE_COLUMNS.len() + 2;
 
 /// `Err` (the reason) where `values` beyond the data model from `bytes` of
 /// input are more than [`EXTRA_VALUES_PER_BYTE`] allows.
@@ -549,7 +549,10 @@ fn sparse_enough(values: usize, bytes: usize) -> std::result::Result<(), String>
     ))
 }
 
-/// Merges the outputs of `bytes` of input (see [`sparse_enough`]).
+/// One output from the outputs of a document's parts, in order: the union
+/// of their columns (base columns first, then further keys as first seen),
+/// a column missing from a part null in its rows. `bytes`: the input's,
+/// for [`sparse_enough`].
 pub fn merge(source: &str, outputs: Vec<ReadOutput>, bytes: usize) -> Result<ReadOutput> {
     if outputs.len() == 1 {
         return Ok(outputs.into_iter().next().unwrap_or_else(|| unreachable!()));
@@ -568,7 +571,7 @@ pub fn merge(source: &str, outputs: Vec<ReadOutput>, bytes: usize) -> Result<Rea
         return Err(Error::Input { source: source.to_string(), reason });
     }
     let rows: usize = outputs.iter().map(ReadOutput::num_rows).sum();
-    let extra = fields.len().saturating_sub(schema::output_names(&[]).len());
+    let extra = fields.len().saturating_sub(OWN_COLUMNS);
     sparse_enough(rows.saturating_mul(extra), bytes)
         .map_err(|reason| Error::Input { source: source.into(), reason })?;
     let schema = Arc::new(arrow_schema::Schema::new(fields));

@@ -131,11 +131,13 @@ impl Stream {
             Some(mut d) => {
                 // What sniffing looks at: 4 KiB past any leading whitespace
                 // (a document may be padded), as `read` sees it whole.
-                let mut head = Vec::new();
+                let (mut head, mut text_from) = (Vec::new(), None);
                 loop {
                     let before = head.len();
                     d.fill(&mut head, 4096)?;
-                    let text = head.iter().position(|b| !b.is_ascii_whitespace()).map_or(0, |k| head.len() - k);
+                    text_from = text_from
+                        .or_else(|| head[before..].iter().position(|b| !b.is_ascii_whitespace()).map(|k| before + k));
+                    let text = text_from.map_or(0, |k| head.len() - k);
                     if text >= 4096 || head.len() < before + 4096 || head.len() >= SNIFF_BYTES {
                         break;
                     }
@@ -459,8 +461,12 @@ fn unpack_window(name: &str, options: &ReadOptions, window: usize, u: &mut Unpac
                 return Ok(None);
             }
             // A window of blank lines (or spaces) only: more records may
-            // follow, so read on past it, counting its lines.
+            // follow, so read on past its lines, counting them. The spaces
+            // after the last line end may begin a record: kept, but not
+            // past 1 MiB (a file of spaces must not fill memory).
             u.lines_before += memchr::memchr_iter(b'\n', &buf).count() as u64;
+            let line_start = memchr::memrchr(b'\n', &buf).map_or(0, |k| k + 1);
+            u.carry = buf[line_start.max(buf.len().saturating_sub(1 << 20))..].to_vec();
             continue;
         }
         let cut = if u.done { buf.len() } else { memchr::memrchr(b'\n', &buf).map_or(0, |k| k + 1) };
