@@ -268,6 +268,11 @@ def test_a_master_csv_cut_inside_its_first_line_is_told_by_its_second():
     assert rejects["line"].to_list() == [1]
     with pytest.raises(cdrq.ParseError, match="not doubled, which cdr_csv never writes"):
         cdrq.read(data, tz=None)
+    # Cut where line 1 leaves a quote open: still told by line 2.
+    cut = data[data.index(b'"ANSWERED"') + 9 :]
+    assert cut.startswith(b'","DOCUMENTATION"')
+    frame, rejects = cdrq.read(cut, on_error="collect", tz=None)
+    assert frame["uniqueid"].to_list() == ["1536293101.12458"] and rejects["line"].to_list() == [1]
 
 
 def test_custom_columns_named_by_the_caller_and_the_helper():

@@ -86,14 +86,18 @@ fn width_layout(n: usize) -> Layout {
 /// told by its second record.
 pub fn sniff(head: &[u8]) -> Option<(Format, String)> {
     let mut fields = Vec::new();
-    let first = split_record(head, 0, &mut fields).ok()?;
+    // A cut first line may leave a quote open: line 2 starts after its line end.
+    let second = match split_record(head, 0, &mut fields) {
+        Ok(first) => first.next,
+        Err(_) => memchr::memchr(b'\n', head).map_or(head.len(), |k| k + 1),
+    };
     let is_name = |f: &FieldSpan, name: &str| field_bytes(head, f).trim_ascii().eq_ignore_ascii_case(name.as_bytes());
     if fields.iter().any(|f| is_name(f, CALLDATE)) {
         let n = fields.len();
         return Some((Format::FreepbxCsv, format!("a header of {n} names with calldate (FreePBX's CDR export)")));
     }
     sniff_record(head, 0, &mut fields).or_else(|| {
-        let (format, seen) = sniff_record(head, first.next, &mut fields)?;
+        let (format, seen) = sniff_record(head, second, &mut fields)?;
         Some((format, format!("{seen} on line 2 (line 1 is not one)")))
     })
 }
@@ -669,6 +673,21 @@ mod tests {
         let line = "\"\"Smith\" <1>\",\"SIP/1,30,tT\",\"2024-01-02 10:00:00\"";
         let want = texts(&["\"Smith\" <1>", "SIP/1,30,tT", "2024-01-02 10:00:00"]);
         assert_eq!(split(line, &[3, 2]).unwrap(), want);
+    }
+
+    #[test]
+    fn a_first_line_cut_inside_a_quote_is_sniffed_by_the_second() {
+        let record = "\"\",\"2889\",\"0924\",\"pre-rec\",\"\"\"2889\"\" <2889>\",\"SIP/2889-1\",\"Local/0924-1\",\
+                      \"Dial\",\"Local/0924,30,t\",\"2018-09-07 11:05:01\",\"2018-09-07 11:05:20\",\
+                      \"2018-09-07 11:05:20\",19,0,\"ANSWERED\",\"DOCUMENTATION\",\"1536293101.12458\",\"\"\n";
+        let opened = format!("\"\n{record}{record}");
+        assert!(split_record(opened.as_bytes(), 0, &mut Vec::new()).is_err());
+        for cut in ["\"\n", "TION\",\"15\n"] {
+            let head = format!("{cut}{record}{record}");
+            let (format, seen) = sniff(head.as_bytes()).unwrap();
+            assert_eq!(format, Format::AsteriskCsv, "{cut:?}");
+            assert!(seen.contains("line 2"));
+        }
     }
 
     #[test]
