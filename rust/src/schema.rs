@@ -87,6 +87,8 @@ pub const LEG: &str = "leg";
 /// Output column indexes of `cdr_kind` and `leg`: they follow the base columns.
 pub const KIND_COLUMN: usize = BASE_COLUMNS.len();
 pub const LEG_COLUMN: usize = BASE_COLUMNS.len() + 1;
+/// Output column index of the first key beyond the data model.
+pub const EXTRA_COLUMN: usize = BASE_COLUMNS.len() + 2;
 
 /// What a column holds once read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use super::split::{FieldKind, FieldSpan, RecordSpan, UnterminatedQuote, split_re
 use super::{Format, Input};
 use crate::error::Result;
 use crate::schema::{
-    self, AMAFLAGS_COLUMN, ASTERISK_EXTRA, BASE_COLUMNS, CALLER_NAME_COLUMN, CLID_COLUMN, START_COLUMN,
+    self, AMAFLAGS_COLUMN, ASTERISK_EXTRA, BASE_COLUMNS, CALLER_NAME_COLUMN, CLID_COLUMN, EXTRA_COLUMN, START_COLUMN,
 };
 use crate::values::{Timestamp, parse_timestamp};
 
@@ -71,7 +71,7 @@ fn width_layout(n: usize) -> Layout {
     let optional = if n >= 19 { n - 19 } else { n - 16 };
     columns.extend([17, 18].into_iter().take(optional));
     if n >= 19 {
-        columns.extend((0..ASTERISK_EXTRA.len()).map(|k| BASE_COLUMNS.len() + 2 + k));
+        columns.extend((0..ASTERISK_EXTRA.len()).map(|k| EXTRA_COLUMN + k));
     }
     Layout { columns, lastdata: None }
 }
@@ -249,10 +249,10 @@ pub fn map_columns(names: &[String]) -> std::result::Result<(Vec<usize>, Vec<Str
             None if known == schema::CDR_KIND || known == schema::LEG => SKIPPED,
             None if known.is_empty() => return Err("empty column name".into()),
             None => match extra.iter().position(|e| e == known) {
-                Some(k) => BASE_COLUMNS.len() + 2 + k,
+                Some(k) => EXTRA_COLUMN + k,
                 None => {
                     extra.push(known.to_string());
-                    BASE_COLUMNS.len() + 2 + extra.len() - 1
+                    EXTRA_COLUMN + extra.len() - 1
                 }
             },
         };
@@ -435,7 +435,7 @@ pub(super) fn split_freepbx(
 ) -> std::result::Result<std::result::Result<RecordSpan, UnterminatedQuote>, (RecordSpan, String)> {
     let split = split_record(buf, pos, fields);
     if split.is_ok() && fields.len() == width {
-        unquote_commas(buf, fields);
+        unquote(buf, fields, true);
         return Ok(split);
     }
     match reassemble(buf, pos, width, fields, Quoting::Freepbx) {
@@ -464,19 +464,30 @@ pub(super) fn split_custom(
     if !fields.iter().any(|f| unpaired_quote(buf, f)) {
         return Ok(split);
     }
-    let fits = |w: usize, fields: &mut Vec<FieldSpan>| reassemble(buf, pos, w, fields, Quoting::Literal);
-    let fitting: Vec<usize> =
-        widths.iter().copied().filter(|&w| matches!(fits(w, fields), Reassembly::Fields(_))).collect();
-    let reason = match (fitting.as_slice(), fits(fitting.first().copied().unwrap_or(widths[0]), fields)) {
-        ([_], Reassembly::Fields(line)) => {
-            unquote_literal(buf, fields);
-            return Ok(Ok(line));
+    // Exactly one width must fit, in exactly one way.
+    let (mut found, mut reason) = (None, None);
+    for &width in widths {
+        match reassemble(buf, pos, width, fields, Quoting::Literal) {
+            Reassembly::Fields(_) if found.is_some() => {
+                let reason = "its comma-separated parts fit more than one width of the template";
+                return Err((record, reason.into()));
+            }
+            Reassembly::Fields(line) => found = Some((line, fields.clone())),
+            Reassembly::Ambiguous(_, why) => reason = reason.or(Some(why)),
+            Reassembly::TooFew => {}
         }
-        (_, Reassembly::Ambiguous(_, reason)) => reason,
-        (_, Reassembly::Fields(_)) => "its comma-separated parts fit more than one width of the template".into(),
-        (_, Reassembly::TooFew) => "a quote closed that no field opened, and too few parts to rejoin".into(),
-    };
-    Err((record, reason))
+    }
+    match found {
+        Some((line, rejoined)) => {
+            *fields = rejoined;
+            unquote(buf, fields, false);
+            Ok(Ok(line))
+        }
+        None => {
+            let reason = reason.unwrap_or_else(|| "a quote closed that no field opened, and too few parts".into());
+            Err((record, reason))
+        }
+    }
 }
 
 /// A field holding a quote RFC 4180 did not pair (`"a" <1>`, `""Doe`).
@@ -484,23 +495,15 @@ fn unpaired_quote(buf: &[u8], f: &FieldSpan) -> bool {
     f.kind == FieldKind::Plain && memchr::memchr(b'"', &buf[f.start..f.end]).is_some()
 }
 
-/// Fields RFC 4180 read whole with a template's literal quotes still
-/// around them (`""Alice" <1>"`: the inner quotes are not doubled) lose
-/// those quotes.
-fn unquote_literal(buf: &[u8], fields: &mut [FieldSpan]) {
+/// Quoted fields RFC 4180 read whole with their quotes still around them
+/// (the inner quotes not doubled, `"a"b "c,d"`, `""Alice" <1>"`) lose those
+/// quotes. FreePBX's old export quotes only a field with a comma
+/// (`with_comma`): a comma outside RFC's quotes is never in a raw value.
+/// A cdr_custom template quoting literally quotes any field.
+fn unquote(buf: &[u8], fields: &mut [FieldSpan], with_comma: bool) {
     for f in fields.iter_mut().filter(|f| f.kind == FieldKind::Plain && f.end - f.start >= 2) {
-        if buf[f.start] == b'"' && buf[f.end - 1] == b'"' {
-            *f = FieldSpan { start: f.start + 1, end: f.end - 1, kind: FieldKind::Quoted };
-        }
-    }
-}
-
-/// The old export's quoted field whose inner quotes RFC 4180 took for a
-/// quoted token and text (`"a"b "c,d"`): a comma outside RFC's quotes is
-/// never in a raw value, so the outer quotes are the export's.
-fn unquote_commas(buf: &[u8], fields: &mut [FieldSpan]) {
-    for f in fields.iter_mut().filter(|f| f.kind == FieldKind::Plain && f.end - f.start >= 2) {
-        if buf[f.start] == b'"' && buf[f.end - 1] == b'"' && memchr::memchr(b',', &buf[f.start..f.end]).is_some() {
+        let text = &buf[f.start..f.end];
+        if text[0] == b'"' && text[text.len() - 1] == b'"' && (!with_comma || memchr::memchr(b',', text).is_some()) {
             *f = FieldSpan { start: f.start + 1, end: f.end - 1, kind: FieldKind::Quoted };
         }
     }

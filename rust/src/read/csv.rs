@@ -33,7 +33,7 @@ use super::{asterisk, webui};
 use crate::error::{Error, Reject, Result};
 use crate::schema::{
     self, AMAFLAGS_COLUMN, BASE_COLUMNS, BILLSEC_COLUMN, CALLER_NAME_COLUMN, CLID_COLUMN, ColumnType, DST_COLUMN,
-    KIND_COLUMN, LASTDATA_COLUMN, LEG_COLUMN, SRC_COLUMN, START_COLUMN,
+    EXTRA_COLUMN, KIND_COLUMN, LASTDATA_COLUMN, LEG_COLUMN, SRC_COLUMN, START_COLUMN,
 };
 use crate::values::{Gaps, Timestamp, parse_int, parse_timestamp};
 
@@ -436,7 +436,7 @@ fn read_layout(input: &Input, pos: usize, dialect: Dialect) -> Result<(FileLayou
                     return Err(header_error(format!("duplicate column {label:?} in header")));
                 }
                 extra.push(name.to_string());
-                BASE_COLUMNS.len() + 2 + extra.len() - 1
+                EXTRA_COLUMN + extra.len() - 1
             }
         };
         if columns.contains(&column) {

@@ -18,8 +18,8 @@ use super::pushdown::{COUNTERS, Pushdown};
 use super::{Input, Locator, OnError, ReadOptions, ReadOutput, encoding};
 use crate::error::{Error, Reject, Result};
 use crate::schema::{
-    self, BASE_COLUMNS, BILLSEC_COLUMN, ColumnType, DST_COLUMN, KIND_COLUMN, LEG_COLUMN, MAX_COLUMNS, SRC_COLUMN,
-    START_COLUMN,
+    self, BASE_COLUMNS, BILLSEC_COLUMN, ColumnType, DST_COLUMN, EXTRA_COLUMN, KIND_COLUMN, LEG_COLUMN, MAX_COLUMNS,
+    SRC_COLUMN, START_COLUMN,
 };
 use crate::values::{Gaps, Timestamp, parse_int, parse_timestamp};
 
@@ -325,7 +325,7 @@ impl<'a> Builder<'a> {
         if set.names.len() > MAX_COLUMNS {
             return Err(self.too_many_columns(set));
         }
-        let extra = set.names.len() - OWN_COLUMNS;
+        let extra = set.names.len() - EXTRA_COLUMN;
         if let (true, Some(last)) = (extra > 0, set.rows.last()) {
             let cells = (self.rows + set.rows.len()).saturating_mul(extra);
             if let Err(reason) = sparse_enough(cells, last.end.saturating_sub(self.base)) {
@@ -527,15 +527,22 @@ fn check_row(
     Ok(())
 }
 
+/// An error if `columns` named in all by `source`'s parts are more than
+/// [`MAX_COLUMNS`].
+pub fn few_enough_columns(source: &str, columns: usize) -> Result<()> {
+    if columns <= MAX_COLUMNS {
+        return Ok(());
+    }
+    let reason = format!("more than {MAX_COLUMNS} columns named: not a CDR export");
+    Err(Error::Input { source: source.to_string(), reason })
+}
+
 /// Values of columns beyond the data model (mostly nulls, 16 bytes each in
 /// Arrow) a read may build per byte of input, past the first 65 536: one
 /// record naming 980 keys then 100 000 records of one key made 1.7 GB of
 /// nulls of 1.2 MB. A UCM export's extra keys are in every record, at
 /// well under one value per 10 bytes.
 const EXTRA_VALUES_PER_BYTE: usize = 1;
-
-/// Columns every frame has: the data model's, `cdr_kind` and `leg`.
-const OWN_COLUMNS: usize = BASE_COLUMNS.len() + 2;
 
 /// `Err` (the reason) where `values` beyond the data model from `bytes` of
 /// input are more than [`EXTRA_VALUES_PER_BYTE`] allows.
@@ -566,12 +573,9 @@ pub fn merge(source: &str, outputs: Vec<ReadOutput>, bytes: usize) -> Result<Rea
         }
     }
     // Each chunk had few enough; their union is what would be built.
-    if fields.len() > MAX_COLUMNS {
-        let reason = format!("more than {MAX_COLUMNS} columns named: not a CDR export");
-        return Err(Error::Input { source: source.to_string(), reason });
-    }
+    few_enough_columns(source, fields.len())?;
     let rows: usize = outputs.iter().map(ReadOutput::num_rows).sum();
-    let extra = fields.len().saturating_sub(OWN_COLUMNS);
+    let extra = fields.len().saturating_sub(EXTRA_COLUMN);
     sparse_enough(rows.saturating_mul(extra), bytes)
         .map_err(|reason| Error::Input { source: source.into(), reason })?;
     let schema = Arc::new(arrow_schema::Schema::new(fields));

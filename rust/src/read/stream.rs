@@ -23,9 +23,8 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use super::csv::{CsvPlan, Dialect, read_window};
 use super::decompress::Decoder;
 use super::pushdown::{Pushdown, RowFilter};
-use super::{Encoding, Format, Input, ReadOptions, ReadOutput, STOPPED, encoding, json, xml};
+use super::{Encoding, Format, Input, ReadOptions, ReadOutput, STOPPED, encoding, json, records, xml};
 use crate::error::{Error, Result};
-use crate::schema::MAX_COLUMNS;
 
 /// Bytes of CSV per window and worker thread. The reader holds up to three
 /// windows (one handed over, one in the channel, one being parsed) and a
@@ -566,10 +565,7 @@ pub fn column_names(input: Input, format: Format, options: &ReadOptions) -> Resu
                 names.push(field.name().clone());
             }
         }
-        if names.len() > MAX_COLUMNS {
-            let reason = format!("more than {MAX_COLUMNS} columns named: not a CDR export");
-            return Err(Error::Input { source: stream.input.name.clone(), reason });
-        }
+        records::few_enough_columns(&stream.input.name, names.len())?;
     }
     Ok((names, stream.format))
 }
